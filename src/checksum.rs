@@ -1,0 +1,218 @@
+//! Streaming SHA-256: of a file, of bytes as they are copied, of many files at once.
+//!
+//! Recordings are tens of gigabytes, so nothing here holds a file in memory:
+//! files are read in [`READ_BUF_SIZE`] chunks, and [`HashingWriter`] /
+//! [`HashingReader`] hash bytes while they move, so that every byte is hashed
+//! exactly once on each side of the offload. Digests are lowercase hex, as in
+//! `sha256sum` output and the manifest's `checksum.value`.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+/// Read size for hashing files: large enough that syscalls vanish from the
+/// profile, small enough to stay in L2 cache.
+pub const READ_BUF_SIZE: usize = 1 << 20;
+
+/// The result of hashing a stream: its lowercase hex SHA-256 and its length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    /// 64 lowercase hex characters.
+    pub sha256: String,
+    /// Number of bytes hashed.
+    pub size: u64,
+}
+
+/// True when `s` looks like a SHA-256 digest as we write them: 64 lowercase hex chars.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Lowercase hex of a finished hasher.
+fn hex(hasher: Sha256) -> String {
+    let digest = hasher.finalize();
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+    }
+    out
+}
+
+/// Hashes everything `reader` yields, `buf_size` bytes at a time.
+pub fn hash_reader<R: Read>(mut reader: R, buf_size: usize) -> io::Result<FileDigest> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; buf_size.max(4096)];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(FileDigest {
+        sha256: hex(hasher),
+        size,
+    })
+}
+
+/// Hashes a file by streaming it. Errors carry the path.
+pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
+    let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let file = File::open(path).map_err(with_path)?;
+    hash_reader(file, READ_BUF_SIZE).map_err(with_path)
+}
+
+/// Hashes many files in parallel on rayon's pool (`RAYON_NUM_THREADS` sets
+/// its size), each file streamed once. Results come back in input order.
+pub fn hash_files_parallel(paths: &[PathBuf]) -> Vec<io::Result<FileDigest>> {
+    paths.par_iter().map(|p| hash_file(p)).collect()
+}
+
+/// A `Write` adapter that hashes every byte written through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`; nothing hashed yet.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// Bytes accepted so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.size
+    }
+
+    /// The inner writer, e.g. to fsync the file behind it.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The inner writer, read-only.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// Ends hashing; returns the inner writer and the digest of all bytes written.
+    pub fn finish(self) -> (W, FileDigest) {
+        let digest = FileDigest {
+            sha256: hex(self.hasher),
+            size: self.size,
+        };
+        (self.inner, digest)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Hash only what the inner writer accepted, so the digest always
+        // describes exactly the bytes that reached it.
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A `Read` adapter that hashes every byte read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`; nothing hashed yet.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.size
+    }
+
+    /// Ends hashing; returns the inner reader and the digest of all bytes read.
+    pub fn finish(self) -> (R, FileDigest) {
+        let digest = FileDigest {
+            sha256: hex(self.hasher),
+            size: self.size,
+        };
+        (self.inner, digest)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn known_vectors() {
+        assert_eq!(hash_reader(&b"abc"[..], 4096).unwrap().sha256, ABC);
+        let empty = hash_reader(&b""[..], 4096).unwrap();
+        assert_eq!((empty.sha256.as_str(), empty.size), (EMPTY, 0));
+    }
+
+    #[test]
+    fn adapters_agree_with_reader() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let direct = hash_reader(&data[..], 1000).unwrap();
+
+        let mut w = HashingWriter::new(Vec::new());
+        for chunk in data.chunks(4097) {
+            w.write_all(chunk).unwrap();
+        }
+        let (copy, from_writer) = w.finish();
+        assert_eq!(copy, data);
+        assert_eq!(from_writer, direct);
+
+        let mut r = HashingReader::new(&data[..]);
+        io::copy(&mut r, &mut io::sink()).unwrap();
+        assert_eq!(r.finish().1, direct);
+    }
+
+    #[test]
+    fn hex_rule() {
+        assert!(is_sha256_hex(ABC));
+        assert!(!is_sha256_hex(&ABC.to_uppercase()));
+        assert!(!is_sha256_hex(&ABC[1..]));
+        assert!(!is_sha256_hex(&format!("{}g", &ABC[1..])));
+    }
+}

@@ -1,0 +1,116 @@
+//! What every program's `main` shares: exit codes, logging, flag helpers.
+//!
+//! Exit codes are the suite's convention, listed in each man page:
+//! [`EXIT_OK`] success, [`EXIT_FAILURE`] the operation failed or found
+//! problems, [`EXIT_USAGE`] a usage or configuration error.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// The operation failed, or found problems.
+pub const EXIT_FAILURE: u8 = 1;
+/// Usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Sets up `env_logger`: `RUST_LOG` sets the level (default `info`), lines go
+/// to stderr so stdout stays clean for data and `--json`.
+pub fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+}
+
+/// A failure of a program, carrying its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// [`EXIT_FAILURE`] or [`EXIT_USAGE`].
+    pub code: u8,
+    /// What to print after `program: `.
+    pub message: String,
+}
+
+impl Failure {
+    /// A usage or configuration error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    /// An operational failure (exit 1).
+    pub fn failed(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<pico_args::Error> for Failure {
+    fn from(e: pico_args::Error) -> Self {
+        Failure::usage(format!("{e}; see --help"))
+    }
+}
+
+impl From<crate::config::ConfigError> for Failure {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+/// Turns a program's result into its exit code, printing a failure as
+/// `program: message` on stderr.
+pub fn finish(program: &str, result: Result<u8, Failure>) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("{program}: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Prints `text` for `--help`, or the version for `--version`; true if it did.
+pub fn help_or_version(args: &mut pico_args::Arguments, program: &str, help: &str) -> bool {
+    if args.contains(["-h", "--help"]) {
+        print!("{help}");
+        return true;
+    }
+    if args.contains(["-V", "--version"]) {
+        println!("{program} {}", env!("CARGO_PKG_VERSION"));
+        return true;
+    }
+    false
+}
+
+/// Fails on any argument left over after parsing, naming it.
+pub fn reject_leftovers(args: pico_args::Arguments) -> Result<(), Failure> {
+    let rest: Vec<OsString> = args.finish();
+    match rest.first() {
+        None => Ok(()),
+        Some(a) if a.to_string_lossy().starts_with('-') => Err(Failure::usage(format!(
+            "unknown flag {}; see --help",
+            a.to_string_lossy()
+        ))),
+        Some(a) => Err(Failure::usage(format!(
+            "unexpected argument {:?}; see --help",
+            a.to_string_lossy()
+        ))),
+    }
+}
+
+/// The remaining free arguments as paths (for `MANIFEST...` style lists).
+pub fn free_paths(args: pico_args::Arguments) -> Result<Vec<PathBuf>, Failure> {
+    let rest = args.finish();
+    if let Some(flag) = rest.iter().find(|a| a.to_string_lossy().starts_with('-')) {
+        return Err(Failure::usage(format!(
+            "unknown flag {}; see --help",
+            flag.to_string_lossy()
+        )));
+    }
+    Ok(rest.into_iter().map(PathBuf::from).collect())
+}

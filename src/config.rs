@@ -1,0 +1,445 @@
+//! Configuration: the Pi's and the server's `config.yaml` of PROTOCOL.md.
+//!
+//! One file format serves both machines: a Pi's file normally holds `offload:`
+//! (and our `node:` and `recording:`), the server's `storage:`, `server:` and
+//! `processing:`; every section and every key is optional and takes the seed's
+//! default when absent, so the seed's two example files parse as they are and
+//! one file can configure the whole rig on a single machine.
+//!
+//! Unknown keys and wrong types are errors that name the key and its line:
+//! a misspelt `retry_cuont` must not silently fall back to a default on a
+//! sideline.
+//!
+//! Where the file is found, first match wins: the program's `--config PATH`,
+//! then `$SOCCER_RIG_CONFIG`, then [`DEFAULT_CONFIG_PATH`]. A path given by
+//! flag or environment must exist; the default path may be absent, and then
+//! every default applies. Command-line flags override file values
+//! (flag > env > file > default).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::CameraId;
+
+/// Where programs look for their configuration when not told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/soccer-rig/config.yaml";
+
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "SOCCER_RIG_CONFIG";
+
+/// Bytes in one of the config's gigabytes. Sizes in the seed (`_gb`) are
+/// decimal gigabytes, like disk vendors and `df -H`.
+pub const GB: f64 = 1e9;
+
+/// A configuration problem: the file, and what is wrong (with key and line).
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file involved, when there is one.
+    pub path: Option<PathBuf>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "config {}: {}", p.display(), self.message),
+            None => write!(f, "config: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Pi: how and where to offload (PROTOCOL.md `offload:`).
+    pub offload: OffloadConfig,
+    /// Server: where recordings are kept (PROTOCOL.md `storage:`).
+    pub storage: StorageConfig,
+    /// Server: the HTTP daemon (PROTOCOL.md `server:`).
+    pub server: ServerConfig,
+    /// Server and Pi: ffmpeg and the panorama (PROTOCOL.md `processing:`).
+    pub processing: ProcessingConfig,
+    /// Pi: this node's identity and storage (our addition).
+    pub node: NodeConfig,
+    /// Pi: capture settings (our addition).
+    pub recording: RecordingConfig,
+}
+
+/// `offload:`: the Pi's upload client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OffloadConfig {
+    /// Base URL of rig-receive. Default `http://192.168.1.200:8081`.
+    pub server_url: String,
+    /// Offload from cron or the wrapper script without being asked. Default false.
+    pub auto_upload: bool,
+    /// rig-record offloads the recording right after writing its manifest. Default false.
+    pub upload_on_record_stop: bool,
+    /// Attempts per recording, the first included. Default 5.
+    pub retry_count: u32,
+    /// First retry delay; each later one doubles (5, 10, 20, 40 s). Default 5.
+    pub retry_delay_sec: f64,
+    /// Read/send buffer size in KiB. Default 1024.
+    pub chunk_size_kb: u32,
+    /// Compare the confirm digest with ours before marking offloaded. Default true.
+    pub verify_checksum: bool,
+    /// Delete the local recording once the confirm digest matched. Default false.
+    pub delete_after_confirm: bool,
+    /// Longest an upload request may take, in seconds. Default 3600.
+    pub upload_timeout_sec: u64,
+    /// Longest a TCP connect may take, in seconds. Default 10.
+    pub connect_timeout_sec: u64,
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        OffloadConfig {
+            server_url: "http://192.168.1.200:8081".into(),
+            auto_upload: false,
+            upload_on_record_stop: false,
+            retry_count: 5,
+            retry_delay_sec: 5.0,
+            chunk_size_kb: 1024,
+            verify_checksum: true,
+            delete_after_confirm: false,
+            upload_timeout_sec: 3600,
+            connect_timeout_sec: 10,
+        }
+    }
+}
+
+/// `storage:`: the server's directories.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Default `/data/soccer-rig/sessions`.
+    pub sessions_path: PathBuf,
+    /// Default `/data/soccer-rig/processing` (holds `jobs.json`).
+    pub processing_path: PathBuf,
+    /// Uploads in flight; same filesystem as `sessions_path` so the final
+    /// rename is atomic. Default `/data/soccer-rig/temp`.
+    pub temp_path: PathBuf,
+    /// Refuse uploads that would leave less free. Default 50.0 (GB).
+    pub min_free_space_gb: f64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig::under(Path::new("/data/soccer-rig"))
+    }
+}
+
+impl StorageConfig {
+    /// The three directories under one root, as PROTOCOL.md lays them out
+    /// (what `--root DIR` means for the server programs).
+    pub fn under(root: &Path) -> StorageConfig {
+        StorageConfig {
+            sessions_path: root.join("sessions"),
+            processing_path: root.join("processing"),
+            temp_path: root.join("temp"),
+            min_free_space_gb: 50.0,
+        }
+    }
+
+    /// Points the three directories at `root`, keeping the other settings.
+    pub fn set_root(&mut self, root: &Path) {
+        let floor = self.min_free_space_gb;
+        *self = StorageConfig::under(root);
+        self.min_free_space_gb = floor;
+    }
+}
+
+/// `server:`: rig-receive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address. Default `0.0.0.0`.
+    pub host: String,
+    /// Listen port. Default 8081.
+    pub port: u16,
+    /// Largest upload accepted (413 beyond). Default 50.0 (GB).
+    pub max_upload_size_gb: f64,
+    /// Longest one upload may take, in seconds. Default 3600.
+    pub upload_timeout_sec: u64,
+    /// Request worker threads. Default 8.
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "0.0.0.0".into(),
+            port: 8081,
+            max_upload_size_gb: 50.0,
+            upload_timeout_sec: 3600,
+            workers: 8,
+        }
+    }
+}
+
+/// `processing:`: ffmpeg and the panorama.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessingConfig {
+    /// ffmpeg binary, used by every program that runs it. Default `/usr/bin/ffmpeg`.
+    pub ffmpeg_path: PathBuf,
+    /// ffprobe binary. Default `/usr/bin/ffprobe`.
+    pub ffprobe_path: PathBuf,
+    /// Panorama codec, `h264` or `h265`. Default `h264`.
+    pub output_codec: String,
+    /// x264/x265 preset. Default `medium`.
+    pub output_preset: String,
+    /// Columns shared by neighbouring cameras, cross-faded. Default 100.
+    pub stitch_overlap_px: u32,
+    /// Widest panorama written; wider is scaled down (0 = no cap). Default 3840.
+    pub output_width: u32,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            ffmpeg_path: "/usr/bin/ffmpeg".into(),
+            ffprobe_path: "/usr/bin/ffprobe".into(),
+            output_codec: "h264".into(),
+            output_preset: "medium".into(),
+            stitch_overlap_px: 100,
+            output_width: 3840,
+        }
+    }
+}
+
+/// `node:`: a Pi's identity and storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Root of the Pi layout (`recordings/`, `manifests/`). Default `/mnt/nvme`.
+    pub storage_root: PathBuf,
+    /// This node's camera, `CAM_L`, `CAM_C` or `CAM_R`; its position follows. Default `CAM_C`.
+    pub camera_id: String,
+    /// Free space a recording without a set duration needs to start. Default 10.0 (GB).
+    pub min_free_space_gb: f64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            storage_root: "/mnt/nvme".into(),
+            camera_id: "CAM_C".into(),
+            min_free_space_gb: 10.0,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The configured camera, parsed.
+    pub fn camera(&self) -> Result<CameraId, ConfigError> {
+        CameraId::parse(&self.camera_id).map_err(|e| ConfigError {
+            path: None,
+            message: format!("node.camera_id: {e}"),
+        })
+    }
+}
+
+/// `recording:`: capture settings for rig-record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// `v4l2:/dev/videoN`, `cmd:<shell command>` or `test`. Default `v4l2:/dev/video0`.
+    pub source: String,
+    /// `h264` or `h265`. Default `h265`.
+    pub codec: String,
+    /// ffmpeg encoder; empty picks libx264/libx265 from `codec`. Default empty.
+    pub encoder: String,
+    /// Frame width. Default 3840.
+    pub width: u32,
+    /// Frame height. Default 2160.
+    pub height: u32,
+    /// Frames per second. Default 30.
+    pub fps: u32,
+    /// Target bitrate, Mbps. Default 30.
+    pub bitrate_mbps: u32,
+    /// Fragmented-MP4 fragment length, seconds. Default 1.0.
+    pub fragment_sec: f64,
+    /// Longest time written data may sit unsynced, seconds. Default 2.0.
+    pub fsync_interval_sec: f64,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            source: "v4l2:/dev/video0".into(),
+            codec: "h265".into(),
+            encoder: String::new(),
+            width: 3840,
+            height: 2160,
+            fps: 30,
+            bitrate_mbps: 30,
+            fragment_sec: 1.0,
+            fsync_interval_sec: 2.0,
+        }
+    }
+}
+
+impl Config {
+    /// Parses YAML text; `path` only labels errors.
+    pub fn from_yaml(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.map(Path::to_path_buf),
+            message,
+        };
+        // An empty file is a valid config: all defaults.
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config = serde_norway::from_str(text).map_err(|e| err(e.to_string()))?;
+        config.check().map_err(err)?;
+        Ok(config)
+    }
+
+    /// Finds and loads the configuration (see the module docs for the order).
+    pub fn load(flag: Option<&Path>) -> Result<Config, ConfigError> {
+        let env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty());
+        let (path, must_exist) = match (flag, env) {
+            (Some(p), _) => (p.to_path_buf(), true),
+            (None, Some(p)) => (PathBuf::from(p), true),
+            (None, None) => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::from_yaml(&text, Some(&path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                log::debug!("no {}; using built-in defaults", path.display());
+                Ok(Config::default())
+            }
+            Err(e) => Err(ConfigError {
+                path: Some(path),
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+
+    /// Range and enum checks serde cannot express; messages name the key.
+    pub fn check(&self) -> Result<(), String> {
+        let o = &self.offload;
+        if o.retry_count == 0 {
+            return Err("offload.retry_count: must be at least 1".into());
+        }
+        if !(o.retry_delay_sec.is_finite() && o.retry_delay_sec >= 0.0) {
+            return Err("offload.retry_delay_sec: must be a number >= 0".into());
+        }
+        if o.chunk_size_kb == 0 {
+            return Err("offload.chunk_size_kb: must be at least 1".into());
+        }
+        if !(o.server_url.starts_with("http://") || o.server_url.starts_with("https://")) {
+            return Err(format!(
+                "offload.server_url: must start with http:// or https://, got {:?}",
+                o.server_url
+            ));
+        }
+        for (key, v) in [
+            ("storage.min_free_space_gb", self.storage.min_free_space_gb),
+            ("server.max_upload_size_gb", self.server.max_upload_size_gb),
+            ("node.min_free_space_gb", self.node.min_free_space_gb),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{key}: must be a number >= 0, got {v}"));
+            }
+        }
+        if self.server.workers == 0 {
+            return Err("server.workers: must be at least 1".into());
+        }
+        for (key, codec) in [
+            ("processing.output_codec", &self.processing.output_codec),
+            ("recording.codec", &self.recording.codec),
+        ] {
+            if codec != "h264" && codec != "h265" {
+                return Err(format!("{key}: must be h264 or h265, got {codec:?}"));
+            }
+        }
+        self.node.camera().map_err(|e| e.message)?;
+        let r = &self.recording;
+        if r.width == 0 || r.height == 0 || r.fps == 0 || r.bitrate_mbps == 0 {
+            return Err("recording.width/height/fps/bitrate_mbps: must be positive".into());
+        }
+        for (key, v) in [
+            ("recording.fragment_sec", r.fragment_sec),
+            ("recording.fsync_interval_sec", r.fsync_interval_sec),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{key}: must be a number > 0, got {v}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole configuration as YAML, defaults filled in (for `--print-config`
+    /// style output and the example files).
+    pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_files_parse_as_they_are() {
+        let pi =
+            Config::from_yaml(include_str!("../tests/data/seed-pi-config.yaml"), None).unwrap();
+        assert_eq!(pi.offload, OffloadConfig::default());
+        let server =
+            Config::from_yaml(include_str!("../tests/data/seed-server-config.yaml"), None).unwrap();
+        assert_eq!(server, Config::default());
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let c = Config::default();
+        assert_eq!(c.offload.server_url, "http://192.168.1.200:8081");
+        assert_eq!((c.offload.retry_count, c.offload.retry_delay_sec), (5, 5.0));
+        assert_eq!(
+            c.storage.sessions_path,
+            Path::new("/data/soccer-rig/sessions")
+        );
+        assert_eq!(c.storage.min_free_space_gb, 50.0);
+        assert_eq!((c.server.host.as_str(), c.server.port), ("0.0.0.0", 8081));
+        assert_eq!(c.processing.stitch_overlap_px, 100);
+        assert_eq!(c.node.storage_root, Path::new("/mnt/nvme"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = Config::from_yaml("offload:\n  retry_count: 3\n  retry_cuont: 4\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retry_cuont"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let err = Config::from_yaml("server:\n  host: x\n  port: eighty\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("port"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn range_checks_name_the_key() {
+        let err = Config::from_yaml("processing:\n  output_codec: vp9\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("processing.output_codec"), "{err}");
+        let err = Config::from_yaml("node:\n  camera_id: CAM_Z\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("node.camera_id"), "{err}");
+    }
+}

@@ -1,0 +1,276 @@
+//! Running ffprobe (and, in later modules, ffmpeg) and reading what they say.
+//!
+//! [`probe`] runs `ffprobe -print_format json -show_format -show_streams` and
+//! extracts what a manifest needs: frame size, integer fps (from
+//! `r_frame_rate`), codec in manifest spelling (`hevc` becomes `h265`),
+//! bitrate, duration and container.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Why a probe failed. Each message says what to do.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The ffprobe binary is not there.
+    ToolMissing {
+        /// The path tried.
+        tool: PathBuf,
+    },
+    /// ffprobe ran but could not read the file.
+    Unreadable {
+        /// The video file.
+        file: PathBuf,
+        /// ffprobe's own words.
+        stderr: String,
+    },
+    /// The file has no video stream.
+    NoVideo {
+        /// The file.
+        file: PathBuf,
+    },
+    /// ffprobe's output lacked a needed field.
+    Field {
+        /// The file.
+        file: PathBuf,
+        /// The field that was missing or odd.
+        what: String,
+    },
+    /// Starting ffprobe failed for another reason.
+    Io {
+        /// The tool.
+        tool: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeError::ToolMissing { tool } => write!(
+                f,
+                "ffprobe not found at {}: install ffmpeg (apt-get install ffmpeg) \
+                 or set processing.ffprobe_path",
+                tool.display()
+            ),
+            ProbeError::Unreadable { file, stderr } => {
+                write!(
+                    f,
+                    "{}: not a readable video: {}",
+                    file.display(),
+                    stderr.trim()
+                )
+            }
+            ProbeError::NoVideo { file } => {
+                write!(f, "{}: has no video stream", file.display())
+            }
+            ProbeError::Field { file, what } => {
+                write!(f, "{}: ffprobe did not report {what}", file.display())
+            }
+            ProbeError::Io { tool, source } => {
+                write!(f, "cannot run {}: {source}", tool.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProbeError {}
+
+/// What ffprobe says about a video file, in manifest terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Frames per second as the manifest's integer (rounded `r_frame_rate`).
+    pub fps: u32,
+    /// The exact frame rate, e.g. 29.97.
+    pub fps_exact: f64,
+    /// `h264`, `h265`, or ffprobe's name for anything else.
+    pub codec: String,
+    /// Overall bitrate in bits per second, when known.
+    pub bitrate_bps: Option<u64>,
+    /// Duration in seconds.
+    pub duration_sec: f64,
+    /// `mp4` for ISO media files, else ffprobe's format name.
+    pub container: String,
+    /// The container's `creation_time` tag, when present.
+    pub creation_time: Option<String>,
+    /// Whether the file has an audio stream.
+    pub has_audio: bool,
+}
+
+impl Probe {
+    /// Bitrate rounded to whole Mbps, as the manifest's `video.bitrate_mbps`.
+    pub fn bitrate_mbps(&self) -> u32 {
+        self.bitrate_bps
+            .map(|b| ((b as f64) / 1e6).round() as u32)
+            .unwrap_or(0)
+    }
+}
+
+/// Runs ffprobe on `file`.
+pub fn probe(ffprobe: &Path, file: &Path) -> Result<Probe, ProbeError> {
+    let output = Command::new(ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
+        .arg(file)
+        .output()
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ProbeError::ToolMissing {
+                    tool: ffprobe.to_path_buf(),
+                }
+            } else {
+                ProbeError::Io {
+                    tool: ffprobe.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+    if !output.status.success() {
+        return Err(ProbeError::Unreadable {
+            file: file.to_path_buf(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    let json: Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| ProbeError::Unreadable {
+            file: file.to_path_buf(),
+            stderr: format!("ffprobe printed no JSON ({e})"),
+        })?;
+    parse_probe_json(&json, file)
+}
+
+/// Interprets ffprobe's JSON (separate from [`probe`] so it can be tested on text).
+pub fn parse_probe_json(json: &Value, file: &Path) -> Result<Probe, ProbeError> {
+    let field = |what: &str| ProbeError::Field {
+        file: file.to_path_buf(),
+        what: what.to_string(),
+    };
+    let streams = json["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .ok_or_else(|| ProbeError::NoVideo {
+            file: file.to_path_buf(),
+        })?;
+    let has_audio = streams.iter().any(|s| s["codec_type"] == "audio");
+    let format = &json["format"];
+
+    let dim = |key: &str| {
+        video[key]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|&v| v > 0)
+            .ok_or_else(|| field(&format!("video {key}")))
+    };
+    let width = dim("width")?;
+    let height = dim("height")?;
+
+    let fps_exact = parse_rate(video["r_frame_rate"].as_str().unwrap_or(""))
+        .or_else(|| parse_rate(video["avg_frame_rate"].as_str().unwrap_or("")))
+        .ok_or_else(|| field("a frame rate (r_frame_rate)"))?;
+
+    let codec = match video["codec_name"].as_str() {
+        Some("hevc") => "h265".to_string(),
+        Some(other) => other.to_string(),
+        None => return Err(field("codec_name")),
+    };
+
+    // Fragmented MP4 often lacks per-stream duration and bitrate; the
+    // format-level values are the reliable ones.
+    let number = |v: &Value| -> Option<f64> {
+        v.as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .or_else(|| v.as_f64())
+    };
+    let duration_sec = number(&format["duration"])
+        .or_else(|| number(&video["duration"]))
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .ok_or_else(|| field("a duration"))?;
+    let bitrate_bps = number(&format["bit_rate"])
+        .or_else(|| number(&video["bit_rate"]))
+        .map(|b| b as u64);
+
+    let format_name = format["format_name"].as_str().unwrap_or("");
+    let container = if format_name.split(',').any(|f| f == "mp4") {
+        "mp4".to_string()
+    } else {
+        format_name.to_string()
+    };
+    let creation_time = format["tags"]["creation_time"].as_str().map(str::to_string);
+
+    Ok(Probe {
+        width,
+        height,
+        fps: fps_exact.round() as u32,
+        fps_exact,
+        codec,
+        bitrate_bps,
+        duration_sec,
+        container,
+        creation_time,
+        has_audio,
+    })
+}
+
+/// Parses `30/1` or `30000/1001`; `None` for `0/0` and junk.
+fn parse_rate(s: &str) -> Option<f64> {
+    let (n, d) = s.split_once('/')?;
+    let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+    (n > 0.0 && d > 0.0).then(|| n / d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("30/1"), Some(30.0));
+        assert_eq!(parse_rate("30000/1001").map(|r| r.round()), Some(30.0));
+        assert_eq!(parse_rate("0/0"), None);
+        assert_eq!(parse_rate("x"), None);
+    }
+
+    #[test]
+    fn parses_fragmented_mp4_json() {
+        let json: Value = serde_json::from_str(
+            r#"{"streams":[{"codec_type":"video","codec_name":"hevc","width":320,
+               "height":180,"r_frame_rate":"15/1"}],
+               "format":{"format_name":"mov,mp4,m4a,3gp,3g2,mj2","duration":"3.000000",
+               "bit_rate":"123456"}}"#,
+        )
+        .unwrap();
+        let p = parse_probe_json(&json, Path::new("x.mp4")).unwrap();
+        assert_eq!((p.width, p.height, p.fps), (320, 180, 15));
+        assert_eq!((p.codec.as_str(), p.container.as_str()), ("h265", "mp4"));
+        assert_eq!(p.duration_sec, 3.0);
+        assert_eq!(p.bitrate_bps, Some(123456));
+        assert!(!p.has_audio);
+    }
+
+    #[test]
+    fn no_video_stream_is_an_error() {
+        let json: Value = serde_json::from_str(r#"{"streams":[{"codec_type":"audio"}]}"#).unwrap();
+        let err = parse_probe_json(&json, Path::new("a.mp4")).unwrap_err();
+        assert!(err.to_string().contains("no video stream"));
+    }
+
+    #[test]
+    fn missing_tool_says_how_to_fix() {
+        let err = probe(Path::new("/nonexistent/ffprobe"), Path::new("x.mp4")).unwrap_err();
+        assert!(err.to_string().contains("apt-get install ffmpeg"), "{err}");
+    }
+}

@@ -1,0 +1,226 @@
+//! Every path of the Pi and server storage layouts of PROTOCOL.md.
+//!
+//! No other code builds these paths by hand. Path components come only from
+//! parsed IDs ([`crate::ids`]), which cannot contain `/` or `..`, so every
+//! path here stays under its root.
+//!
+//! ```text
+//! Pi (root = node.storage_root)          server (storage.*)
+//! recordings/S/C/S_C.mp4                 sessions/S/C/recording.mp4
+//! manifests/S/C/S_C.json                 sessions/S/C/manifest.json
+//! manifests/S/C/S_C.offload.json         sessions/S/C/recording.sha256
+//! .rig-upload.lock                       sessions/S/stitched/panorama.mp4
+//!                                        processing/jobs.json (+ jobs.lock)
+//!                                        temp/
+//! ```
+//!
+//! Two files extend PROTOCOL.md's layout: the Pi's `S_C.offload.json` (the
+//! offload state, beside the manifest) and the server's `recording.sha256`,
+//! the digest computed while receiving, in `sha256sum -c` format, so confirm
+//! never re-reads a 20 GB file and an admin can check it with coreutils.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::StorageConfig;
+use crate::ids::{CameraId, RecordingId, SessionId};
+
+/// The Pi's layout under its storage root (default `/mnt/nvme`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PiLayout {
+    /// The storage root.
+    pub root: PathBuf,
+}
+
+impl PiLayout {
+    /// The layout under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> PiLayout {
+        PiLayout { root: root.into() }
+    }
+
+    /// `recordings/`
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.root.join("recordings")
+    }
+
+    /// `manifests/`
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.root.join("manifests")
+    }
+
+    /// `recordings/S/C/`
+    pub fn recording_dir(&self, rec: &RecordingId) -> PathBuf {
+        self.recordings_dir()
+            .join(rec.session.as_str())
+            .join(rec.camera.as_str())
+    }
+
+    /// `recordings/S/C/S_C.mp4`
+    pub fn recording(&self, rec: &RecordingId) -> PathBuf {
+        self.recording_dir(rec).join(rec.video_file_name())
+    }
+
+    /// `manifests/S/C/`
+    pub fn manifest_dir(&self, rec: &RecordingId) -> PathBuf {
+        self.manifests_dir()
+            .join(rec.session.as_str())
+            .join(rec.camera.as_str())
+    }
+
+    /// `manifests/S/C/S_C.json`
+    pub fn manifest(&self, rec: &RecordingId) -> PathBuf {
+        self.manifest_dir(rec).join(format!("{rec}.json"))
+    }
+
+    /// `manifests/S/C/S_C.offload.json`: the offload state of one recording.
+    pub fn offload_state(&self, rec: &RecordingId) -> PathBuf {
+        self.manifest_dir(rec).join(format!("{rec}.offload.json"))
+    }
+
+    /// `.rig-upload.lock`: held by the one rig-upload allowed to run.
+    pub fn upload_lock(&self) -> PathBuf {
+        self.root.join(".rig-upload.lock")
+    }
+}
+
+/// The server's layout (PROTOCOL.md "On Server").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLayout {
+    /// `sessions/`
+    pub sessions: PathBuf,
+    /// `processing/`
+    pub processing: PathBuf,
+    /// Uploads in flight.
+    pub temp: PathBuf,
+}
+
+impl ServerLayout {
+    /// The layout the storage config describes.
+    pub fn from_config(storage: &StorageConfig) -> ServerLayout {
+        ServerLayout {
+            sessions: storage.sessions_path.clone(),
+            processing: storage.processing_path.clone(),
+            temp: storage.temp_path.clone(),
+        }
+    }
+
+    /// The layout with all three directories under one root.
+    pub fn under(root: &Path) -> ServerLayout {
+        ServerLayout::from_config(&StorageConfig::under(root))
+    }
+
+    /// `sessions/S/`
+    pub fn session_dir(&self, session: &SessionId) -> PathBuf {
+        self.sessions.join(session.as_str())
+    }
+
+    /// `sessions/S/C/`
+    pub fn camera_dir(&self, session: &SessionId, camera: CameraId) -> PathBuf {
+        self.session_dir(session).join(camera.as_str())
+    }
+
+    /// `sessions/S/C/recording.mp4`
+    pub fn recording(&self, session: &SessionId, camera: CameraId) -> PathBuf {
+        self.camera_dir(session, camera).join("recording.mp4")
+    }
+
+    /// `sessions/S/C/manifest.json`
+    pub fn manifest(&self, session: &SessionId, camera: CameraId) -> PathBuf {
+        self.camera_dir(session, camera).join("manifest.json")
+    }
+
+    /// `sessions/S/C/recording.sha256`: the digest computed at receive time.
+    pub fn digest(&self, session: &SessionId, camera: CameraId) -> PathBuf {
+        self.camera_dir(session, camera).join("recording.sha256")
+    }
+
+    /// `sessions/S/stitched/`
+    pub fn stitched_dir(&self, session: &SessionId) -> PathBuf {
+        self.session_dir(session).join("stitched")
+    }
+
+    /// `sessions/S/stitched/panorama.mp4`
+    pub fn panorama(&self, session: &SessionId) -> PathBuf {
+        self.stitched_dir(session).join("panorama.mp4")
+    }
+
+    /// `processing/jobs.json`
+    pub fn jobs_file(&self) -> PathBuf {
+        self.processing.join("jobs.json")
+    }
+
+    /// `processing/jobs.lock`: serializes read-modify-write of `jobs.json`.
+    pub fn jobs_lock(&self) -> PathBuf {
+        self.processing.join("jobs.lock")
+    }
+
+    /// The temp directory for uploads in flight.
+    pub fn temp_dir(&self) -> &Path {
+        &self.temp
+    }
+}
+
+/// The line `recording.sha256` holds: `sha256sum` format.
+pub fn digest_line(sha256: &str) -> String {
+    format!("{sha256}  recording.mp4\n")
+}
+
+/// The digest from a `recording.sha256` line, if it is well-formed.
+pub fn parse_digest_line(text: &str) -> Option<String> {
+    let hex = text.split_whitespace().next()?;
+    crate::checksum::is_sha256_hex(hex).then(|| hex.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> RecordingId {
+        RecordingId::parse("GAME_20240315_140000_CAM_C").unwrap()
+    }
+
+    #[test]
+    fn pi_paths_match_protocol() {
+        let pi = PiLayout::new("/mnt/nvme");
+        assert_eq!(
+            pi.recording(&rec()),
+            Path::new(
+                "/mnt/nvme/recordings/GAME_20240315_140000/CAM_C/GAME_20240315_140000_CAM_C.mp4"
+            )
+        );
+        assert_eq!(
+            pi.manifest(&rec()),
+            Path::new(
+                "/mnt/nvme/manifests/GAME_20240315_140000/CAM_C/GAME_20240315_140000_CAM_C.json"
+            )
+        );
+    }
+
+    #[test]
+    fn server_paths_match_protocol() {
+        let s = ServerLayout::from_config(&StorageConfig::default());
+        let r = rec();
+        assert_eq!(
+            s.recording(&r.session, r.camera),
+            Path::new("/data/soccer-rig/sessions/GAME_20240315_140000/CAM_C/recording.mp4")
+        );
+        assert_eq!(
+            s.manifest(&r.session, r.camera),
+            Path::new("/data/soccer-rig/sessions/GAME_20240315_140000/CAM_C/manifest.json")
+        );
+        assert_eq!(
+            s.panorama(&r.session),
+            Path::new("/data/soccer-rig/sessions/GAME_20240315_140000/stitched/panorama.mp4")
+        );
+        assert_eq!(
+            s.jobs_file(),
+            Path::new("/data/soccer-rig/processing/jobs.json")
+        );
+    }
+
+    #[test]
+    fn digest_line_round_trip() {
+        let h = "ab".repeat(32);
+        assert_eq!(parse_digest_line(&digest_line(&h)), Some(h));
+        assert_eq!(parse_digest_line("nonsense  recording.mp4"), None);
+    }
+}

@@ -1,0 +1,662 @@
+//! The recording manifest of PROTOCOL.md: types, validation, JSON I/O.
+//!
+//! Validation works on the JSON document itself, not on the typed structs, so
+//! that it can report *every* problem at once, each with its field path
+//! (`video.resolution.width: must be a positive integer`), where a typed
+//! parse would stop at the first. [`Manifest::from_json`] validates and then
+//! parses; [`Manifest::validate`] checks a manifest built in code before it is
+//! written. Fields this version does not know are kept on a round trip (each
+//! struct carries an `extra` map), and output keeps the key order of the
+//! PROTOCOL.md example.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::checksum::is_sha256_hex;
+use crate::ids::{CameraId, Position, RecordingId, SessionId};
+
+/// The manifest format version this code writes.
+pub const MANIFEST_VERSION: &str = "1.0";
+
+/// A whole manifest. Field order is the key order of PROTOCOL.md's example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version, `"1.0"`.
+    pub version: String,
+    /// Which recording this is.
+    pub recording: RecordingInfo,
+    /// The video file.
+    pub file: FileInfo,
+    /// Video stream properties.
+    pub video: VideoInfo,
+    /// When it was recorded.
+    pub timing: Timing,
+    /// The file's digest.
+    pub checksum: ChecksumInfo,
+    /// The Pi that recorded it (optional block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceInfo>,
+    /// Recording quality figures (optional block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityInfo>,
+    /// Fields this version does not know; kept as they came.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `recording.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingInfo {
+    /// `{session_id}_{camera_id}`.
+    pub id: String,
+    /// Session identifier.
+    pub session_id: String,
+    /// `CAM_L`, `CAM_C` or `CAM_R`.
+    pub camera_id: String,
+    /// `left`, `center` or `right`, matching the camera.
+    pub position: String,
+    /// Unknown fields, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `file.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// `{recording.id}.mp4`.
+    pub name: String,
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// Always `mp4`.
+    pub container: String,
+    /// `h264` or `h265`.
+    pub codec: String,
+    /// Unknown fields, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `video.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    /// Frame size.
+    pub resolution: Resolution,
+    /// Frames per second, as an integer.
+    pub fps: u32,
+    /// Target bitrate in Mbps.
+    pub bitrate_mbps: u32,
+    /// Duration in seconds.
+    pub duration_sec: f64,
+    /// Unknown fields, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `video.resolution.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Unknown fields, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `timing.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// RFC 3339 UTC start, microseconds and `Z` (see [`format_time`]).
+    pub start_time: String,
+    /// RFC 3339 UTC end, not before `start_time`.
+    pub end_time: String,
+    /// Whether the clock was NTP-synchronized.
+    pub ntp_synced: bool,
+    /// Offset from NTP time in milliseconds, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_offset_ms: Option<f64>,
+    /// Unknown fields, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `checksum.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChecksumInfo {
+    /// Always `sha256`.
+    pub algorithm: String,
+    /// 64 lowercase hex characters.
+    pub value: String,
+    /// Unknown fields, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `device.*`, all optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Pi hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Pi IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    /// Version of the software that wrote the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_version: Option<String>,
+    /// Unknown fields, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `quality.*`, all optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityInfo {
+    /// Frames the encoder dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_frames: Option<u64>,
+    /// Average CPU temperature while recording, °C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature_avg_c: Option<f64>,
+    /// Highest CPU temperature while recording, °C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature_max_c: Option<f64>,
+    /// Unknown fields, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One validation failure: the field's dotted path and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path such as `video.resolution.width`; `(document)` for the whole.
+    pub field: String,
+    /// What is wrong, phrased so the fix is obvious.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a manifest could not be read, parsed or accepted.
+#[derive(Debug)]
+pub enum ManifestError {
+    /// The file could not be read or written.
+    Io {
+        /// The manifest file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The text is not JSON.
+    Json(serde_json::Error),
+    /// The JSON is a manifest with problems; all of them are listed.
+    Invalid(Vec<Problem>),
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            ManifestError::Json(e) => write!(f, "not valid JSON: {e}"),
+            ManifestError::Invalid(problems) => {
+                write!(f, "invalid manifest ({} problem", problems.len())?;
+                if problems.len() != 1 {
+                    f.write_str("s")?;
+                }
+                f.write_str("): ")?;
+                for (i, p) in problems.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Formats a timestamp the way manifests carry it: UTC, microseconds, `Z`
+/// (`2024-03-15T14:00:00.123456Z`).
+pub fn format_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+}
+
+/// Parses an RFC 3339 timestamp (any offset; manifests we write use `Z`).
+pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
+    s.parse::<jiff::Timestamp>()
+        .map_err(|e| format!("must be an RFC 3339 time like 2024-03-15T14:00:00.123456Z ({e})"))
+}
+
+impl Manifest {
+    /// Parses and validates manifest JSON; every problem is reported at once.
+    pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+        let value: Value = serde_json::from_str(text).map_err(ManifestError::Json)?;
+        Manifest::from_value(value)
+    }
+
+    /// Validates a JSON value and converts it into a manifest.
+    pub fn from_value(value: Value) -> Result<Manifest, ManifestError> {
+        let problems = validate_value(&value);
+        if !problems.is_empty() {
+            return Err(ManifestError::Invalid(problems));
+        }
+        // Validation checked every type the structs need, so this cannot
+        // fail in practice; if it ever does, report it as a problem anyway.
+        serde_json::from_value(value).map_err(|e| {
+            ManifestError::Invalid(vec![Problem {
+                field: "(document)".into(),
+                message: e.to_string(),
+            }])
+        })
+    }
+
+    /// Reads, parses and validates a manifest file.
+    pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Manifest::from_json(&text)
+    }
+
+    /// Every problem of this manifest (empty when valid).
+    pub fn problems(&self) -> Vec<Problem> {
+        match serde_json::to_value(self) {
+            Ok(v) => validate_value(&v),
+            Err(e) => vec![Problem {
+                field: "(document)".into(),
+                message: e.to_string(),
+            }],
+        }
+    }
+
+    /// Ok when valid, else all problems.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestError::Invalid(problems))
+        }
+    }
+
+    /// Pretty JSON with a trailing newline, in the example's key order.
+    pub fn to_json_pretty(&self) -> String {
+        // Serializing plain structs, strings and numbers cannot fail.
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Validates, then writes atomically (temp, fsync, rename) to `path`,
+    /// creating parent directories.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), ManifestError> {
+        self.validate()?;
+        crate::fsx::atomic_write(path, self.to_json_pretty().as_bytes()).map_err(|source| {
+            ManifestError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+    }
+
+    /// The recording ID, parsed from the validated fields.
+    pub fn recording_id(&self) -> Result<RecordingId, crate::ids::IdError> {
+        let session = SessionId::parse(&self.recording.session_id)?;
+        let camera = CameraId::parse(&self.recording.camera_id)?;
+        Ok(RecordingId::new(session, camera))
+    }
+
+    /// `timing.start_time` corrected by `sync_offset_ms` when present: the
+    /// best estimate of the true instant the first frame was written.
+    ///
+    /// The offset is that of the local clock from NTP time (chrony's "system
+    /// time" sign: positive means the local clock is ahead), so the true time
+    /// is local minus offset.
+    pub fn corrected_start(&self) -> Result<jiff::Timestamp, String> {
+        let start = parse_time(&self.timing.start_time)?;
+        let offset_us = (self.timing.sync_offset_ms.unwrap_or(0.0) * 1000.0).round() as i64;
+        start
+            .checked_sub(jiff::SignedDuration::from_micros(offset_us))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Collects problems while walking a JSON document.
+struct Checker<'a> {
+    root: &'a Value,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Checker<'a> {
+    fn report(&mut self, field: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// The value at a dotted path, `None` if any step is missing or not an object.
+    fn get(&self, path: &str) -> Option<&'a Value> {
+        path.split('.')
+            .try_fold(self.root, |v, key| v.as_object()?.get(key))
+    }
+
+    /// A required or optional field's value; reports a missing required field.
+    /// `null` counts as absent.
+    fn field(&mut self, path: &str, required: bool) -> Option<&'a Value> {
+        match self.get(path) {
+            Some(Value::Null) | None => {
+                if required {
+                    self.report(path, "is required but missing");
+                }
+                None
+            }
+            Some(v) => Some(v),
+        }
+    }
+
+    fn string(&mut self, path: &str, required: bool) -> Option<&'a str> {
+        let v = self.field(path, required)?;
+        match v.as_str() {
+            Some(s) => Some(s),
+            None => {
+                self.report(path, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A non-empty string from a fixed set.
+    fn one_of(&mut self, path: &str, allowed: &[&str]) -> Option<&'a str> {
+        let s = self.string(path, true)?;
+        if allowed.contains(&s) {
+            Some(s)
+        } else {
+            self.report(
+                path,
+                format!("must be one of {}, got {s:?}", allowed.join(", ")),
+            );
+            None
+        }
+    }
+
+    /// An unsigned integer; `positive` also rules out zero.
+    fn integer(&mut self, path: &str, required: bool, positive: bool, max: u64) -> Option<u64> {
+        let v = self.field(path, required)?;
+        let kind = if positive { "positive" } else { "non-negative" };
+        match v.as_u64() {
+            Some(n) if positive && n == 0 => {
+                self.report(path, format!("must be a {kind} integer, got 0"));
+                None
+            }
+            Some(n) if n > max => {
+                self.report(path, format!("must be at most {max}, got {n}"));
+                None
+            }
+            Some(n) => Some(n),
+            None => {
+                self.report(path, format!("must be a {kind} integer, got {v}"));
+                None
+            }
+        }
+    }
+
+    /// A finite number; `positive` rules out zero and below, `non_negative` below zero.
+    fn number(&mut self, path: &str, required: bool, min: Option<f64>, min_exclusive: bool) {
+        let Some(v) = self.field(path, required) else {
+            return;
+        };
+        match v.as_f64() {
+            Some(n) if !n.is_finite() => self.report(path, "must be a finite number"),
+            Some(n) => {
+                if let Some(min) = min {
+                    if min_exclusive && n <= min {
+                        self.report(path, format!("must be greater than {min}, got {n}"));
+                    } else if !min_exclusive && n < min {
+                        self.report(path, format!("must be at least {min}, got {n}"));
+                    }
+                }
+            }
+            None => self.report(path, format!("must be a number, got {v}")),
+        }
+    }
+
+    fn boolean(&mut self, path: &str, required: bool) {
+        if let Some(v) = self.field(path, required)
+            && !v.is_boolean()
+        {
+            self.report(path, format!("must be true or false, got {v}"));
+        }
+    }
+
+    fn time(&mut self, path: &str) -> Option<jiff::Timestamp> {
+        let s = self.string(path, true)?;
+        match parse_time(s) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.report(path, e);
+                None
+            }
+        }
+    }
+
+    /// An optional block must be an object when present.
+    fn block(&mut self, path: &str, required: bool) -> bool {
+        match self.field(path, required) {
+            Some(Value::Object(_)) => true,
+            Some(other) => {
+                self.report(path, format!("must be an object, got {other}"));
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// Every problem of a manifest document, in field order. Empty means valid.
+pub fn validate_value(root: &Value) -> Vec<Problem> {
+    let mut c = Checker {
+        root,
+        problems: Vec::new(),
+    };
+    if !root.is_object() {
+        c.report("(document)", "must be a JSON object");
+        return c.problems;
+    }
+
+    if let Some(version) = c.string("version", true)
+        && version != MANIFEST_VERSION
+        && !version.starts_with("1.")
+    {
+        c.report(
+            "version",
+            format!("unsupported manifest version {version:?}; this software reads 1.x"),
+        );
+    }
+
+    // recording.*
+    let mut session = None;
+    let mut camera = None;
+    if c.block("recording", true) {
+        if let Some(s) = c.string("recording.session_id", true) {
+            match SessionId::parse(s) {
+                Ok(id) => session = Some(id),
+                Err(e) => c.report("recording.session_id", e.to_string()),
+            }
+        }
+        if let Some(s) = c.string("recording.camera_id", true) {
+            match CameraId::parse(s) {
+                Ok(id) => camera = Some(id),
+                Err(e) => c.report("recording.camera_id", e.to_string()),
+            }
+        }
+        let id = c.string("recording.id", true);
+        if let (Some(id), Some(session), Some(camera)) = (id, &session, camera) {
+            let want = RecordingId::new(session.clone(), camera).to_string();
+            if id != want {
+                c.report(
+                    "recording.id",
+                    format!("must be session_id + \"_\" + camera_id = {want:?}, got {id:?}"),
+                );
+            }
+        }
+        if let Some(p) = c.string("recording.position", true) {
+            match (Position::parse(p), camera) {
+                (Err(e), _) => c.report("recording.position", e.to_string()),
+                (Ok(pos), Some(cam)) if pos != cam.position() => c.report(
+                    "recording.position",
+                    format!(
+                        "{cam} is mounted {}, but position says {pos:?}",
+                        cam.position().as_str()
+                    ),
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    // file.*
+    if c.block("file", true) {
+        if let Some(name) = c.string("file.name", true)
+            && let (Some(session), Some(camera)) = (&session, camera)
+        {
+            let want = RecordingId::new(session.clone(), camera).video_file_name();
+            if name != want {
+                c.report("file.name", format!("must be {want:?}, got {name:?}"));
+            }
+        }
+        c.integer("file.size_bytes", true, true, u64::MAX);
+        c.one_of("file.container", &["mp4"]);
+        c.one_of("file.codec", &["h264", "h265"]);
+    }
+
+    // video.*
+    if c.block("video", true) {
+        if c.block("video.resolution", true) {
+            c.integer("video.resolution.width", true, true, u64::from(u32::MAX));
+            c.integer("video.resolution.height", true, true, u64::from(u32::MAX));
+        }
+        c.integer("video.fps", true, true, u64::from(u32::MAX));
+        c.integer("video.bitrate_mbps", true, false, u64::from(u32::MAX));
+        c.number("video.duration_sec", true, Some(0.0), true);
+    }
+
+    // timing.*
+    if c.block("timing", true) {
+        let start = c.time("timing.start_time");
+        let end = c.time("timing.end_time");
+        if let (Some(start), Some(end)) = (start, end)
+            && end < start
+        {
+            c.report("timing.end_time", "must not be before timing.start_time");
+        }
+        c.boolean("timing.ntp_synced", true);
+        c.number("timing.sync_offset_ms", false, None, false);
+    }
+
+    // checksum.*
+    if c.block("checksum", true) {
+        c.one_of("checksum.algorithm", &["sha256"]);
+        if let Some(v) = c.string("checksum.value", true)
+            && !is_sha256_hex(v)
+        {
+            c.report(
+                "checksum.value",
+                "must be 64 lowercase hex characters (a SHA-256 digest)",
+            );
+        }
+    }
+
+    // device.* (optional block, optional fields)
+    if c.block("device", false) {
+        c.string("device.hostname", false);
+        if let Some(ip) = c.string("device.ip_address", false)
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            c.report(
+                "device.ip_address",
+                format!("must be an IPv4 or IPv6 address, got {ip:?}"),
+            );
+        }
+        c.string("device.software_version", false);
+    }
+
+    // quality.* (optional block, optional fields)
+    if c.block("quality", false) {
+        c.integer("quality.dropped_frames", false, false, u64::MAX);
+        c.number("quality.temperature_avg_c", false, None, false);
+        c.number("quality.temperature_max_c", false, None, false);
+    }
+
+    c.problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PROTOCOL.md's example, with a real-looking digest in place of "abc123def456...".
+    pub(crate) const EXAMPLE: &str = include_str!("../tests/data/protocol-example.json");
+
+    #[test]
+    fn example_is_valid_and_round_trips_byte_for_byte() {
+        let m = Manifest::from_json(EXAMPLE).unwrap();
+        assert_eq!(m.recording.position, "center");
+        assert_eq!(m.to_json_pretty(), EXAMPLE);
+    }
+
+    #[test]
+    fn unknown_fields_survive() {
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["video"]["hdr"] = Value::Bool(true);
+        v["zz_top"] = Value::from("kept");
+        let m = Manifest::from_value(v).unwrap();
+        let out: Value = serde_json::from_str(&m.to_json_pretty()).unwrap();
+        assert_eq!(out["video"]["hdr"], Value::Bool(true));
+        assert_eq!(out["zz_top"], Value::from("kept"));
+    }
+
+    #[test]
+    fn reports_all_problems_at_once() {
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["video"]["fps"] = Value::from(-1);
+        v["file"]["codec"] = Value::from("vp9");
+        v["checksum"].as_object_mut().unwrap().remove("value");
+        let fields: Vec<String> = match Manifest::from_value(v) {
+            Err(ManifestError::Invalid(p)) => p.into_iter().map(|p| p.field).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fields, ["file.codec", "video.fps", "checksum.value"]);
+    }
+
+    #[test]
+    fn time_format() {
+        let t: jiff::Timestamp = "2024-03-15T14:00:00.123456789Z".parse().unwrap();
+        assert_eq!(format_time(t), "2024-03-15T14:00:00.123456Z");
+        let t: jiff::Timestamp = "2024-03-15T14:00:00Z".parse().unwrap();
+        assert_eq!(format_time(t), "2024-03-15T14:00:00.000000Z");
+    }
+
+    #[test]
+    fn corrected_start_subtracts_offset() {
+        let mut m = Manifest::from_json(EXAMPLE).unwrap();
+        m.timing.sync_offset_ms = Some(500.0);
+        assert_eq!(
+            format_time(m.corrected_start().unwrap()),
+            "2024-03-15T13:59:59.623456Z"
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! The offload protocol's messages (PROTOCOL.md "API Endpoints") as types.
+//!
+//! Field names and order are exactly the seed's; server and client both use
+//! these, so they cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/upload`
+pub const UPLOAD_PATH: &str = "/api/v1/upload";
+/// `POST /api/v1/upload/confirm`
+pub const CONFIRM_PATH: &str = "/api/v1/upload/confirm";
+/// `GET /api/v1/health`
+pub const HEALTH_PATH: &str = "/api/v1/health";
+
+/// Multipart field names of the upload request.
+pub mod field {
+    /// The video file part.
+    pub const FILE: &str = "file";
+    /// Session identifier.
+    pub const SESSION_ID: &str = "session_id";
+    /// Camera identifier.
+    pub const CAMERA_ID: &str = "camera_id";
+    /// SHA-256 of the file, lowercase hex.
+    pub const CHECKSUM: &str = "checksum";
+    /// The manifest as JSON text (optional).
+    pub const MANIFEST: &str = "manifest";
+}
+
+/// `200` reply to an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadResponse {
+    /// Always true in a 200.
+    pub success: bool,
+    /// `{session_id}_{camera_id}`.
+    pub recording_id: String,
+    /// Bytes stored.
+    pub file_size: u64,
+    /// The received bytes' digest equalled the form's `checksum`.
+    pub checksum_verified: bool,
+}
+
+/// Body of a confirm request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmRequest {
+    /// Session identifier.
+    pub session_id: String,
+    /// Camera identifier.
+    pub camera_id: String,
+}
+
+/// `200` reply to a confirm: what the server stored at receive time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmResponse {
+    /// Always true in a 200.
+    pub success: bool,
+    /// Session identifier.
+    pub session_id: String,
+    /// Camera identifier.
+    pub camera_id: String,
+    /// Size of the stored file.
+    pub file_size: u64,
+    /// SHA-256 computed while receiving, lowercase hex.
+    pub checksum_sha256: String,
+}
+
+/// Reply to a health check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// `healthy`, or `degraded` when free space is under the floor.
+    pub status: String,
+    /// Free space of the sessions filesystem, GB.
+    pub storage_free_gb: f64,
+    /// Uploads in flight right now.
+    pub active_uploads: u64,
+}
+
+/// Every error reply: `{"success": false, "error": "<code>", "message": "<text>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// Always false.
+    pub success: bool,
+    /// A snake_case code from [`code`].
+    pub error: String,
+    /// Human text saying what was wrong and, where possible, what to do.
+    pub message: String,
+}
+
+/// The error codes the server sends, one per failure kind.
+pub mod code {
+    /// 400: a required field is missing.
+    pub const MISSING_FIELD: &str = "missing_field";
+    /// 400: a field is present but invalid (bad ID, bad checksum syntax, ...).
+    pub const INVALID_FIELD: &str = "invalid_field";
+    /// 400: the manifest does not parse, validate or agree with the form.
+    pub const INVALID_MANIFEST: &str = "invalid_manifest";
+    /// 400: the request body is malformed (broken multipart, bad JSON).
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// 404: no such route.
+    pub const NOT_FOUND: &str = "not_found";
+    /// 404: no such recording.
+    pub const RECORDING_NOT_FOUND: &str = "recording_not_found";
+    /// 405: the route exists, the method is wrong.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// 409: the same recording is being uploaded right now.
+    pub const UPLOAD_IN_PROGRESS: &str = "upload_in_progress";
+    /// 413: the body is larger than `max_upload_size_gb`.
+    pub const TOO_LARGE: &str = "payload_too_large";
+    /// 415: not multipart, or the file is not MP4.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// 422: the received bytes' digest differs from `checksum`. Clients retry.
+    pub const CHECKSUM_MISMATCH: &str = "checksum_mismatch";
+    /// 507: storing it would leave less than `min_free_space_gb`.
+    pub const INSUFFICIENT_STORAGE: &str = "insufficient_storage";
+    /// 408: the upload took longer than `upload_timeout_sec` or stalled.
+    pub const TIMEOUT: &str = "request_timeout";
+    /// 500: the server failed (disk error, ...). Clients retry.
+    pub const INTERNAL: &str = "internal_error";
+}

@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests: real clips from real ffmpeg,
+//! reference digests from coreutils, and reference facts from ffprobe.
+//!
+//! Each test binary includes this with `mod common;` and uses what it needs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Makes an MP4 test clip with lavfi `testsrc`: `secs` seconds of `w`x`h` at
+/// `fps`, encoded with `encoder` (`libx264` or `libx265`).
+pub fn make_clip(dir: &Path, name: &str, encoder: &str, secs: f64, w: u32, h: u32, fps: u32) -> PathBuf {
+    let out = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size={w}x{h}:rate={fps}:duration={secs}"))
+        .args(["-c:v", encoder, "-pix_fmt", "yuv420p"])
+        .args(if encoder == "libx265" {
+            &["-x265-params", "log-level=error", "-tag:v", "hvc1"][..]
+        } else {
+            &[][..]
+        })
+        .arg(&out)
+        .status()
+        .expect("ffmpeg must be installed (apt-get install ffmpeg)");
+    assert!(status.success(), "ffmpeg failed to make {name}");
+    out
+}
+
+/// A 2 s 320x180 15 fps H.264 clip: the workhorse of most tests.
+pub fn small_clip(dir: &Path, name: &str) -> PathBuf {
+    make_clip(dir, name, "libx264", 2.0, 320, 180, 15)
+}
+
+/// `sha256sum FILE`'s digest: the reference our hashing is compared with.
+pub fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// ffprobe's JSON for a file (format + streams).
+pub fn ffprobe_json(path: &Path) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs a program with args (and no config file from the machine), returning its output.
+pub fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env("SOCCER_RIG_CONFIG", "/dev/null")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run program")
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
