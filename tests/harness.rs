@@ -46,3 +46,38 @@ fn proxy_passes_cuts_and_flips() {
     assert_eq!(got[2], data, "later connections pass untouched");
     assert_eq!(proxy.upstream_bytes(), vec![1000, 5000, 5000]);
 }
+
+#[test]
+fn proxy_stalls_until_released() {
+    let (up, handle) = collecting_upstream();
+    let proxy = Proxy::start(up, vec![Fault::StallAfter(100)]);
+    let data = vec![7u8; 10_000];
+    let writer = {
+        let addr = proxy.addr();
+        let data = data.clone();
+        thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&data).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+        })
+    };
+    while !proxy.stalled() {
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(
+        proxy.upstream_bytes(),
+        vec![100],
+        "held at exactly 100 bytes"
+    );
+    proxy.release();
+    writer.join().unwrap();
+    // Two more connections so the upstream's three accepts complete.
+    for _ in 0..2 {
+        let s = TcpStream::connect(proxy.addr()).unwrap();
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    let got = handle.join().unwrap();
+    assert_eq!(got[0], data, "everything arrives once released");
+}

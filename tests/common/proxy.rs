@@ -25,6 +25,10 @@ pub enum Fault {
     CutAfter(u64),
     /// XOR the byte at this offset of the upstream stream with 0xFF.
     FlipAt(u64),
+    /// Forward this many bytes, then hold the rest until [`Proxy::release`]
+    /// (or the proxy is dropped): a transfer frozen mid-body, so a test can
+    /// kill a process at a known point.
+    StallAfter(u64),
 }
 
 #[derive(Default)]
@@ -33,6 +37,8 @@ struct Shared {
     /// Client-to-server bytes forwarded, one entry per connection.
     upstream_bytes: Mutex<Vec<u64>>,
     stop: AtomicBool,
+    release: AtomicBool,
+    stalled: AtomicBool,
 }
 
 /// A running proxy; stops when dropped.
@@ -85,6 +91,16 @@ impl Proxy {
         self.shared.upstream_bytes.lock().unwrap().clone()
     }
 
+    /// Lets stalled connections go on.
+    pub fn release(&self) {
+        self.shared.release.store(true, Ordering::SeqCst);
+    }
+
+    /// True once some connection is stalled at its limit.
+    pub fn stalled(&self) -> bool {
+        self.shared.stalled.load(Ordering::SeqCst)
+    }
+
     /// Adds faults for connections still to come.
     pub fn push_faults(&self, faults: &[Fault]) {
         self.shared.faults.lock().unwrap().extend(faults);
@@ -127,6 +143,23 @@ fn copy_up(mut from: TcpStream, mut to: TcpStream, fault: Fault, index: usize, s
             Ok(n) => n,
         };
         let mut chunk = &mut buf[..n];
+        if let Fault::StallAfter(limit) = fault
+            && sent + n as u64 > limit
+            && !s.release.load(Ordering::SeqCst)
+        {
+            // Forward up to the limit, then wait to be released.
+            let head = limit.saturating_sub(sent) as usize;
+            if to.write_all(&chunk[..head]).is_err() {
+                break;
+            }
+            sent += head as u64;
+            s.upstream_bytes.lock().unwrap()[index] = sent;
+            s.stalled.store(true, Ordering::SeqCst);
+            while !s.release.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            chunk = &mut buf[head..n];
+        }
         if let Fault::CutAfter(limit) = fault {
             let room = limit.saturating_sub(sent) as usize;
             if room < chunk.len() {
