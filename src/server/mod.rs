@@ -432,7 +432,7 @@ fn handle(state: &State, mut req: tiny_http::Request) {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let rec = trace.recording.as_deref().unwrap_or("-");
     match &failure {
-        Some(e) if e.status >= 500 => log::error!(
+        Some(e) if e.status >= 500 && e.status != 507 => log::error!(
             "{method} {path} {status} {} bytes {ms:.1} ms {rec}: {}",
             trace.bytes,
             e.message
