@@ -1014,3 +1014,10 @@ fn help_version_and_usage_errors() {
     let o = common::run(BIN, &["--config", "/nonexistent/config.yaml"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn example_server_config_is_the_defaults() {
+    let text = include_str!("../scripts/server-config.example.yaml");
+    let c = soccer_rig::config::Config::from_yaml(text, None).unwrap();
+    assert_eq!(c, soccer_rig::config::Config::default());
+}
