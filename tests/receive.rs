@@ -463,7 +463,10 @@ fn ureq_upload_with_manifest_stores_that_manifest() {
         "{}",
         r.1
     );
-    // The stored manifest survived the refused uploads.
+    // An identical re-upload without a manifest keeps the Pi's manifest.
+    let again = curl_upload(&d, &clips()[0], "JVvsRivals_Home", "CAM_L", &sum);
+    assert_eq!(again.0, 200, "{}", again.1);
+    // The stored manifest survived the refused uploads and the re-upload.
     assert_eq!(
         Manifest::read(&d.layout().manifest(&rec.session, rec.camera)).unwrap(),
         m

@@ -577,17 +577,20 @@ fn store(
         .sync_all()
         .map_err(|e| io_err("fsync of the temp file", e))?;
 
-    let manifest = match manifest {
-        Some(m) => m,
-        None => describe_upload(state, rec, temp.path(), digest)?,
-    };
-
     let stored_digest = fs::read_to_string(&digest_path)
         .ok()
         .and_then(|t| layout::parse_digest_line(&t));
     let stored_size = fs::metadata(&recording).ok().map(|m| m.len());
     let identical = stored_digest.as_deref() == Some(digest.sha256.as_str())
         && stored_size == Some(digest.size);
+    let manifest_path = layout.manifest(s, c);
+    // An identical re-upload without a manifest keeps the stored one (most
+    // likely the Pi's own); otherwise the uploaded one wins, or ffprobe's.
+    let manifest = match manifest {
+        Some(m) => Some(m),
+        None if identical && Manifest::read(&manifest_path).is_ok() => None,
+        None => Some(describe_upload(state, rec, temp.path(), digest)?),
+    };
     let dir = layout.camera_dir(s, c);
     if identical {
         // Same bytes already stored: keep them, drop the temp file.
@@ -611,9 +614,10 @@ fn store(
             .map_err(|e| io_err("moving it into sessions/", e.error))?;
         fsx::sync_dir(&dir).map_err(|e| io_err("syncing its directory", e))?;
     }
-    manifest
-        .write_atomic(&layout.manifest(s, c))
-        .map_err(|e| ApiError::new(500, code::INTERNAL, format!("storing {rec}: {e}")))?;
+    if let Some(m) = manifest {
+        m.write_atomic(&manifest_path)
+            .map_err(|e| ApiError::new(500, code::INTERNAL, format!("storing {rec}: {e}")))?;
+    }
     if identical && stored_digest.is_some() {
         // recording.sha256 is already right.
     } else {
