@@ -395,6 +395,35 @@ fn curl_upload_stores_byte_identical_and_confirm_answers_from_receive_time() {
 }
 
 #[test]
+fn a_file_of_many_reads_arrives_byte_identical_via_curl_and_ureq() {
+    // 24 MiB: a real clip padded with pseudo-random bytes, so every read
+    // size and the 1 MiB chunking are exercised, not just one small read.
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.mp4");
+    let mut bytes = std::fs::read(clip()).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    bytes.extend((0..24 << 20).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
+    std::fs::write(&big, &bytes).unwrap();
+    let sum = sha(&big);
+    let r = curl_upload(&d, &big, SESSION, "CAM_C", &sum);
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["file_size"], bytes.len() as u64);
+    let r = ureq_upload(&d, &big, SESSION, "CAM_R", &sum, None);
+    assert_eq!(r.0, 200, "{}", r.1);
+    for cam in ["CAM_C", "CAM_R"] {
+        let rec = RecordingId::parse(&format!("{SESSION}_{cam}")).unwrap();
+        let stored = d.layout().recording(&rec.session, rec.camera);
+        assert!(std::fs::read(&stored).unwrap() == bytes, "{cam} differs");
+    }
+}
+
+#[test]
 fn ureq_upload_with_manifest_stores_that_manifest() {
     let d = Daemon::start();
     let rec = RecordingId::parse("JVvsRivals_Home_CAM_L").unwrap();

@@ -17,7 +17,8 @@ use multiparty::server::sans_io::{FormData, Read as Step};
 /// Largest read from the body: one read, one write, one hash update.
 pub const CHUNK: usize = 1 << 20;
 
-/// Most bytes fed to the decoder without it producing an event. Part data
+/// Most bytes fed to the decoder without it producing an event before it is
+/// refused more (one read of up to [`CHUNK`] may come on top). Part data
 /// always produces events, so only an endless preamble or part header
 /// section reaches this; without the cap, the decoder would keep joining
 /// buffers while it waits for the end of the headers.
@@ -138,17 +139,20 @@ impl<R: Read> FormStream<R> {
                             }
                         },
                     };
+                    // The decoder wants more although it already holds this
+                    // much without producing anything: an endless preamble
+                    // or part header section.
+                    if self.since_event > MAX_BYTES_WITHOUT_EVENT {
+                        return Err(FormError::Malformed(format!(
+                            "multipart body: no part boundary or part headers end \
+                             within {MAX_BYTES_WITHOUT_EVENT} bytes"
+                        )));
+                    }
                     let len = bytes.len() as u64;
                     match self.form.write(bytes) {
                         Ok(()) => {
                             refused = 0;
                             self.since_event += len;
-                            if self.since_event > MAX_BYTES_WITHOUT_EVENT {
-                                return Err(FormError::Malformed(format!(
-                                    "multipart body: no part boundary or part headers end \
-                                     within {MAX_BYTES_WITHOUT_EVENT} bytes"
-                                )));
-                            }
                         }
                         Err(back) => {
                             self.pending = Some(back);
@@ -294,6 +298,9 @@ mod tests {
         let file: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let data = body(&[("a", b"one"), ("file", &file), ("empty", b"")], "XyZ");
         for step in [1, 2, 3, 5, 7, 13, 64, 1000, 1 << 20] {
+            let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+            let parts = decode(&body(&[("file", &big)], "XyZ"), step.max(4096)).unwrap();
+            assert_eq!(parts[0].1, big, "big file, step {step}");
             let parts = decode(&data, step).unwrap_or_else(|e| panic!("step {step}: {e:?}"));
             assert_eq!(parts.len(), 3, "step {step}");
             assert_eq!(parts[0], ("a".into(), b"one".to_vec()));
