@@ -52,4 +52,5 @@ pub mod jobs;
 pub mod layout;
 pub mod manifest;
 pub mod protocol;
+pub mod server;
 pub mod verify;
