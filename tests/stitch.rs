@@ -359,17 +359,8 @@ fn panorama_is_aligned_blended_and_matches_the_truth() {
     // falls far below the threshold, so the assertions above can fail.
     let (late, _) = psnr(&rig.panorama(), truth, FIRST_TRUTH_FRAME + 1, None);
     assert!(late < PSNR_MIN - 5.0, "one frame off scores {late:.2} dB");
-    let shifted = {
-        let (a, _) = psnr(
-            &rig.panorama(),
-            truth,
-            FIRST_TRUTH_FRAME,
-            Some((WIDE - 2, 0)),
-        );
-        let (b, _) = psnr_shifted(&rig.panorama(), truth, 2);
-        assert!(a > PSNR_MIN);
-        b
-    };
+    let (shifted, _) = psnr_shifted(&rig.panorama(), truth, 2);
+    eprintln!("controls: one frame late {late:.2} dB, two columns off {shifted:.2} dB");
     assert!(
         shifted < PSNR_MIN - 5.0,
         "two columns off scores {shifted:.2} dB"
