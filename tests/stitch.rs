@@ -734,3 +734,68 @@ fn usage_errors_and_dry_run() {
     );
     assert!(!rig.panorama().exists());
 }
+
+#[test]
+fn sigterm_puts_the_job_back_and_leaves_no_file() {
+    // The wrapper marks that the encode is about to start, waits a moment
+    // (so the signal surely lands while the stitch is under way), then runs
+    // the real ffmpeg.
+    let rig = Rig::new();
+    let wrapper = rig.root().join("ffmpeg-slow");
+    let marker = rig.root().join("ffmpeg-started");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nsleep 1\nexec ffmpeg \"$@\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = std::fs::read_to_string(&rig.config).unwrap().replace(
+        "ffmpeg_path: ffmpeg",
+        &format!("ffmpeg_path: {}", wrapper.display()),
+    );
+    std::fs::write(&rig.config, text).unwrap();
+    rig.standard_session();
+
+    let mut child = Command::new(BIN)
+        .args(["--config", rig.config.to_str().unwrap()])
+        .args(["--root", rig.root().to_str().unwrap(), SESSION])
+        .env("SOCCER_RIG_CONFIG", "/dev/null")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the encode to begin (bounded, so a bug cannot hang the suite).
+    for _ in 0..600 {
+        if marker.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(marker.exists(), "ffmpeg never started");
+    let running = rig.queue().load().unwrap().jobs;
+    assert_eq!(running[0].status, JobStatus::Running);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("interrupted"),
+        "{}",
+        common::stderr(&out)
+    );
+
+    let jobs = rig.queue().load().unwrap().jobs;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].status, JobStatus::Queued, "back in the queue");
+    assert_eq!(jobs[0].pid, None);
+    assert!(jobs[0].error.as_deref().unwrap().contains("interrupted"));
+    assert!(!rig.panorama().exists());
+    assert!(rig.stray_files().is_empty(), "{:?}", rig.stray_files());
+}
