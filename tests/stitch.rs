@@ -760,7 +760,7 @@ fn sigterm_puts_the_job_back_and_leaves_no_file() {
     std::fs::write(&rig.config, text).unwrap();
     rig.standard_session();
 
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["--config", rig.config.to_str().unwrap()])
         .args(["--root", rig.root().to_str().unwrap(), SESSION])
         .env("SOCCER_RIG_CONFIG", "/dev/null")
