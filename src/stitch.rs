@@ -593,13 +593,16 @@ fn round6(v: f64) -> f64 {
 pub fn filter_graph(plan: &Plan) -> String {
     let (w, h, o) = (plan.camera_width, plan.camera_height, plan.overlap_px);
     let fps = plan.fps;
-    let end = (plan.frames as f64 - 0.5) / fps;
+    let frames = plan.frames;
     let mut g = Vec::new();
     // Each input: own timeline from 0, CAM_C's frame grid, the common span,
     // CAM_C's size, one pixel format for the blend and the stack.
     let names = ["l", "c", "r"];
     for (i, cam) in plan.cameras.iter().enumerate() {
-        let mut chain = format!("[{i}:v]setpts=PTS-STARTPTS,fps={fps},trim=end={end:.6}");
+        // After `fps` the stream starts at 0 on a 1/fps grid (gaps filled by
+        // repeating the last frame), so a frame count is an exact end. (A
+        // time would be rescaled and rounded by `trim`, and can lose one.)
+        let mut chain = format!("[{i}:v]setpts=PTS-STARTPTS,fps={fps},trim=end_frame={frames}");
         if (cam.width, cam.height) != (w, h) {
             chain.push_str(&format!(",scale={w}:{h}"));
         }

@@ -1,17 +1,17 @@
 //! rig-stitch end to end, with real ffmpeg on real clips whose truth is known.
 //!
-//! One wide lossless `testsrc2` clip (832x180, 20 fps) is the truth. Three
+//! One wide lossless `testsrc2` clip (832x180, 30 fps, as the Pis record) is the truth. Three
 //! camera clips are cropped from it, 320 columns each, overlapping by 64
 //! columns (the configured `stitch_overlap_px`), and trimmed so that each
 //! starts at its own instant: CAM_L at 0.0 s of the truth, CAM_C 0.5 s later,
 //! CAM_R 0.3 s after that (0.8 s). Their manifests carry those instants. The
-//! panorama's frame n must then be the truth's frame 16 + n (0.8 s at 20
-//! fps), and the panorama must end with CAM_L at 3.0 s: 2.2 s, 44 frames.
+//! panorama's frame n must then be the truth's frame 24 + n (0.8 s at 30
+//! fps), and the panorama must end with CAM_L at 3.0 s: 2.2 s, 66 frames.
 //!
 //! testsrc2 moves everywhere: against itself one frame later it scores
 //! about 23 dB PSNR, two columns sideways about 25 dB, so a misalignment in
 //! time or space cannot pass the 35 dB threshold used below. An aligned
-//! stitch scores about 44 dB: the blend of two identical pixels is that
+//! stitch scores about 43 dB: the blend of two identical pixels is that
 //! pixel, so what remains is the camera clips' H.264 loss plus the
 //! panorama's, each around 45-50 dB on this pattern. The controls at the
 //! end of the main test prove the threshold separates the two.
@@ -34,15 +34,15 @@ const SESSION: &str = "GAME_20240315_140000";
 const W: u32 = 320;
 const H: u32 = 180;
 const OVERLAP: u32 = 64;
-const FPS: u32 = 20;
+const FPS: u32 = 30;
 /// Width of the truth: three cameras minus two overlaps.
 const WIDE: u32 = 3 * W - 2 * OVERLAP;
 /// PSNR (dB) an aligned stitch must beat; see the module docs.
 const PSNR_MIN: f64 = 35.0;
-/// 0.8 s at 20 fps: the truth frame that is panorama frame 0.
-const FIRST_TRUTH_FRAME: u32 = 16;
-/// 2.2 s at 20 fps.
-const FRAMES: u32 = 44;
+/// 0.8 s at 30 fps: the truth frame that is panorama frame 0.
+const FIRST_TRUTH_FRAME: u32 = 24;
+/// 2.2 s at 30 fps.
+const FRAMES: u32 = 66;
 
 /// Where each camera's window starts in the truth, columns.
 fn window_x(camera: CameraId) -> u32 {
@@ -56,9 +56,9 @@ fn window_x(camera: CameraId) -> u32 {
 /// The truth's frames each camera recorded: [first, end).
 fn frames_of(camera: CameraId) -> (u32, u32) {
     match camera {
-        CameraId::Left => (0, 60),    // 0.0 .. 3.0 s
-        CameraId::Center => (10, 66), // 0.5 .. 3.3 s
-        CameraId::Right => (16, 72),  // 0.8 .. 3.6 s
+        CameraId::Left => (0, 90),    // 0.0 .. 3.0 s
+        CameraId::Center => (15, 99), // 0.5 .. 3.3 s
+        CameraId::Right => (24, 108), // 0.8 .. 3.6 s
     }
 }
 
@@ -314,7 +314,7 @@ fn panorama_is_aligned_blended_and_matches_the_truth() {
         .iter()
         .map(|c| c["skipped_frames"].as_u64().unwrap())
         .collect();
-    assert_eq!(skipped, [16, 6, 0], "L skips 0.8 s, C 0.3 s, R nothing");
+    assert_eq!(skipped, [24, 9, 0], "L skips 0.8 s, C 0.3 s, R nothing");
     assert_eq!(
         plan["cameras"][2]["start_time"],
         "2024-03-15T14:00:00.800000Z"
@@ -521,7 +521,7 @@ fn missing_camera_fails_naming_it_and_the_job_is_failed() {
     );
     let m = rig.layout.manifest(&rig.session(), CameraId::Center);
     let text = std::fs::read_to_string(&m).unwrap();
-    std::fs::write(&m, text.replace("\"fps\": 20", "\"fps\": -3")).unwrap();
+    std::fs::write(&m, text.replace("\"fps\": 30", "\"fps\": -3")).unwrap();
     let out = rig.stitch(&[SESSION]);
     assert_eq!(out.status.code(), Some(1));
     let err = common::stderr(&out);
