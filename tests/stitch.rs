@@ -614,23 +614,26 @@ fn overlap_is_a_linear_cross_fade() {
     // CAM_L black, CAM_C white, CAM_R black: across each band the panorama
     // must ramp linearly between the two, not cut.
     let dir = tempfile::tempdir().unwrap();
-    let make = |name: &str, color: &str| {
+    // CAM_C also has a sound track, which the panorama must keep.
+    let make = |name: &str, color: &str, audio: bool| {
         let p = dir.path().join(name);
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("color=c={color}:s={W}x{H}:r={FPS}:d=1"),
+        let video = format!("color=c={color}:s={W}x{H}:r={FPS}:d=1");
+        let mut args = vec!["-f", "lavfi", "-i", &video];
+        if audio {
+            args.extend(["-f", "lavfi", "-i", "sine=f=440:d=1", "-c:a", "aac"]);
+        }
+        args.extend([
             "-c:v",
             "libx264",
             "-pix_fmt",
             "yuv420p",
             p.to_str().unwrap(),
         ]);
+        ffmpeg(&args);
         p
     };
-    let black = make("black.mp4", "black");
-    let white = make("white.mp4", "white");
+    let black = make("black.mp4", "black", false);
+    let white = make("white.mp4", "white", true);
     let rig = Rig::new();
     let t = "2024-03-15T14:00:00Z";
     rig.add_camera(CameraId::Left, &black, t, None);
@@ -638,6 +641,20 @@ fn overlap_is_a_linear_cross_fade() {
     rig.add_camera(CameraId::Right, &black, t, None);
     let out = rig.stitch(&[SESSION]);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+
+    let probe = common::ffprobe_json(&rig.panorama());
+    let streams = probe["streams"].as_array().unwrap();
+    let seconds = |kind: &str| -> f64 {
+        let s = streams
+            .iter()
+            .find(|s| s["codec_type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} stream in the panorama"));
+        s["duration"].as_str().unwrap().parse().unwrap()
+    };
+    assert!(
+        (seconds("audio") - seconds("video")).abs() < 0.05,
+        "CAM_C's audio spans the panorama"
+    );
 
     let raw = Command::new("ffmpeg")
         .args(["-v", "error", "-nostdin", "-i"])
