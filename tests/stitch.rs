@@ -614,10 +614,11 @@ fn overlap_is_a_linear_cross_fade() {
     // CAM_L black, CAM_C white, CAM_R black: across each band the panorama
     // must ramp linearly between the two, not cut.
     let dir = tempfile::tempdir().unwrap();
-    // CAM_C also has a sound track, which the panorama must keep.
-    let make = |name: &str, color: &str, audio: bool| {
+    // CAM_C also has a sound track, which the panorama must keep; CAM_R is
+    // twice the size at 25 fps, and must be normalized to CAM_C's.
+    let make = |name: &str, color: &str, audio: bool, size: (u32, u32), fps: u32| {
         let p = dir.path().join(name);
-        let video = format!("color=c={color}:s={W}x{H}:r={FPS}:d=1");
+        let video = format!("color=c={color}:s={}x{}:r={fps}:d=1", size.0, size.1);
         let mut args = vec!["-f", "lavfi", "-i", &video];
         if audio {
             args.extend(["-f", "lavfi", "-i", "sine=f=440:d=1", "-c:a", "aac"]);
@@ -632,15 +633,22 @@ fn overlap_is_a_linear_cross_fade() {
         ffmpeg(&args);
         p
     };
-    let black = make("black.mp4", "black", false);
-    let white = make("white.mp4", "white", true);
+    let black = make("black.mp4", "black", false, (W, H), FPS);
+    let white = make("white.mp4", "white", true, (W, H), FPS);
+    let big_black = make("big.mp4", "black", false, (2 * W, 2 * H), 25);
     let rig = Rig::new();
     let t = "2024-03-15T14:00:00Z";
     rig.add_camera(CameraId::Left, &black, t, None);
     rig.add_camera(CameraId::Center, &white, t, None);
-    rig.add_camera(CameraId::Right, &black, t, None);
+    rig.add_camera(CameraId::Right, &big_black, t, None);
     let out = rig.stitch(&[SESSION]);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out)
+            .contains("CAM_R: 640x360 at 25 fps, normalized to CAM_C's 320x180 at 30 fps"),
+        "{}",
+        common::stderr(&out)
+    );
 
     let probe = common::ffprobe_json(&rig.panorama());
     let streams = probe["streams"].as_array().unwrap();
@@ -651,6 +659,12 @@ fn overlap_is_a_linear_cross_fade() {
             .unwrap_or_else(|| panic!("no {kind} stream in the panorama"));
         s["duration"].as_str().unwrap().parse().unwrap()
     };
+    let video = streams.iter().find(|s| s["codec_type"] == "video").unwrap();
+    assert_eq!(video["nb_frames"], FPS.to_string(), "1 s at CAM_C's rate");
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(WIDE as u64), Some(H as u64))
+    );
     assert!(
         (seconds("audio") - seconds("video")).abs() < 0.05,
         "CAM_C's audio spans the panorama"
