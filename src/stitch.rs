@@ -1071,7 +1071,8 @@ impl Runner {
         let inputs = load_inputs(&self.layout, session, &self.settings)?;
         let plan = plan(session, &inputs, &self.settings)?;
         let args = ffmpeg_args(&plan, &self.settings, &self.layout.panorama(session));
-        Ok((plan.clone(), shell_line(&self.settings.ffmpeg, &args)))
+        let line = shell_line(&self.settings.ffmpeg, &args);
+        Ok((plan, line))
     }
 
     /// `rig-stitch SESSION_ID`: queue the session if needed and stitch it
