@@ -52,3 +52,4 @@ pub mod jobs;
 pub mod layout;
 pub mod manifest;
 pub mod protocol;
+pub mod record;
