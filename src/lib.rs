@@ -53,3 +53,4 @@ pub mod layout;
 pub mod manifest;
 pub mod protocol;
 pub mod record;
+pub mod verify;
