@@ -64,7 +64,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1020,6 +1020,8 @@ pub fn record(
     let started = Instant::now();
     let mut next_sample = started;
     let mut exited: Option<ExitStatus> = None;
+    // A status line on a terminal only; logs and --json stay clean.
+    let mut next_status = io::stderr().is_terminal().then_some(started);
     let reason = loop {
         let now = Instant::now();
         if now >= next_sample {
@@ -1065,8 +1067,28 @@ pub fn record(
             }
             _ => {}
         }
+        if let Some(next) = next_status.as_mut()
+            && now >= *next
+        {
+            *next = now + Duration::from_secs(1);
+            let last = log.lock().unwrap_or_else(|e| e.into_inner()).last.clone();
+            let bytes = fs::metadata(&video).map(|m| m.len()).unwrap_or(0);
+            let secs = last.out_time_us / 1_000_000;
+            eprint!(
+                "\r{rec}: {:02}:{:02}:{:02}  {:.2} GB  {} frames  {} dropped ",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60,
+                bytes as f64 / GB,
+                last.frame,
+                last.drop_frames
+            );
+        }
         thread::sleep(Duration::from_millis(50));
     };
+    if next_status.is_some() {
+        eprintln!();
+    }
 
     let status = match exited {
         Some(s) => Some(s),

@@ -250,6 +250,10 @@ fn sigint_stops_cleanly_with_file_and_manifest() {
     let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(j["stop"], "signal");
     assert_eq!(j["problems"], Value::Array(vec![]));
+    assert!(
+        j["fsyncs"].as_u64().unwrap() >= 1,
+        "synced while recording: {j}"
+    );
     let m = assert_recording(&rig, "S_INT", "h264");
     assert!(m.video.duration_sec > 0.5, "{}", m.video.duration_sec);
 }
