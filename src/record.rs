@@ -40,7 +40,10 @@
 //! (never before ffmpeg was started). For a source that delivers in real
 //! time this is accurate to a few milliseconds plus the source's own
 //! latency. `end_time` is the instant the last byte reached the file, after
-//! ffmpeg finished. Both are UTC with microseconds. Clock sync
+//! ffmpeg finished, or `start_time` plus the video's duration if that is
+//! later (a source ffmpeg buffered, then wrote in a burst, would otherwise
+//! claim N seconds of video recorded in less than N seconds). Both are UTC
+//! with microseconds. Clock sync
 //! ([`host::clock_sync`]) is sampled once, before the recording starts.
 //!
 //! # Stopping
@@ -1206,6 +1209,18 @@ pub fn record(
             ),
         )
     })?;
+    // A live source cannot deliver N seconds of video in less than N
+    // seconds: when ffmpeg buffered its input (probing a `cmd:` stream) and
+    // wrote it in a burst, the last byte lands early; the end is then the
+    // start plus the video's duration.
+    let by_duration = start
+        .checked_add(jiff::SignedDuration::from_secs_f64(
+            manifest.video.duration_sec,
+        ))
+        .unwrap_or(end);
+    if by_duration > end {
+        manifest.timing.end_time = crate::manifest::format_time(by_duration);
+    }
     manifest.quality = Some(QualityInfo {
         dropped_frames: Some(log.last.drop_frames),
         temperature_avg_c: temps.average(),

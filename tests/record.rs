@@ -277,6 +277,20 @@ fn cmd_source_stops_on_sigint() {
 }
 
 #[test]
+fn cmd_source_with_a_probed_stream() {
+    // ffmpeg probes the MPEG-TS input, buffers it, then writes in a burst:
+    // the manifest's times must still span the whole video.
+    let producer = "ffmpeg -v error -nostdin -re -f lavfi -i testsrc2=size=320x180:rate=15 \
+                    -c:v mpeg2video -q:v 3 -f mpegts -";
+    let rig = Rig::new("h264", "");
+    let source = format!("cmd:{producer}");
+    let o = rig.run(&["--session", "S_TS", "--source", &source, "--duration", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = assert_recording(&rig, "S_TS", "h264");
+    assert!((m.video.duration_sec - 2.0).abs() <= 2.0 / FPS + 1e-6);
+}
+
+#[test]
 fn sigkill_leaves_a_playable_file_that_recover_describes() {
     let rig = Rig::new("h264", "");
     let mut child = rig.spawn(&["--session", "S_KILL"]);
