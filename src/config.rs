@@ -265,6 +265,9 @@ pub struct RecordingConfig {
     pub codec: String,
     /// ffmpeg encoder; empty picks libx264/libx265 from `codec`. Default empty.
     pub encoder: String,
+    /// Encoder preset (`-preset`, e.g. `ultrafast` so a software encoder keeps
+    /// up with a live camera); empty passes none, the encoder's default. Default empty.
+    pub preset: String,
     /// Frame width. Default 3840.
     pub width: u32,
     /// Frame height. Default 2160.
@@ -285,6 +288,7 @@ impl Default for RecordingConfig {
             source: "v4l2:/dev/video0".into(),
             codec: "h265".into(),
             encoder: String::new(),
+            preset: String::new(),
             width: 3840,
             height: 2160,
             fps: 30,
