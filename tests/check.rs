@@ -442,6 +442,21 @@ fn leftovers_are_reported_and_warn() {
 
     let (code, _) = server_json(&root, &config, &["--strict"]);
     assert_eq!(code, 1, "--strict fails on WARN");
+
+    // --quiet: silent when the exit status is 0, the whole report otherwise.
+    let base = [
+        "--config",
+        config.to_str().unwrap(),
+        "server",
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    let out = rig_check(&[&base[..], &["--quiet"]].concat(), None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(common::stdout(&out), "");
+    let out = rig_check(&[&base[..], &["--quiet", "--strict"]].concat(), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::stdout(&out).contains("temp/upload-7f3a.part"));
 }
 
 #[test]

@@ -31,6 +31,7 @@ OPTIONS:
                         /etc/soccer-rig/config.yaml)
         --json          one JSON document on stdout instead of text
         --strict        exit 1 on WARN too, not only on FAIL
+    -q, --quiet         print nothing when the exit status is 0 (for cron)
         --root DIR      server: sessions/, processing/, temp/ under DIR;
                         node: the storage root (node.storage_root)
         --session ID    server: check only this session
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
 fn run(mut args: pico_args::Arguments, json: bool) -> Result<u8, Failure> {
     let config_path: Option<PathBuf> = args.opt_value_from_str(["-c", "--config"])?;
     let strict = args.contains("--strict");
+    let quiet = args.contains(["-q", "--quiet"]);
     let root: Option<PathBuf> = args.opt_value_from_str("--root")?;
     let session: Option<String> = args.opt_value_from_str("--session")?;
     let quick = args.contains("--quick");
@@ -167,10 +169,14 @@ fn run(mut args: pico_args::Arguments, json: bool) -> Result<u8, Failure> {
     };
 
     let report = check::run(&config, &request).map_err(|e| Failure::usage(e.to_string()))?;
+    let code = check::exit_code(report.status(), strict);
+    if quiet && code == cli::EXIT_OK {
+        return Ok(code);
+    }
     if json {
         print!("{}", report.to_json());
     } else {
         print!("{}", report.to_text());
     }
-    Ok(check::exit_code(report.status(), strict))
+    Ok(code)
 }
