@@ -261,6 +261,20 @@ fn one_flipped_byte_is_exactly_that_recording_mismatch() {
     assert_eq!(doc["session_filter"], "S1");
     let (code, _) = server_json(&root, &config, &["--session", "S2"]);
     assert_eq!(code, 1);
+    let (code, doc) = server_json(&root, &config, &["--session", "NOPE"]);
+    assert_eq!(code, 1, "a session that is not there fails: {doc:#}");
+    assert_eq!(
+        doc["sessions"][0]["cameras_missing"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        doc["sessions"][0]["notes"]
+            .to_string()
+            .contains("no such session")
+    );
 
     // Truncation changes the size: --quick catches that.
     let f = fs::OpenOptions::new().write(true).open(&victim).unwrap();
