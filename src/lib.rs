@@ -53,4 +53,6 @@ pub mod jobs;
 pub mod layout;
 pub mod manifest;
 pub mod protocol;
+pub mod server;
+pub mod stitch;
 pub mod verify;
