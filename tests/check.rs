@@ -1,21 +1,24 @@
-//! rig-check against real trees: a server tree of real clips with real
-//! manifests and receive-time digests, damaged one way at a time; a Pi tree
-//! with offload states; a fake `chronyc` on PATH; a stub health server.
+//! rig-check against real trees: a server tree built by uploading real clips
+//! with real manifests through the real rig-receive, damaged one way at a
+//! time; a Pi tree with offload states; a fake `chronyc` on PATH; the real
+//! rig-receive running and stopped, and a stub health server for exact figures.
 
 mod common;
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::Value;
 use soccer_rig::describe::{DescribeOptions, describe};
 use soccer_rig::ids::{CameraId, RecordingId, SessionId};
 use soccer_rig::jobs::JobQueue;
-use soccer_rig::layout::{PiLayout, ServerLayout, digest_line};
+use soccer_rig::layout::{PiLayout, ServerLayout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-check");
+const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
 
 /// Three distinct real clips (one per camera), made once per test binary.
 fn clips() -> &'static [PathBuf; 3] {
@@ -48,30 +51,103 @@ fn describe_opts() -> DescribeOptions {
     }
 }
 
-/// A server tree as rig-receive leaves it: for each session, three cameras
-/// with recording.mp4, manifest.json and recording.sha256, and a queued job.
+/// A running rig-receive on 127.0.0.1 (the real binary); SIGKILLed on drop
+/// if not stopped.
+struct Receiver {
+    child: Child,
+    url: String,
+}
+
+impl Receiver {
+    /// Starts `rig-receive --listen 127.0.0.1:0 --root ROOT` and reads the
+    /// bound address from its first line.
+    fn start(root: &Path) -> Receiver {
+        let config = root.with_extension("receive.yaml");
+        fs::write(&config, "storage:\n  min_free_space_gb: 0.001\n").unwrap();
+        let mut child = Command::new(RECEIVE)
+            .args(["--listen", "127.0.0.1:0", "--root"])
+            .arg(root)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Receiver { child, url }
+    }
+
+    /// Uploads a clip as a recording with its manifest, as rig-upload does,
+    /// with curl; asserts the server verified the checksum.
+    fn upload(&self, clip: &Path, rec: &RecordingId, work: &Path) {
+        let manifest = describe(clip, rec, &describe_opts()).unwrap();
+        let manifest_path = work.join(format!("{rec}.json"));
+        fs::write(&manifest_path, manifest.to_json_pretty()).unwrap();
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "60", "-F"])
+            .arg(format!(
+                "file=@{};type=video/mp4;filename={}",
+                clip.display(),
+                rec.video_file_name()
+            ))
+            .args(["-F", &format!("session_id={}", rec.session)])
+            .args(["-F", &format!("camera_id={}", rec.camera)])
+            .args(["-F", &format!("checksum={}", manifest.checksum.value)])
+            .args(["-F", &format!("manifest=<{}", manifest_path.display())])
+            .arg(format!("{}/api/v1/upload", self.url))
+            .output()
+            .unwrap();
+        let reply: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("upload of {rec}: {e}: {}", common::stdout(&out)));
+        assert_eq!(reply["success"], true, "upload of {rec}: {reply}");
+        assert_eq!(reply["checksum_verified"], true, "upload of {rec}: {reply}");
+    }
+
+    /// SIGTERM, and the graceful exit 0 the contract promises.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert_eq!(exit.code(), Some(0), "rig-receive after SIGTERM");
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server tree built the way production builds it: every recording of
+/// `sessions` uploaded with its manifest through the real rig-receive, which
+/// stores recording.mp4, manifest.json and recording.sha256 and queues a
+/// stitch job per complete session.
 fn server_tree(root: &Path, sessions: &[&str]) -> ServerLayout {
     let layout = ServerLayout::under(root);
-    fs::create_dir_all(&layout.temp).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(root);
     for s in sessions {
         let session = SessionId::parse(s).unwrap();
         for camera in CameraId::ALL {
-            let dest = layout.recording(&session, camera);
-            fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            fs::copy(clip_for(camera), &dest).unwrap();
             let rec = RecordingId::new(session.clone(), camera);
-            let manifest = describe(&dest, &rec, &describe_opts()).unwrap();
-            manifest
-                .write_atomic(&layout.manifest(&session, camera))
-                .unwrap();
-            fs::write(
-                layout.digest(&session, camera),
-                digest_line(&common::sha256sum(&dest)),
-            )
-            .unwrap();
+            receiver.upload(clip_for(camera), &rec, work.path());
         }
-        JobQueue::new(&layout).enqueue(&session).unwrap();
     }
+    receiver.stop();
+    fs::create_dir_all(&layout.temp).unwrap();
     layout
 }
 
@@ -606,14 +682,6 @@ fn stub_health_server() -> String {
     format!("http://{addr}")
 }
 
-/// A URL where nothing listens: a port bound and released.
-fn stopped_server() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
-}
-
 fn node_config(dir: &Path, storage_root: &Path) -> PathBuf {
     let path = dir.join("node.yaml");
     fs::write(
@@ -670,7 +738,9 @@ fn node_synced_with_running_server_passes() {
     fs::create_dir_all(&root).unwrap();
     let config = node_config(dir.path(), &root);
     let bin = fake_chronyc(dir.path(), CHRONY_SYNCED);
-    let (code, doc) = node_json(&config, &stub_health_server(), &bin, &[]);
+    let receiver = Receiver::start(&dir.path().join("srv"));
+    let (code, doc) = node_json(&config, &receiver.url, &bin, &[]);
+    receiver.stop();
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["check"], "node");
     assert_eq!(doc["camera_id"], "CAM_R");
@@ -710,14 +780,10 @@ fn node_synced_with_running_server_passes() {
     assert_eq!(clock["value"]["source"], "chronyc");
     assert!((clock["value"]["offset_ms"].as_f64().unwrap() - 0.412).abs() < 1e-9);
     let server = check(&doc, "server");
-    assert_eq!(server["value"]["storage_free_gb"], 123.4);
-    assert_eq!(server["value"]["active_uploads"], 1);
-    assert!(
-        server["message"]
-            .as_str()
-            .unwrap()
-            .contains("123.4 GB free")
-    );
+    assert_eq!(server["value"]["status"], "healthy");
+    assert_eq!(server["value"]["http_status"], 200);
+    assert_eq!(server["value"]["active_uploads"], 0);
+    assert!(server["value"]["storage_free_gb"].as_f64().unwrap() > 0.0);
     // Free space and the time it buys at 30 Mbps agree with each other.
     let free = &check(&doc, "free_space")["value"];
     let minutes = free["free_bytes"].as_f64().unwrap() / (30e6 / 8.0 * 60.0);
@@ -739,7 +805,9 @@ fn node_unsynced_clock_and_stopped_server_fail() {
         dir.path(),
         &CHRONY_SYNCED.replace("Normal", "Not synchronised"),
     );
-    let (code, doc) = node_json(&config, &stub_health_server(), &bin, &[]);
+    let receiver = Receiver::start(&dir.path().join("srv"));
+    let url = receiver.url.clone();
+    let (code, doc) = node_json(&config, &url, &bin, &[]);
     assert_eq!(code, 1, "{doc:#}");
     let clock = check(&doc, "clock");
     assert_eq!(clock["status"], "fail");
@@ -747,8 +815,10 @@ fn node_unsynced_clock_and_stopped_server_fail() {
     assert!(clock["fix"].as_str().unwrap().contains("chronyd"));
     assert_eq!(check(&doc, "server")["status"], "pass");
 
+    // The same rig-receive, stopped: nothing listens on its port any more.
+    receiver.stop();
     let bin = fake_chronyc(dir.path(), CHRONY_SYNCED);
-    let (code, doc) = node_json(&config, &stopped_server(), &bin, &[]);
+    let (code, doc) = node_json(&config, &url, &bin, &[]);
     assert_eq!(code, 1, "{doc:#}");
     let server = check(&doc, "server");
     assert_eq!(server["status"], "fail");
@@ -764,7 +834,7 @@ fn node_unsynced_clock_and_stopped_server_fail() {
             config.to_str().unwrap(),
             "node",
             "--server",
-            &stopped_server(),
+            &url,
             "--minutes",
             "1",
         ],
@@ -824,6 +894,16 @@ fn node_backlog_counts_and_verifies() {
 
     let (code, doc) = node_json(&config, &server, &bin, &[]);
     assert_eq!(code, 0, "a backlog warns: {doc:#}");
+    let health = check(&doc, "server");
+    assert_eq!(health["status"], "pass");
+    assert_eq!(health["value"]["storage_free_gb"], 123.4);
+    assert_eq!(health["value"]["active_uploads"], 1);
+    assert!(
+        health["message"]
+            .as_str()
+            .unwrap()
+            .contains("123.4 GB free, 1 upload(s) active")
+    );
     let backlog = check(&doc, "backlog");
     assert_eq!(backlog["status"], "warn");
     let bytes = fs::metadata(&pending).unwrap().len() + fs::metadata(&failed).unwrap().len();
