@@ -327,8 +327,8 @@ fn scan_one(layout: &ServerLayout, id: SessionId, flying: &[RecordingId]) -> Sca
     }
 }
 
-/// Every session stored or being uploaded, newest first (uploading ones on
-/// top, then by last change; ties by ID, descending).
+/// Every session stored or being uploaded, newest first: those being
+/// uploaded on top, then by last change; ties by ID, descending.
 fn scan_all(state: &State) -> Result<Vec<Scan>, ApiError> {
     let layout = &state.layout;
     let mut ids = layout
@@ -342,7 +342,9 @@ fn scan_all(state: &State) -> Result<Vec<Scan>, ApiError> {
         .into_iter()
         .map(|id| scan_one(layout, id, &flying))
         .collect();
-    scans.sort_by(|a, b| (b.uploading(), b.newest, &b.id).cmp(&(a.uploading(), a.newest, &a.id)));
+    // Sessions being uploaded are happening now: on top, among them by ID.
+    let key = |s: &Scan| (s.uploading(), (!s.uploading()).then_some(s.newest));
+    scans.sort_by(|a, b| (key(b), &b.id).cmp(&(key(a), &a.id)));
     Ok(scans)
 }
 

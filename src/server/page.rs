@@ -98,9 +98,9 @@ h2{margin:0;font-size:1.05rem;word-break:break-all}\
 .badge{border-radius:999px;padding:1px 10px;font-size:.8rem;font-weight:600}\
 .ok{background:#dcfce7;color:#14532d}.bad{background:#fee2e2;color:#7f1d1d}\
 .busy{background:#fef3c7;color:#78350f}\
-.thumb{display:block;width:100%;max-width:320px;height:auto;margin:8px 0;border-radius:6px;\
+.thumb{float:right;width:34%;max-width:160px;height:auto;margin:0 0 6px 10px;border-radius:6px;\
 background:#e5e7eb}\
-.cams{display:grid;grid-template-columns:repeat(3,1fr);gap:6px;margin:8px 0}\
+.cams{clear:both;display:grid;grid-template-columns:repeat(3,1fr);gap:6px;margin:8px 0}\
 .cam{display:flex;flex-direction:column;border-radius:8px;padding:6px 8px;font-size:.85rem;\
 text-decoration:none;color:inherit;min-width:0;overflow-wrap:anywhere}\
 .cam strong{font-size:.95rem}\
@@ -200,12 +200,7 @@ fn session(h: &mut String, s: &SessionSummary) {
     } else {
         ("bad", format!("missing {}", s.cameras_missing.join(", ")))
     };
-    let _ = write!(
-        h,
-        "<section class=\"session\" id=\"s-{id}\"><div class=\"head\"><h2>{id}</h2>\
-         <span class=\"badge {class}\">{}</span></div>",
-        escape(&badge)
-    );
+    let _ = write!(h, "<section class=\"session\" id=\"s-{id}\">");
     if let Some(url) = &s.thumbnail_url {
         let _ = write!(
             h,
@@ -214,6 +209,11 @@ fn session(h: &mut String, s: &SessionSummary) {
             escape(url)
         );
     }
+    let _ = write!(
+        h,
+        "<div class=\"head\"><h2>{id}</h2><span class=\"badge {class}\">{}</span></div>",
+        escape(&badge)
+    );
     h.push_str("<div class=\"cams\">");
     for c in &s.cameras {
         camera(h, c);
