@@ -959,7 +959,7 @@ fn download_recording(
     })?;
     if digest().as_deref() != Some(before.as_str()) {
         return Err(ApiError::new(
-            503,
+            409,
             code::UPLOAD_IN_PROGRESS,
             format!("{rec} is being replaced by a new upload right now; try again shortly"),
         ));

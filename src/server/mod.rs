@@ -12,6 +12,10 @@
 //! * `GET /api/v1/health` reports the free space of the sessions filesystem
 //!   and the uploads in flight.
 //!
+//! The read side, what the server holds (sessions, jobs and stats as JSON,
+//! downloads with `Range`, and an HTML status page at `/`), lives in
+//! [`browse`] and [`page`]; [`route`] hands it every path it knows.
+//!
 //! A pool of `server.workers` threads takes requests from tiny_http, so the
 //! three cameras upload at once while health stays responsive. Every error is
 //! `{"success": false, "error": "<code>", "message": "..."}` with the codes of
