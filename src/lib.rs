@@ -40,6 +40,7 @@
 
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod checksum;
 pub mod cli;
 pub mod config;
