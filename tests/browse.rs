@@ -720,6 +720,18 @@ fn stitch_route_queues_refuses_and_the_panorama_downloads() {
         404,
         "recording_not_found",
     );
+    // Its temp file is gone, and rig-check finds the tree as it should be.
+    let temp: Vec<_> = std::fs::read_dir(&d.layout().temp).unwrap().collect();
+    assert!(temp.is_empty(), "{temp:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_rig-check"))
+        .args(["server", "--quick", "--root"])
+        .arg(d.root.path())
+        .env("SOCCER_RIG_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    let report = common::stdout(&out);
+    assert!(out.status.success(), "{report}{}", common::stderr(&out));
+    assert!(!report.contains("thumb"), "{report}");
 }
 
 #[test]

@@ -1199,7 +1199,7 @@ fn thumbnail(
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let fresh = matches!((mtime(&target), mtime(&source)), (Some(t), Some(s)) if t >= s);
     if !fresh {
-        make_thumbnail(&state.ffmpeg, &source, &target)
+        make_thumbnail(&state.ffmpeg, &source, &target, layout.temp_dir())
             .map_err(|e| internal(format!("making the thumbnail of session {session}: {e}")))?;
     }
     let file = open(&target).map_err(|_| none())?;
@@ -1211,11 +1211,12 @@ fn thumbnail(
 }
 
 /// One frame, 320 pixels wide, from one second in (or the first frame of a
-/// shorter file), written atomically (a temp file beside it, renamed).
-fn make_thumbnail(ffmpeg: &Path, source: &Path, target: &Path) -> Result<(), String> {
-    let dir = target.parent().unwrap_or(Path::new("."));
+/// shorter file), written atomically: made in `temp/` (same filesystem as
+/// `sessions/`, with the prefix start-up cleans), then renamed into place,
+/// so `sessions/` never holds a partial or stray file.
+fn make_thumbnail(ffmpeg: &Path, source: &Path, target: &Path, dir: &Path) -> Result<(), String> {
     let temp = tempfile::Builder::new()
-        .prefix(".thumb-")
+        .prefix(&format!("{}thumb-", super::UPLOAD_TEMP_PREFIX))
         .suffix(".jpg")
         .tempfile_in(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
