@@ -495,8 +495,9 @@ fn handle(state: &State, mut req: tiny_http::Request) {
     }
 }
 
-/// The tiny_http response of a reply. `Content-Length` is always sent
-/// (no chunking), so a video player knows the size and can seek.
+/// The tiny_http response of a reply. `Content-Length` is sent instead of
+/// chunking (unless the client asks for chunks with `TE`), so a video
+/// player knows the size and can seek.
 fn response_of(reply: Reply) -> tiny_http::ResponseBox {
     fn text(t: String, content_type: &str) -> (Box<dyn Read + Send>, u64, &str) {
         let len = t.len() as u64;
@@ -520,10 +521,7 @@ fn response_of(reply: Reply) -> tiny_http::ResponseBox {
         None,
     )
     .with_chunked_threshold(usize::MAX);
-    let headers = (!content_type.is_empty())
-        .then_some(("Content-Type", content_type.to_string()))
-        .into_iter()
-        .chain(reply.headers);
+    let headers = std::iter::once(("Content-Type", content_type.to_string())).chain(reply.headers);
     for (name, value) in headers {
         if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             response.add_header(h);
