@@ -143,6 +143,39 @@ impl ServerLayout {
         self.stitched_dir(session).join("panorama.mp4")
     }
 
+    /// `sessions/S/thumb.jpg`: one frame of the session, extracted once by
+    /// rig-receive for its status page.
+    pub fn thumbnail(&self, session: &SessionId) -> PathBuf {
+        self.session_dir(session).join("thumb.jpg")
+    }
+
+    /// The sessions stored under `sessions/`, sorted: every directory whose
+    /// name is a valid session ID (anything else there is not ours and is
+    /// skipped). A missing `sessions/` holds none.
+    pub fn session_ids(&self) -> std::io::Result<Vec<SessionId>> {
+        let entries = match std::fs::read_dir(&self.sessions) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(crate::fsx::with_path(&self.sessions)(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(crate::fsx::with_path(&self.sessions))?;
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| SessionId::parse(n).ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
     /// `processing/jobs.json`
     pub fn jobs_file(&self) -> PathBuf {
         self.processing.join("jobs.json")
@@ -222,6 +255,24 @@ mod tests {
             s.jobs_file(),
             Path::new("/data/soccer-rig/processing/jobs.json")
         );
+    }
+
+    #[test]
+    fn session_ids_lists_valid_directories_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ServerLayout::under(dir.path());
+        assert_eq!(s.session_ids().unwrap(), Vec::<SessionId>::new());
+        for name in ["B_2", "A_1", "not valid", ".hidden"] {
+            std::fs::create_dir_all(s.sessions.join(name)).unwrap();
+        }
+        std::fs::write(s.sessions.join("FILE_1"), b"x").unwrap();
+        let names: Vec<String> = s
+            .session_ids()
+            .unwrap()
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(names, ["A_1", "B_2"]);
     }
 
     #[test]

@@ -101,6 +101,16 @@ pub mod code {
     pub const RECORDING_NOT_FOUND: &str = "recording_not_found";
     /// 405: the route exists, the method is wrong.
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// 404: no such session.
+    pub const SESSION_NOT_FOUND: &str = "session_not_found";
+    /// 404: no such stitch job.
+    pub const JOB_NOT_FOUND: &str = "job_not_found";
+    /// 409: a stitch was asked of a session without all three cameras.
+    pub const SESSION_INCOMPLETE: &str = "session_incomplete";
+    /// 409: a stitch of the session is already queued or running.
+    pub const JOB_IN_PROGRESS: &str = "job_in_progress";
+    /// 416: the `Range` asked for lies outside the file.
+    pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
     /// 409: the same recording is being uploaded right now.
     pub const UPLOAD_IN_PROGRESS: &str = "upload_in_progress";
     /// 413: the body is larger than `max_upload_size_gb`.

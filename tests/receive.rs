@@ -629,7 +629,7 @@ fn ids_after_the_file_are_accepted() {
 fn routes_methods_media_types_and_unknown_recordings() {
     let d = Daemon::start();
     assert_error(&curl(&[&d.url("/api/v1/nope")]), 404, "not_found");
-    assert_error(&curl(&[&d.url("/")]), 404, "not_found");
+    assert_error(&curl(&[&d.url("/index.html")]), 404, "not_found");
     assert_error(
         &curl(&[&d.url("/api/v1/upload")]),
         405,

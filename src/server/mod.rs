@@ -12,6 +12,10 @@
 //! * `GET /api/v1/health` reports the free space of the sessions filesystem
 //!   and the uploads in flight.
 //!
+//! The read side, what the server holds (sessions, jobs and stats as JSON,
+//! downloads with `Range`, and an HTML status page at `/`), lives in
+//! [`browse`] and [`page`]; [`route`] hands it every path it knows.
+//!
 //! A pool of `server.workers` threads takes requests from tiny_http, so the
 //! three cameras upload at once while health stays responsive. Every error is
 //! `{"success": false, "error": "<code>", "message": "..."}` with the codes of
@@ -29,7 +33,9 @@
 //! `Content-Length` when it drains an unread body, which aborts the daemon
 //! for any early reply to an upload larger than RAM.
 
+pub mod browse;
 pub mod multipart;
+pub mod page;
 pub mod upload;
 
 use std::collections::HashSet;
@@ -128,6 +134,7 @@ pub struct State {
     layout: ServerLayout,
     limits: Limits,
     ffprobe: PathBuf,
+    ffmpeg: PathBuf,
     in_flight: Mutex<HashSet<RecordingId>>,
     active: AtomicU64,
     stopping: AtomicBool,
@@ -239,6 +246,7 @@ impl Receiver {
             layout,
             limits: Limits::from_config(config),
             ffprobe: config.processing.ffprobe_path.clone(),
+            ffmpeg: config.processing.ffmpeg_path.clone(),
             in_flight: Mutex::new(HashSet::new()),
             active: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -376,14 +384,51 @@ fn worker(server: &tiny_http::Server, state: &State) {
 }
 
 /// The result of one request, for the reply and the log line.
-struct Reply {
+pub struct Reply {
     status: u16,
-    body: String,
+    body: Body,
+    /// Extra headers (Content-Type comes from the body).
+    headers: Vec<(&'static str, String)>,
+}
+
+/// What a reply carries.
+pub enum Body {
+    /// `application/json` text.
+    Json(String),
+    /// `text/html; charset=utf-8` text.
+    Html(String),
+    /// A file or part of one, streamed with a known `Content-Length`: the
+    /// reader yields exactly `len` bytes, so memory does not grow with them.
+    Stream {
+        /// The bytes.
+        reader: Box<dyn Read + Send>,
+        /// How many.
+        len: u64,
+        /// Their Content-Type.
+        content_type: &'static str,
+    },
+}
+
+impl Reply {
+    /// A reply with a body and no extra headers.
+    pub fn new(status: u16, body: Body) -> Reply {
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
 }
 
 fn json_reply<T: Serialize>(status: u16, value: &T) -> Reply {
     let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
-    Reply { status, body }
+    Reply::new(status, Body::Json(body))
 }
 
 fn error_reply(e: &ApiError) -> Reply {
@@ -416,12 +461,13 @@ fn handle(state: &State, mut req: tiny_http::Request) {
         Err(e) => (error_reply(&e), Some(e)),
     };
     let status = reply.status;
-    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(status);
-    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
-        response.add_header(h);
-    }
+    let mut response = response_of(reply);
     if status == 405 {
-        let allow = if path == HEALTH_PATH { "GET" } else { "POST" };
+        let allow = match path.as_str() {
+            HEALTH_PATH => "GET",
+            UPLOAD_PATH | CONFIRM_PATH => "POST",
+            other => browse::allow(other).unwrap_or("POST"),
+        };
         if let Ok(h) = tiny_http::Header::from_bytes(&b"Allow"[..], allow.as_bytes()) {
             response.add_header(h);
         }
@@ -447,6 +493,41 @@ fn handle(state: &State, mut req: tiny_http::Request) {
             trace.bytes
         ),
     }
+}
+
+/// The tiny_http response of a reply. `Content-Length` is sent instead of
+/// chunking (unless the client asks for chunks with `TE`), so a video
+/// player knows the size and can seek.
+fn response_of(reply: Reply) -> tiny_http::ResponseBox {
+    fn text(t: String, content_type: &str) -> (Box<dyn Read + Send>, u64, &str) {
+        let len = t.len() as u64;
+        (Box::new(io::Cursor::new(t.into_bytes())), len, content_type)
+    }
+    let (reader, len, content_type): (Box<dyn Read + Send>, u64, &str) = match reply.body {
+        Body::Json(t) => text(t, "application/json"),
+        Body::Html(t) => text(t, "text/html; charset=utf-8"),
+        Body::Stream {
+            reader,
+            len,
+            content_type,
+        } => (reader, len, content_type),
+    };
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    let mut response = tiny_http::Response::new(
+        tiny_http::StatusCode(reply.status),
+        Vec::new(),
+        reader,
+        Some(len),
+        None,
+    )
+    .with_chunked_threshold(usize::MAX);
+    let headers = std::iter::once(("Content-Type", content_type.to_string())).chain(reply.headers);
+    for (name, value) in headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    response
 }
 
 fn route(
@@ -477,11 +558,14 @@ fn route(
             Get | Head => Ok(json_reply(200, &health(state))),
             _ => Err(wrong_method("GET")),
         },
+        _ if browse::allow(path).is_some() => browse::route(state, req, method, path, trace),
         _ => Err(ApiError::new(
             404,
             code::NOT_FOUND,
             format!(
-                "no such endpoint {path}; the API is {UPLOAD_PATH}, {CONFIRM_PATH}, {HEALTH_PATH}"
+                "no such endpoint {path}; the API is {UPLOAD_PATH}, {CONFIRM_PATH}, {HEALTH_PATH}, \
+                 {}",
+                browse::ROUTES
             ),
         )),
     }
