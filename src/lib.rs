@@ -42,6 +42,7 @@
 
 pub mod checksum;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod describe;
 pub mod ffmpeg;
