@@ -1269,15 +1269,16 @@ impl Progress {
         if !self.enabled || self.total == 0 {
             return;
         }
-        while self.next_tenth <= 10 && done.saturating_mul(10) >= self.total * self.next_tenth {
+        // The highest tenth reached; one line even when a read crosses several.
+        let tenth = (u128::from(done) * 10 / u128::from(self.total)).min(10) as u64;
+        if tenth >= self.next_tenth {
             log::info!(
-                "{}: sent {}% ({} of {} bytes)",
+                "{}: sent {}% ({done} of {} bytes)",
                 self.label,
-                self.next_tenth * 10,
-                done,
+                tenth * 10,
                 self.total
             );
-            self.next_tenth += 1;
+            self.next_tenth = tenth + 1;
         }
     }
 

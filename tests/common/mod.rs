@@ -9,7 +9,15 @@ use std::process::{Command, Output};
 
 /// Makes an MP4 test clip with lavfi `testsrc`: `secs` seconds of `w`x`h` at
 /// `fps`, encoded with `encoder` (`libx264` or `libx265`).
-pub fn make_clip(dir: &Path, name: &str, encoder: &str, secs: f64, w: u32, h: u32, fps: u32) -> PathBuf {
+pub fn make_clip(
+    dir: &Path,
+    name: &str,
+    encoder: &str,
+    secs: f64,
+    w: u32,
+    h: u32,
+    fps: u32,
+) -> PathBuf {
     let out = dir.join(name);
     let status = Command::new("ffmpeg")
         .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
@@ -34,7 +42,10 @@ pub fn small_clip(dir: &Path, name: &str) -> PathBuf {
 
 /// `sha256sum FILE`'s digest: the reference our hashing is compared with.
 pub fn sha256sum(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -46,7 +57,14 @@ pub fn sha256sum(path: &Path) -> String {
 /// ffprobe's JSON for a file (format + streams).
 pub fn ffprobe_json(path: &Path) -> serde_json::Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe");
