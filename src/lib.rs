@@ -53,3 +53,4 @@ pub mod jobs;
 pub mod layout;
 pub mod manifest;
 pub mod protocol;
+pub mod verify;
