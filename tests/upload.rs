@@ -878,3 +878,36 @@ fn file_and_manifest_pair_dry_run_auto_and_usage() {
     let out = common::run(BIN, &["--help"]);
     assert!(common::stdout(&out).contains("--delete-after-confirm"));
 }
+
+#[test]
+fn node_config_example_parses_to_the_defaults() {
+    let text = include_str!("../scripts/node-config.example.yaml");
+    let c = soccer_rig::config::Config::from_yaml(text, None).unwrap();
+    assert_eq!(c.offload, soccer_rig::config::OffloadConfig::default());
+    assert_eq!(c.node, soccer_rig::config::NodeConfig::default());
+    assert_eq!(c.recording, soccer_rig::config::RecordingConfig::default());
+}
+
+#[test]
+fn offload_all_wrapper_runs_passes_until_everything_is_offloaded() {
+    // Pass 1: the only upload is refused (400, not retried) -> exit 1;
+    // pass 2 sends it again and succeeds.
+    let server = FaultServer::start(vec![UploadAct::Status(400, "invalid_field", true)], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("W1", CameraId::Center, "2024-03-15T14:00:00Z");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rig-offload-all");
+    let out = std::process::Command::new(script)
+        .arg("--delete-after-confirm")
+        .env("RIG_UPLOAD", BIN)
+        .env("SOCCER_RIG_CONFIG", &rig.config)
+        .env("PASSES", "2")
+        .env("PAUSE_SEC", "0")
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("pass 2 of 2"), "{err}");
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 2);
+    assert_eq!(rig.state(&rec)["status"], "offloaded");
+    assert!(!rig.video(&rec).exists());
+}
