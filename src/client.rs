@@ -319,19 +319,22 @@ impl OffloadReport {
                 s
             }
             Outcome::AlreadyOffloaded => format!("{id} already offloaded"),
-            Outcome::DryRun => format!(
-                "{id} would be sent: POST {}{} session_id={} camera_id={} checksum={} \
-                 manifest={} file={} ({} bytes)",
-                self.server_url,
-                protocol::UPLOAD_PATH,
-                id.rsplit_once("_CAM_").map_or(id.as_str(), |(s, _)| s),
-                id.rsplit_once("_CAM_")
-                    .map_or(String::new(), |(_, c)| format!("CAM_{c}")),
-                self.checksum.as_deref().unwrap_or("?"),
-                self.manifest.display(),
-                self.file.display(),
-                self.file_size.unwrap_or(0),
-            ),
+            Outcome::DryRun => {
+                let (session, camera) = RecordingId::parse(id).map_or_else(
+                    |_| ("?".to_string(), "?"),
+                    |r| (r.session.to_string(), r.camera.as_str()),
+                );
+                format!(
+                    "{id} would be sent: POST {}{} session_id={session} camera_id={camera} \
+                     checksum={} manifest={} file={} ({} bytes)",
+                    self.server_url,
+                    protocol::UPLOAD_PATH,
+                    self.checksum.as_deref().unwrap_or("?"),
+                    self.manifest.display(),
+                    self.file.display(),
+                    self.file_size.unwrap_or(0),
+                )
+            }
             Outcome::Failed => format!(
                 "{id} failed after {} attempt{}: {}",
                 self.attempts,
@@ -456,6 +459,7 @@ pub fn offload_recording(
     opts: &OffloadOptions,
 ) -> Result<OffloadReport, ClientError> {
     let layout = PiLayout::new(&config.node.storage_root);
+    require_root(&layout)?;
     let _lock = lock(&layout.upload_lock(), opts)?;
     Uploader::new(config, opts)?.run(&Source::in_layout(&layout, rec))
 }
@@ -492,12 +496,7 @@ pub fn offload_all(
     opts: &OffloadOptions,
 ) -> Result<Vec<OffloadReport>, ClientError> {
     let layout = PiLayout::new(&config.node.storage_root);
-    if !layout.root.is_dir() {
-        return Err(ClientError::Config(format!(
-            "storage root {} is not a directory; set node.storage_root or --root",
-            layout.root.display()
-        )));
-    }
+    require_root(&layout)?;
     let _lock = lock(&layout.upload_lock(), opts)?;
     let uploader = Uploader::new(config, opts)?;
     let mut reports = Vec::new();
@@ -568,6 +567,19 @@ pub fn pending_recordings(layout: &PiLayout) -> Result<Vec<RecordingId>, ClientE
         (None, None) => a.to_string().cmp(&b.to_string()),
     });
     Ok(found.into_iter().map(|(_, r)| r).collect())
+}
+
+/// The storage root must exist: creating it (and the lock in it) on an
+/// unmounted mount point would hide the real problem.
+fn require_root(layout: &PiLayout) -> Result<(), ClientError> {
+    if layout.root.is_dir() {
+        return Ok(());
+    }
+    Err(ClientError::Config(format!(
+        "storage root {} is not a directory (is the drive mounted?); \
+         set node.storage_root or --root",
+        layout.root.display()
+    )))
 }
 
 fn lock(path: &Path, opts: &OffloadOptions) -> Result<Option<LockFile>, ClientError> {
@@ -672,6 +684,9 @@ impl<'a> Uploader<'a> {
             .timeout_connect(Some(Duration::from_secs(offload.connect_timeout_sec)))
             .timeout_global(Some(Duration::from_secs(offload.upload_timeout_sec)))
             .output_buffer_size(chunk)
+            // A redirect would need the body sent again; report it instead.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
             .user_agent(format!("rig-upload/{}", env!("CARGO_PKG_VERSION")))
             .build()
             .into();

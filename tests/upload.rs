@@ -840,6 +840,7 @@ fn file_and_manifest_pair_dry_run_auto_and_usage() {
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
     let text = common::stdout(&out);
     assert!(text.contains("would be sent: POST"), "{text}");
+    assert!(text.contains("session_id=S16 camera_id=CAM_R"), "{text}");
     assert!(text.contains(&common::sha256sum(&rig.clip)), "{text}");
     assert!(server.arrivals("/api/v1/upload").is_empty());
     assert!(!rig.layout().offload_state(&rec).exists());
@@ -866,6 +867,7 @@ fn file_and_manifest_pair_dry_run_auto_and_usage() {
         &["../x", "CAM_C"][..],
         &["--bogus", "--all"][..],
         &["--all", "--server", "ftp://x"][..],
+        &["S", "CAM_C", "--root", "/nonexistent/nvme"][..],
     ] {
         let out = rig.upload(args);
         assert_eq!(
