@@ -169,6 +169,13 @@ pub struct ServerConfig {
     pub upload_timeout_sec: u64,
     /// Request worker threads. Default 8.
     pub workers: usize,
+    /// Longest a connection may stay silent, in seconds: mid-body (the
+    /// upload fails with 408 and its temp file is removed) or idle between
+    /// requests (the connection is closed). Default 60.
+    pub stall_timeout_sec: u64,
+    /// On SIGTERM/SIGINT, how long uploads in flight may take to finish
+    /// before the daemon exits anyway, in seconds. Default 30.
+    pub shutdown_grace_sec: u64,
 }
 
 impl Default for ServerConfig {
@@ -179,6 +186,8 @@ impl Default for ServerConfig {
             max_upload_size_gb: 50.0,
             upload_timeout_sec: 3600,
             workers: 8,
+            stall_timeout_sec: 60,
+            shutdown_grace_sec: 30,
         }
     }
 }
@@ -256,6 +265,9 @@ pub struct RecordingConfig {
     pub codec: String,
     /// ffmpeg encoder; empty picks libx264/libx265 from `codec`. Default empty.
     pub encoder: String,
+    /// Encoder preset (`-preset`, e.g. `ultrafast` so a software encoder keeps
+    /// up with a live camera); empty passes none, the encoder's default. Default empty.
+    pub preset: String,
     /// Frame width. Default 3840.
     pub width: u32,
     /// Frame height. Default 2160.
@@ -276,6 +288,7 @@ impl Default for RecordingConfig {
             source: "v4l2:/dev/video0".into(),
             codec: "h265".into(),
             encoder: String::new(),
+            preset: String::new(),
             width: 3840,
             height: 2160,
             fps: 30,
@@ -352,6 +365,9 @@ impl Config {
         }
         if self.server.workers == 0 {
             return Err("server.workers: must be at least 1".into());
+        }
+        if self.server.upload_timeout_sec == 0 || self.server.stall_timeout_sec == 0 {
+            return Err("server.upload_timeout_sec/stall_timeout_sec: must be at least 1".into());
         }
         for (key, codec) in [
             ("processing.output_codec", &self.processing.output_codec),

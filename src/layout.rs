@@ -10,7 +10,7 @@
 //! manifests/S/C/S_C.json                 sessions/S/C/manifest.json
 //! manifests/S/C/S_C.offload.json         sessions/S/C/recording.sha256
 //! .rig-upload.lock                       sessions/S/stitched/panorama.mp4
-//!                                        processing/jobs.json (+ jobs.lock)
+//!                                        processing/jobs.json (+ jobs.lock, stitch.lock)
 //!                                        temp/
 //! ```
 //!
@@ -151,6 +151,13 @@ impl ServerLayout {
     /// `processing/jobs.lock`: serializes read-modify-write of `jobs.json`.
     pub fn jobs_lock(&self) -> PathBuf {
         self.processing.join("jobs.lock")
+    }
+
+    /// `processing/stitch.lock`: held by the one `rig-stitch --pending` run
+    /// allowed at a time, so a timer or cron never starts a second batch of
+    /// encodes beside the first.
+    pub fn stitch_lock(&self) -> PathBuf {
+        self.processing.join("stitch.lock")
     }
 
     /// The temp directory for uploads in flight.

@@ -53,4 +53,7 @@ pub mod jobs;
 pub mod layout;
 pub mod manifest;
 pub mod protocol;
+pub mod record;
+pub mod server;
+pub mod stitch;
 pub mod verify;

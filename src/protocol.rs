@@ -115,4 +115,6 @@ pub mod code {
     pub const TIMEOUT: &str = "request_timeout";
     /// 500: the server failed (disk error, ...). Clients retry.
     pub const INTERNAL: &str = "internal_error";
+    /// 503: the server is shutting down and takes no new work. Clients retry.
+    pub const SHUTTING_DOWN: &str = "shutting_down";
 }

@@ -1,0 +1,256 @@
+//! rig-stitch: stitch a session's three recordings into a panorama, and run
+//! the processing queue. The logic lives in `soccer_rig::stitch`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde_json::{Value, json};
+use soccer_rig::cli::{self, EXIT_FAILURE, EXIT_OK, Failure};
+use soccer_rig::config::Config;
+use soccer_rig::ids::SessionId;
+use soccer_rig::layout::ServerLayout;
+use soccer_rig::stitch::{self, Outcome, Runner, StitchError, StitchSettings};
+
+const PROGRAM: &str = "rig-stitch";
+
+const HELP: &str = "\
+rig-stitch: a time-aligned, overlap-blended panorama of a session, and the processing queue
+
+USAGE:
+    rig-stitch [OPTIONS] SESSION_ID     stitch one session now (queued and run)
+    rig-stitch [OPTIONS] --pending      run every queued job, oldest first
+    rig-stitch [OPTIONS] --list         print processing/jobs.json as a table
+
+OPTIONS:
+    --config PATH         configuration file (default $SOCCER_RIG_CONFIG, then
+                          /etc/soccer-rig/config.yaml)
+    --root DIR            sessions/, processing/ and temp/ under DIR
+    --force               stitch SESSION_ID again although it is done
+    --dry-run             print the alignment and the ffmpeg command; run nothing
+    --preset NAME         x264/x265 preset (default processing.output_preset, medium)
+    --output-width PX     widest panorama, 0 = no cap (default processing.output_width, 3840)
+    --json                machine-readable output on stdout
+    -h, --help            this text
+    -V, --version         the version
+
+EXIT STATUS: 0 done (or nothing to do), 1 a stitch failed, 2 usage or configuration error.
+See rig-stitch(1).
+";
+
+fn main() -> ExitCode {
+    cli::init_logging();
+    let mut json_out = false;
+    let result = run(&mut json_out);
+    if json_out && let Err(e) = &result {
+        println!(
+            "{}",
+            json!({"success": false, "error": e.code, "message": e.failure.message})
+        );
+    }
+    cli::finish(PROGRAM, result.map_err(|e| e.failure))
+}
+
+/// A failure and its snake_case code for `--json`.
+struct Error {
+    failure: Failure,
+    code: &'static str,
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        let code = if failure.code == cli::EXIT_USAGE {
+            "usage_error"
+        } else {
+            "failed"
+        };
+        Error { failure, code }
+    }
+}
+
+impl From<pico_args::Error> for Error {
+    fn from(e: pico_args::Error) -> Self {
+        Failure::from(e).into()
+    }
+}
+
+impl From<soccer_rig::config::ConfigError> for Error {
+    fn from(e: soccer_rig::config::ConfigError) -> Self {
+        Error {
+            failure: Failure::from(e),
+            code: "config_error",
+        }
+    }
+}
+
+impl From<StitchError> for Error {
+    fn from(e: StitchError) -> Self {
+        Error {
+            failure: Failure {
+                code: e.exit_code(),
+                message: e.to_string(),
+            },
+            code: e.code(),
+        }
+    }
+}
+
+fn run(json_out: &mut bool) -> Result<u8, Error> {
+    let mut args = pico_args::Arguments::from_env();
+    if cli::help_or_version(&mut args, PROGRAM, HELP) {
+        return Ok(EXIT_OK);
+    }
+    *json_out = args.contains("--json");
+    let config_path: Option<PathBuf> = args.opt_value_from_str("--config")?;
+    let root: Option<PathBuf> = args.opt_value_from_str("--root")?;
+    let force = args.contains("--force");
+    let dry_run = args.contains("--dry-run");
+    let pending = args.contains("--pending");
+    let list = args.contains("--list");
+    let preset: Option<String> = args.opt_value_from_str("--preset")?;
+    let output_width: Option<u32> = args.opt_value_from_str("--output-width")?;
+    // Anything left must be one SESSION_ID; a leftover starting with `-` is
+    // an unknown flag (so a typo never becomes a session).
+    let mut free = cli::free_paths(args)?;
+    if free.len() > 1 {
+        return Err(Failure::usage("give one SESSION_ID at a time; see --help").into());
+    }
+    let session: Option<String> = free.pop().map(|p| p.to_string_lossy().into_owned());
+
+    let modes = usize::from(pending) + usize::from(list) + usize::from(session.is_some());
+    if modes != 1 {
+        return Err(Failure::usage(
+            "give exactly one of SESSION_ID, --pending or --list; see --help",
+        )
+        .into());
+    }
+    if (force || dry_run) && session.is_none() {
+        return Err(
+            Failure::usage("--force and --dry-run go with a SESSION_ID; see --help").into(),
+        );
+    }
+
+    let mut config = Config::load(config_path.as_deref())?;
+    if let Some(root) = &root {
+        config.storage.set_root(root);
+    }
+    if let Some(p) = preset {
+        config.processing.output_preset = p;
+    }
+    if let Some(w) = output_width {
+        config.processing.output_width = w;
+    }
+    let settings = StitchSettings::from_config(&config.processing)?;
+    let layout = ServerLayout::from_config(&config.storage);
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&cancel))
+            .map_err(|e| Failure::failed(format!("cannot install signal handler: {e}")))?;
+    }
+    let tty = !*json_out && std::io::stderr().is_terminal();
+    let runner = Runner::new(layout, settings, cancel, tty);
+    let json = *json_out;
+    if list {
+        do_list(&runner, json)
+    } else if pending {
+        do_pending(&runner, json)
+    } else {
+        let id = session.unwrap_or_default();
+        let session = SessionId::parse(&id).map_err(StitchError::InvalidSession)?;
+        if dry_run {
+            do_dry_run(&runner, &session, json)
+        } else {
+            do_stitch(&runner, &session, force, json)
+        }
+    }
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn with_success(success: bool, v: Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("success".into(), Value::Bool(success));
+    if let Value::Object(m) = v {
+        out.extend(m);
+    }
+    Value::Object(out)
+}
+
+fn do_list(runner: &Runner, json: bool) -> Result<u8, Error> {
+    let file = runner.queue().load().map_err(StitchError::Jobs)?;
+    if json {
+        print_json(&serde_json::to_value(&file).unwrap_or_default());
+    } else {
+        print!("{}", stitch::list_table(&file));
+    }
+    Ok(EXIT_OK)
+}
+
+fn do_dry_run(runner: &Runner, session: &SessionId, json: bool) -> Result<u8, Error> {
+    let (plan, command) = runner.dry_run(session)?;
+    if json {
+        print_json(&json!({"success": true, "plan": plan, "command": command}));
+    } else {
+        for w in &plan.warnings {
+            log::warn!("{session}: {w}");
+        }
+        print!(
+            "{session}: would write {}x{}, {} frames ({:.3} s)\n{}{command}\n",
+            plan.output_width,
+            plan.output_height,
+            plan.frames,
+            plan.duration_sec,
+            stitch::plan_lines(&plan)
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn do_stitch(runner: &Runner, session: &SessionId, force: bool, json: bool) -> Result<u8, Error> {
+    let outcome = runner.stitch_now(session, force)?;
+    if json {
+        print_json(&with_success(
+            true,
+            serde_json::to_value(&outcome).unwrap_or_default(),
+        ));
+    } else {
+        match &outcome {
+            Outcome::Stitched(r) => print!("{}", r.human()),
+            Outcome::AlreadyDone { job } => println!(
+                "{session}: already stitched by job {} ({}); use --force to stitch again",
+                job.id,
+                job.output.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn do_pending(runner: &Runner, json: bool) -> Result<u8, Error> {
+    let report = runner.run_pending()?;
+    if json {
+        print_json(&with_success(
+            report.all_ok(),
+            serde_json::to_value(&report).unwrap_or_default(),
+        ));
+    } else if report.skipped_locked {
+        println!("another rig-stitch --pending is running; nothing done");
+    } else if report.jobs.is_empty() {
+        println!("no queued jobs");
+    } else {
+        for j in &report.jobs {
+            let detail = j.output.as_deref().or(j.error.as_deref()).unwrap_or("");
+            println!("{} {}: {} {detail}", j.job_id, j.session_id, j.status);
+        }
+    }
+    Ok(if report.all_ok() {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    })
+}

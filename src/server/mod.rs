@@ -1,0 +1,617 @@
+//! rig-receive: the server side of the offload protocol, as a blocking
+//! tiny_http daemon that three Pis can trust with the only copy of a match.
+//!
+//! Three endpoints (PROTOCOL.md "API Endpoints"):
+//!
+//! * `POST /api/v1/upload` streams the `file` part to `temp/` while hashing
+//!   it in the same pass (constant memory whatever the size), and moves it to
+//!   `sessions/S/C/recording.mp4` only once its digest equals the form's
+//!   `checksum` ([`upload`] has the details and the commit order);
+//! * `POST /api/v1/upload/confirm` answers with the size and the digest
+//!   stored at receive time (`recording.sha256`), never re-reading the file;
+//! * `GET /api/v1/health` reports the free space of the sessions filesystem
+//!   and the uploads in flight.
+//!
+//! A pool of `server.workers` threads takes requests from tiny_http, so the
+//! three cameras upload at once while health stays responsive. Every error is
+//! `{"success": false, "error": "<code>", "message": "..."}` with the codes of
+//! [`crate::protocol::code`]. One log line per request names method, path,
+//! status, body bytes, duration and recording.
+//!
+//! Stalls are bounded twice: every socket read times out after
+//! `server.stall_timeout_sec` of silence, and the body is abandoned when a
+//! read would start after `server.upload_timeout_sec` (checked before each
+//! read of at most 1 MiB, so the overshoot is at most one read, itself
+//! bounded by the stall timeout).
+//!
+//! The vendored tiny_http (vendor/tiny_http/PATCHES.md) matters here: the
+//! released 0.12.0 allocates a buffer as large as the client's declared
+//! `Content-Length` when it drains an unread body, which aborts the daemon
+//! for any early reply to an upload larger than RAM.
+
+pub mod multipart;
+pub mod upload;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Config, GB};
+use crate::fsx;
+use crate::ids::{CameraId, RecordingId, SessionId};
+use crate::layout::{self, ServerLayout};
+use crate::protocol::{
+    CONFIRM_PATH, ConfirmResponse, ErrorResponse, HEALTH_PATH, HealthResponse, UPLOAD_PATH, code,
+};
+
+/// Prefix of the temp files of uploads in flight in `temp/`; anything with
+/// it found there at start-up is the leftover of a crash and is removed.
+pub const UPLOAD_TEMP_PREFIX: &str = ".rig-tmp-upload-";
+
+/// Largest confirm request body, bytes.
+const MAX_CONFIRM_BYTES: u64 = 64 * 1024;
+
+/// How often idle workers and the main thread look at the stop flag.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Why the daemon could not start or stopped abnormally.
+#[derive(Debug)]
+pub struct ServerError(pub String);
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// The limits of the `server:` and `storage:` config, in the units the code uses.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest file part, bytes (`server.max_upload_size_gb`).
+    pub max_upload_bytes: u64,
+    /// Free space an upload must leave, bytes (`storage.min_free_space_gb`).
+    pub min_free_bytes: u64,
+    /// Longest one upload may take (`server.upload_timeout_sec`).
+    pub upload_timeout: Duration,
+    /// Longest silence on a connection (`server.stall_timeout_sec`).
+    pub stall_timeout: Duration,
+}
+
+impl Limits {
+    /// The limits a configuration sets.
+    pub fn from_config(config: &Config) -> Limits {
+        let bytes = |gb: f64| (gb * GB).min(u64::MAX as f64) as u64;
+        Limits {
+            max_upload_bytes: bytes(config.server.max_upload_size_gb),
+            min_free_bytes: bytes(config.storage.min_free_space_gb),
+            upload_timeout: Duration::from_secs(config.server.upload_timeout_sec),
+            stall_timeout: Duration::from_secs(config.server.stall_timeout_sec),
+        }
+    }
+}
+
+/// An HTTP error reply: status, snake_case code, human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// One of [`crate::protocol::code`].
+    pub code: &'static str,
+    /// What was wrong and what to do.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error reply.
+    pub fn new(status: u16, code: &'static str, message: String) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+/// Shared by the workers.
+pub struct State {
+    layout: ServerLayout,
+    limits: Limits,
+    ffprobe: PathBuf,
+    in_flight: Mutex<HashSet<RecordingId>>,
+    active: AtomicU64,
+    stopping: AtomicBool,
+}
+
+/// The claim on a recording being uploaded; dropping it (on every path,
+/// panics and disconnects included) lets the next upload of it in.
+pub struct InFlight<'a> {
+    state: &'a State,
+    rec: RecordingId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.state
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.rec);
+    }
+}
+
+/// Counts an upload in flight for `/health` while it lives.
+pub struct ActiveUpload<'a>(&'a AtomicU64);
+
+impl Drop for ActiveUpload<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl State {
+    /// Claims `rec` for this upload, or 409 if another upload of it is in flight.
+    fn claim(&self, rec: &RecordingId) -> Result<InFlight<'_>, ApiError> {
+        let mut set = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !set.insert(rec.clone()) {
+            return Err(ApiError::new(
+                409,
+                code::UPLOAD_IN_PROGRESS,
+                format!("{rec} is being uploaded right now; try again when that upload ends"),
+            ));
+        }
+        Ok(InFlight {
+            state: self,
+            rec: rec.clone(),
+        })
+    }
+
+    fn active_upload(&self) -> ActiveUpload<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        ActiveUpload(&self.active)
+    }
+
+    /// Free bytes on the sessions filesystem.
+    fn free_bytes(&self) -> io::Result<u64> {
+        fsx::free_space(fsx::existing_ancestor(&self.layout.sessions))
+    }
+}
+
+/// A bound, ready daemon: [`Receiver::bind`], print [`Receiver::local_addr`],
+/// then [`Receiver::serve`].
+pub struct Receiver {
+    server: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    state: Arc<State>,
+    workers: usize,
+    grace: Duration,
+}
+
+impl Receiver {
+    /// Prepares storage (creates the directories, removes upload leftovers
+    /// of a crash from `temp/`, checks that `temp/` and `sessions/` share a
+    /// filesystem) and binds `server.host:server.port`.
+    pub fn bind(config: &Config) -> Result<Receiver, ServerError> {
+        let layout = ServerLayout::from_config(&config.storage);
+        prepare_storage(&layout)?;
+        let host = config.server.host.as_str();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let addrs: Vec<SocketAddr> = (host, config.server.port)
+            .to_socket_addrs()
+            .map_err(|e| {
+                ServerError(format!(
+                    "server.host {:?}: not an address to listen on: {e}",
+                    config.server.host
+                ))
+            })?
+            .collect();
+        let listener = TcpListener::bind(&addrs[..]).map_err(|e| {
+            ServerError(format!(
+                "cannot listen on {}:{}: {e} (is another rig-receive running? \
+                 change server.port or --listen)",
+                config.server.host, config.server.port
+            ))
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServerError(format!("listening socket: {e}")))?;
+        let stall = Duration::from_secs(config.server.stall_timeout_sec);
+        let server =
+            tiny_http::Server::from_listener_with_read_timeout(listener, None, Some(stall))
+                .map_err(|e| ServerError(format!("cannot start the HTTP server: {e}")))?;
+        let state = State {
+            layout,
+            limits: Limits::from_config(config),
+            ffprobe: config.processing.ffprobe_path.clone(),
+            in_flight: Mutex::new(HashSet::new()),
+            active: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        };
+        Ok(Receiver {
+            server: Arc::new(server),
+            addr,
+            state: Arc::new(state),
+            workers: config.server.workers.max(1),
+            grace: Duration::from_secs(config.server.shutdown_grace_sec),
+        })
+    }
+
+    /// The address actually bound (the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `stop` becomes true, then stops taking work (new
+    /// requests get 503 `shutting_down`), lets uploads in flight finish for
+    /// up to `server.shutdown_grace_sec`, and returns.
+    pub fn serve(self, stop: &AtomicBool) -> Result<(), ServerError> {
+        let mut handles = Vec::with_capacity(self.workers);
+        for i in 0..self.workers {
+            let server = Arc::clone(&self.server);
+            let state = Arc::clone(&self.state);
+            let handle = thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || worker(&server, &state))
+                .map_err(|e| ServerError(format!("cannot start worker threads: {e}")))?;
+            handles.push(handle);
+        }
+        while !stop.load(Ordering::SeqCst) {
+            thread::sleep(POLL);
+        }
+        let active = self.state.active.load(Ordering::SeqCst);
+        log::info!(
+            "stopping: no new work; waiting up to {} s for {active} upload(s) in flight",
+            self.grace.as_secs()
+        );
+        self.state.stopping.store(true, Ordering::SeqCst);
+        let give_up = Instant::now() + self.grace;
+        while handles.iter().any(|h| !h.is_finished()) && Instant::now() < give_up {
+            thread::sleep(POLL);
+        }
+        let left = self.state.active.load(Ordering::SeqCst);
+        if left > 0 {
+            log::warn!(
+                "grace time over with {left} upload(s) unfinished; their temp files are \
+                 removed and nothing of them was stored"
+            );
+            remove_upload_leftovers(&self.state.layout.temp);
+        } else {
+            log::info!("stopped");
+        }
+        // Workers still busy after the grace time are left to the process exit.
+        Ok(())
+    }
+}
+
+/// Binds and serves until `stop`; `on_listening` gets the bound address
+/// once the socket accepts connections (rig-receive prints it).
+pub fn run(
+    config: &Config,
+    stop: &AtomicBool,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    let receiver = Receiver::bind(config)?;
+    on_listening(receiver.local_addr());
+    receiver.serve(stop)
+}
+
+fn prepare_storage(layout: &ServerLayout) -> Result<(), ServerError> {
+    for dir in [&layout.sessions, &layout.processing, &layout.temp] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServerError(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let dev = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.dev())
+            .map_err(|e| ServerError(format!("{}: {e}", p.display())))
+    };
+    if dev(&layout.sessions)? != dev(&layout.temp)? {
+        return Err(ServerError(format!(
+            "storage.temp_path {} and storage.sessions_path {} are on different filesystems; \
+             verified uploads are moved by rename, which needs one filesystem: put temp_path \
+             beside sessions_path",
+            layout.temp.display(),
+            layout.sessions.display()
+        )));
+    }
+    let removed = remove_upload_leftovers(&layout.temp);
+    if removed > 0 {
+        log::warn!(
+            "removed {removed} unfinished upload(s) left in {} by a crash",
+            layout.temp.display()
+        );
+    }
+    Ok(())
+}
+
+/// Removes upload temp files from `temp/`; returns how many.
+fn remove_upload_leftovers(temp: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(UPLOAD_TEMP_PREFIX) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => log::error!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+    removed
+}
+
+fn worker(server: &tiny_http::Server, state: &State) {
+    loop {
+        match server.recv_timeout(POLL) {
+            Ok(Some(req)) => handle(state, req),
+            Ok(None) => {
+                if state.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
+            Err(e) => {
+                log::error!("receiving a request failed: {e}");
+                thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// The result of one request, for the reply and the log line.
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+fn json_reply<T: Serialize>(status: u16, value: &T) -> Reply {
+    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
+    Reply { status, body }
+}
+
+fn error_reply(e: &ApiError) -> Reply {
+    json_reply(
+        e.status,
+        &ErrorResponse {
+            success: false,
+            error: e.code.to_string(),
+            message: e.message.clone(),
+        },
+    )
+}
+
+fn handle(state: &State, mut req: tiny_http::Request) {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.url().split('?').next().unwrap_or("").to_string();
+    let mut trace = upload::Trace::default();
+    let result = if state.stopping.load(Ordering::SeqCst) {
+        Err(ApiError::new(
+            503,
+            code::SHUTTING_DOWN,
+            "rig-receive is shutting down; try again shortly".into(),
+        ))
+    } else {
+        route(state, &mut req, &method, &path, &mut trace)
+    };
+    let (reply, failure) = match result {
+        Ok(reply) => (reply, None),
+        Err(e) => (error_reply(&e), Some(e)),
+    };
+    let status = reply.status;
+    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(status);
+    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
+        response.add_header(h);
+    }
+    if status == 405 {
+        let allow = if path == HEALTH_PATH { "GET" } else { "POST" };
+        if let Ok(h) = tiny_http::Header::from_bytes(&b"Allow"[..], allow.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    if let Err(e) = req.respond(response) {
+        log::debug!("{method} {path}: sending the reply failed: {e}");
+    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let rec = trace.recording.as_deref().unwrap_or("-");
+    match &failure {
+        Some(e) if e.status >= 500 && e.status != 507 => log::error!(
+            "{method} {path} {status} {} bytes {ms:.1} ms {rec}: {}",
+            trace.bytes,
+            e.message
+        ),
+        Some(e) => log::info!(
+            "{method} {path} {status} {} bytes {ms:.1} ms {rec}: {}",
+            trace.bytes,
+            e.code
+        ),
+        None => log::info!(
+            "{method} {path} {status} {} bytes {ms:.1} ms {rec}",
+            trace.bytes
+        ),
+    }
+}
+
+fn route(
+    state: &State,
+    req: &mut tiny_http::Request,
+    method: &tiny_http::Method,
+    path: &str,
+    trace: &mut upload::Trace,
+) -> Result<Reply, ApiError> {
+    use tiny_http::Method::{Get, Head, Post};
+    let wrong_method = |allowed: &str| {
+        ApiError::new(
+            405,
+            code::METHOD_NOT_ALLOWED,
+            format!("{path} takes {allowed}, not {method}"),
+        )
+    };
+    match path {
+        UPLOAD_PATH => match method {
+            Post => upload::upload(state, req, trace).map(|r| json_reply(200, &r)),
+            _ => Err(wrong_method("POST")),
+        },
+        CONFIRM_PATH => match method {
+            Post => confirm(state, req, trace).map(|r| json_reply(200, &r)),
+            _ => Err(wrong_method("POST")),
+        },
+        HEALTH_PATH => match method {
+            Get | Head => Ok(json_reply(200, &health(state))),
+            _ => Err(wrong_method("GET")),
+        },
+        _ => Err(ApiError::new(
+            404,
+            code::NOT_FOUND,
+            format!(
+                "no such endpoint {path}; the API is {UPLOAD_PATH}, {CONFIRM_PATH}, {HEALTH_PATH}"
+            ),
+        )),
+    }
+}
+
+/// `GET /api/v1/health`.
+pub fn health_of(layout: &ServerLayout, min_free_bytes: u64, active: u64) -> HealthResponse {
+    let free = fsx::free_space(fsx::existing_ancestor(&layout.sessions));
+    if let Err(e) = &free {
+        log::error!("health: free space of {}: {e}", layout.sessions.display());
+    }
+    let free = free.ok();
+    let degraded = free.is_none_or(|f| f < min_free_bytes);
+    HealthResponse {
+        status: if degraded { "degraded" } else { "healthy" }.into(),
+        storage_free_gb: free.map_or(0.0, |f| (f as f64 / GB * 1000.0).round() / 1000.0),
+        active_uploads: active,
+    }
+}
+
+fn health(state: &State) -> HealthResponse {
+    health_of(
+        &state.layout,
+        state.limits.min_free_bytes,
+        state.active.load(Ordering::SeqCst),
+    )
+}
+
+/// `POST /api/v1/upload/confirm`: what was stored at receive time.
+fn confirm(
+    state: &State,
+    req: &mut tiny_http::Request,
+    trace: &mut upload::Trace,
+) -> Result<ConfirmResponse, ApiError> {
+    let bad = |code: &'static str, m: String| ApiError::new(400, code, m);
+    let mut body = Vec::new();
+    req.as_reader()
+        .take(MAX_CONFIRM_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| {
+            bad(
+                code::BAD_REQUEST,
+                format!("reading the request failed: {e}"),
+            )
+        })?;
+    trace.bytes = body.len() as u64;
+    if body.len() as u64 > MAX_CONFIRM_BYTES {
+        return Err(bad(
+            code::BAD_REQUEST,
+            format!("confirm body is over {MAX_CONFIRM_BYTES} bytes"),
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        bad(
+            code::BAD_REQUEST,
+            format!(
+                "confirm body is not JSON ({e}); send {{\"session_id\": \"...\", \"camera_id\": \"...\"}}"
+            ),
+        )
+    })?;
+    let text = |name: &str| -> Result<String, ApiError> {
+        match value.get(name) {
+            None | Some(serde_json::Value::Null) => Err(bad(
+                code::MISSING_FIELD,
+                format!(
+                    "confirm needs {name}; send {{\"session_id\": \"...\", \"camera_id\": \"...\"}}"
+                ),
+            )),
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(bad(
+                code::INVALID_FIELD,
+                format!("field {name}: must be a string, got {other}"),
+            )),
+        }
+    };
+    if !value.is_object() {
+        return Err(bad(
+            code::BAD_REQUEST,
+            "confirm body must be a JSON object with session_id and camera_id".into(),
+        ));
+    }
+    let session = SessionId::parse(&text("session_id")?)
+        .map_err(|e| bad(code::INVALID_FIELD, format!("field session_id: {e}")))?;
+    let camera = CameraId::parse(&text("camera_id")?)
+        .map_err(|e| bad(code::INVALID_FIELD, format!("field camera_id: {e}")))?;
+    let rec = RecordingId::new(session, camera);
+    trace.recording = Some(rec.to_string());
+    let (s, c) = (&rec.session, rec.camera);
+    let not_found = || {
+        ApiError::new(
+            404,
+            code::RECORDING_NOT_FOUND,
+            format!("{rec} is not stored on this server; upload it first"),
+        )
+    };
+    let digest_path = state.layout.digest(s, c);
+    let digest = match std::fs::read_to_string(&digest_path) {
+        Ok(text) => layout::parse_digest_line(&text).ok_or_else(|| {
+            log::error!("{}: not a sha256sum line", digest_path.display());
+            ApiError::new(
+                500,
+                code::INTERNAL,
+                format!("the stored digest of {rec} is damaged; upload it again"),
+            )
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) => {
+            return Err(ApiError::new(
+                500,
+                code::INTERNAL,
+                format!("reading the stored digest of {rec}: {e}"),
+            ));
+        }
+    };
+    let size = match std::fs::metadata(state.layout.recording(s, c)) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) => {
+            return Err(ApiError::new(
+                500,
+                code::INTERNAL,
+                format!("reading the stored recording {rec}: {e}"),
+            ));
+        }
+    };
+    Ok(ConfirmResponse {
+        success: true,
+        session_id: rec.session.to_string(),
+        camera_id: rec.camera.to_string(),
+        file_size: size,
+        checksum_sha256: digest,
+    })
+}

@@ -1,0 +1,708 @@
+//! `POST /api/v1/upload`: stream the file part to `temp/` while hashing it,
+//! and only once its digest equals the form's `checksum` move it into
+//! `sessions/S/C/` with its manifest and digest.
+//!
+//! The commit order is what makes a crash at any instant safe for the
+//! confirm step, which reads `recording.sha256`:
+//!
+//! 1. the old `recording.sha256` is removed (a replacement is coming);
+//! 2. the verified temp file is renamed over `recording.mp4`;
+//! 3. `manifest.json` is written atomically;
+//! 4. `recording.sha256` is written atomically, last: it is the commit mark.
+//!
+//! So `recording.sha256` never names bytes other than those of
+//! `recording.mp4`; when it is missing, confirm answers 404 and the client
+//! uploads again.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use tempfile::NamedTempFile;
+
+use super::multipart::{Event, FormError, FormStream, boundary_of};
+use super::{ApiError, InFlight, State};
+use crate::checksum::{FileDigest, HashingWriter, is_sha256_hex};
+use crate::describe::{self, DescribeError, DescribeOptions};
+use crate::fsx;
+use crate::ids::{CameraId, RecordingId, SessionId};
+use crate::jobs::JobQueue;
+use crate::layout;
+use crate::manifest::{Manifest, ManifestError};
+use crate::protocol::{UploadResponse, code, field};
+
+/// Largest `manifest` field accepted, bytes.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// Largest other text field accepted, bytes.
+pub const MAX_TEXT_BYTES: usize = 1024;
+/// Most parts a form may have (five are defined; a few unknown ones are ignored).
+pub const MAX_PARTS: usize = 16;
+/// What the form may add to the file's size: text fields and framing.
+pub const FORM_OVERHEAD: u64 = (MAX_MANIFEST_BYTES + MAX_PARTS * (MAX_TEXT_BYTES + 1024)) as u64;
+/// While a body of unknown length streams in, free space is checked again
+/// every this many bytes.
+const FREE_SPACE_CHECK_EVERY: u64 = 256 << 20;
+
+/// What the request log line says about an upload.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// `{session}_{camera}` once known.
+    pub recording: Option<String>,
+    /// Body bytes read.
+    pub bytes: u64,
+}
+
+/// The file part as it streams to its temp file.
+struct FilePart {
+    writer: HashingWriter<NamedTempFile>,
+    /// The first 8 bytes, for the `ftyp` check.
+    head: Vec<u8>,
+}
+
+/// What the form carried.
+#[derive(Default)]
+struct Form<'s> {
+    session_id: Option<String>,
+    camera_id: Option<String>,
+    checksum: Option<String>,
+    manifest: Option<String>,
+    file: Option<FilePart>,
+    /// The recording, once both IDs are in and valid.
+    rec: Option<RecordingId>,
+    /// The in-flight claim on `rec`, held until the reply.
+    claim: Option<InFlight<'s>>,
+}
+
+/// Handles an upload; `trace` is filled in for the log line whatever happens.
+pub fn upload(
+    state: &State,
+    req: &mut tiny_http::Request,
+    trace: &mut Trace,
+) -> Result<UploadResponse, ApiError> {
+    let started = Instant::now();
+    let limits = &state.limits;
+    let content_type = header(req, "Content-Type").unwrap_or_default();
+    let boundary = match boundary_of(&content_type) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err(ApiError::new(
+                415,
+                code::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "upload must be multipart/form-data, got Content-Type {content_type:?}; \
+                     send file, session_id, camera_id, checksum (and optionally manifest) as form fields"
+                ),
+            ));
+        }
+        Err(m) => return Err(ApiError::new(400, code::BAD_REQUEST, m)),
+    };
+    let body_cap = limits.max_upload_bytes.saturating_add(FORM_OVERHEAD);
+    let announced = req.body_length().map(|n| n as u64);
+    if let Some(len) = announced
+        && len > body_cap
+    {
+        return Err(too_large(limits.max_upload_bytes, Some(len)));
+    }
+    check_free_space(state, announced.unwrap_or(0))?;
+
+    let _active = state.active_upload();
+    let deadline = started + limits.upload_timeout;
+    let mut stream = FormStream::new(req.as_reader(), &boundary, body_cap, deadline);
+    let mut form = Form::default();
+    let result = read_form(state, &mut stream, &mut form, trace);
+    trace.bytes = stream.received();
+    result.map_err(|e| e.into_api(limits))?;
+    if started.elapsed() > limits.upload_timeout {
+        return Err(ReadError::Form(FormError::Deadline).into_api(limits));
+    }
+    finish(state, form, trace)
+}
+
+/// Errors while reading the form: the form's own, or the upload's rules.
+enum ReadError {
+    Form(FormError),
+    Api(ApiError),
+}
+
+impl From<FormError> for ReadError {
+    fn from(e: FormError) -> Self {
+        ReadError::Form(e)
+    }
+}
+
+impl From<ApiError> for ReadError {
+    fn from(e: ApiError) -> Self {
+        ReadError::Api(e)
+    }
+}
+
+impl ReadError {
+    fn into_api(self, limits: &super::Limits) -> ApiError {
+        match self {
+            ReadError::Api(e) => e,
+            ReadError::Form(FormError::Malformed(m)) => ApiError::new(400, code::BAD_REQUEST, m),
+            ReadError::Form(FormError::Truncated { received }) => ApiError::new(
+                400,
+                code::BAD_REQUEST,
+                format!(
+                    "the body ended after {received} bytes, before the multipart closing \
+                     boundary: the upload was cut off; send it again"
+                ),
+            ),
+            ReadError::Form(FormError::TooLarge { .. }) => too_large(limits.max_upload_bytes, None),
+            ReadError::Form(FormError::Deadline) => ApiError::new(
+                408,
+                code::TIMEOUT,
+                format!(
+                    "the upload took longer than server.upload_timeout_sec ({} s); \
+                     nothing was stored",
+                    limits.upload_timeout.as_secs()
+                ),
+            ),
+            ReadError::Form(FormError::Stalled) => ApiError::new(
+                408,
+                code::TIMEOUT,
+                format!(
+                    "the client sent nothing for server.stall_timeout_sec ({} s); \
+                     nothing was stored",
+                    limits.stall_timeout.as_secs()
+                ),
+            ),
+            ReadError::Form(FormError::Io(e)) => ApiError::new(
+                400,
+                code::BAD_REQUEST,
+                format!("reading the upload failed: {e}; nothing was stored"),
+            ),
+        }
+    }
+}
+
+fn too_large(max: u64, announced: Option<u64>) -> ApiError {
+    let what = match announced {
+        Some(n) => format!("the body is {n} bytes"),
+        None => "the body grew".to_string(),
+    };
+    ApiError::new(
+        413,
+        code::TOO_LARGE,
+        format!(
+            "{what}, over server.max_upload_size_gb ({max} bytes of file plus form fields); \
+             nothing was stored"
+        ),
+    )
+}
+
+/// 507 when storing `incoming` more bytes would leave less than the floor.
+fn check_free_space(state: &State, incoming: u64) -> Result<(), ApiError> {
+    let free = state.free_bytes().map_err(|e| {
+        ApiError::new(
+            500,
+            code::INTERNAL,
+            format!("cannot tell the free space of the sessions filesystem: {e}"),
+        )
+    })?;
+    let floor = state.limits.min_free_bytes;
+    if free.saturating_sub(incoming) < floor {
+        return Err(ApiError::new(
+            507,
+            code::INSUFFICIENT_STORAGE,
+            format!(
+                "storing {incoming} more bytes would leave less than storage.min_free_space_gb \
+                 ({:.3} GB) free on the server ({:.3} GB free now); free space or lower the floor",
+                floor as f64 / crate::config::GB,
+                free as f64 / crate::config::GB
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads every part; the file goes to a temp file, text fields to memory
+/// (capped). Validates IDs and claims the recording as soon as they are in.
+fn read_form<'s, R: io::Read>(
+    state: &'s State,
+    stream: &mut FormStream<R>,
+    form: &mut Form<'s>,
+    trace: &mut Trace,
+) -> Result<(), ReadError> {
+    let mut parts = 0usize;
+    loop {
+        let head = match stream.next_event()? {
+            Event::End => return Ok(()),
+            Event::Part(head) => head,
+            Event::Data(_) | Event::PartEnd => {
+                return Err(ApiError::new(
+                    400,
+                    code::BAD_REQUEST,
+                    "multipart data outside of a part".into(),
+                )
+                .into());
+            }
+        };
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(ApiError::new(
+                400,
+                code::BAD_REQUEST,
+                format!("the form has more than {MAX_PARTS} parts"),
+            )
+            .into());
+        }
+        if head.name == field::FILE {
+            if form.file.is_some() {
+                return Err(invalid("file", "the form has more than one file part").into());
+            }
+            read_file_part(state, stream, form)?;
+        } else {
+            let cap = if head.name == field::MANIFEST {
+                MAX_MANIFEST_BYTES
+            } else {
+                MAX_TEXT_BYTES
+            };
+            let text = read_text_part(stream, &head.name, cap)?;
+            store_text(state, form, &head.name, text, trace)?;
+        }
+    }
+}
+
+fn read_text_part<R: io::Read>(
+    stream: &mut FormStream<R>,
+    name: &str,
+    cap: usize,
+) -> Result<String, ReadError> {
+    let mut buf = Vec::new();
+    loop {
+        match stream.next_event()? {
+            Event::Data(b) => {
+                if buf.len() + b.len() > cap {
+                    return Err(invalid(name, &format!("is longer than {cap} bytes")).into());
+                }
+                buf.extend_from_slice(&b);
+            }
+            Event::PartEnd => break,
+            _ => {
+                return Err(ApiError::new(
+                    400,
+                    code::BAD_REQUEST,
+                    format!("multipart part {name:?} is not terminated"),
+                )
+                .into());
+            }
+        }
+    }
+    String::from_utf8(buf).map_err(|_| invalid(name, "is not UTF-8 text").into())
+}
+
+fn store_text<'s>(
+    state: &'s State,
+    form: &mut Form<'s>,
+    name: &str,
+    text: String,
+    trace: &mut Trace,
+) -> Result<(), ReadError> {
+    let slot = match name {
+        field::SESSION_ID => &mut form.session_id,
+        field::CAMERA_ID => &mut form.camera_id,
+        field::CHECKSUM => &mut form.checksum,
+        field::MANIFEST => &mut form.manifest,
+        other => {
+            log::debug!("ignoring unknown upload field {other:?}");
+            return Ok(());
+        }
+    };
+    if slot.is_some() {
+        return Err(invalid(name, "appears more than once in the form").into());
+    }
+    *slot = Some(text);
+    // Reject bad values as soon as they are known, before any file byte.
+    match name {
+        field::SESSION_ID | field::CAMERA_ID => {
+            let session = form.session_id.as_deref().map(parse_session).transpose()?;
+            let camera = form.camera_id.as_deref().map(parse_camera).transpose()?;
+            if let (Some(s), Some(c)) = (session, camera) {
+                let rec = RecordingId::new(s, c);
+                trace.recording = Some(rec.to_string());
+                form.claim = Some(state.claim(&rec)?);
+                form.rec = Some(rec);
+            }
+        }
+        field::CHECKSUM => {
+            parse_checksum(form.checksum.as_deref().unwrap_or_default())?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn read_file_part<R: io::Read>(
+    state: &State,
+    stream: &mut FormStream<R>,
+    form: &mut Form,
+) -> Result<(), ReadError> {
+    let temp = tempfile::Builder::new()
+        .prefix(super::UPLOAD_TEMP_PREFIX)
+        .tempfile_in(&state.layout.temp)
+        .map_err(|e| {
+            internal(
+                &format!(
+                    "cannot create a temp file in {}",
+                    state.layout.temp.display()
+                ),
+                e,
+            )
+        })?;
+    let part = form.file.insert(FilePart {
+        writer: HashingWriter::new(temp),
+        head: Vec::with_capacity(8),
+    });
+    let max = state.limits.max_upload_bytes;
+    let mut next_space_check = FREE_SPACE_CHECK_EVERY;
+    loop {
+        match stream.next_event()? {
+            Event::Data(b) => {
+                if part.head.len() < 8 {
+                    let take = (8 - part.head.len()).min(b.len());
+                    part.head.extend_from_slice(&b[..take]);
+                    if part.head.len() == 8 && &part.head[4..8] != b"ftyp" {
+                        return Err(not_mp4().into());
+                    }
+                }
+                let written = part.writer.bytes_written();
+                if written + b.len() as u64 > max {
+                    return Err(too_large(max, None).into());
+                }
+                part.writer
+                    .write_all(&b)
+                    .map_err(|e| internal("writing the upload to its temp file failed", e))?;
+                if part.writer.bytes_written() >= next_space_check {
+                    next_space_check += FREE_SPACE_CHECK_EVERY;
+                    check_free_space(state, 0)?;
+                }
+            }
+            Event::PartEnd => break,
+            _ => {
+                return Err(ApiError::new(
+                    400,
+                    code::BAD_REQUEST,
+                    "multipart file part is not terminated".into(),
+                )
+                .into());
+            }
+        }
+    }
+    if part.head.len() < 8 {
+        return Err(not_mp4().into());
+    }
+    Ok(())
+}
+
+fn not_mp4() -> ApiError {
+    ApiError::new(
+        415,
+        code::UNSUPPORTED_MEDIA_TYPE,
+        "the file part is not an MP4 file (no ftyp box at its start); only MP4 recordings \
+         are accepted"
+            .into(),
+    )
+}
+
+fn invalid(name: &str, what: &str) -> ApiError {
+    ApiError::new(400, code::INVALID_FIELD, format!("field {name}: {what}"))
+}
+
+fn internal(what: &str, e: io::Error) -> ApiError {
+    log::error!("{what}: {e}");
+    ApiError::new(500, code::INTERNAL, format!("{what}: {e}"))
+}
+
+fn parse_session(s: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(s).map_err(|e| invalid(field::SESSION_ID, &e.to_string()))
+}
+
+fn parse_camera(s: &str) -> Result<CameraId, ApiError> {
+    CameraId::parse(s).map_err(|e| invalid(field::CAMERA_ID, &e.to_string()))
+}
+
+/// The form's checksum, trimmed and lowercased; 64 hex characters.
+fn parse_checksum(s: &str) -> Result<String, ApiError> {
+    let c = s.trim().to_ascii_lowercase();
+    if is_sha256_hex(&c) {
+        Ok(c)
+    } else {
+        Err(invalid(
+            field::CHECKSUM,
+            &format!("must be a SHA-256 digest, 64 hex characters, got {s:?}"),
+        ))
+    }
+}
+
+/// All fields are in: check them, verify the digest, store.
+fn finish(
+    state: &State,
+    mut form: Form<'_>,
+    trace: &mut Trace,
+) -> Result<UploadResponse, ApiError> {
+    let missing: Vec<&str> = [
+        (field::FILE, form.file.is_none()),
+        (field::SESSION_ID, form.session_id.is_none()),
+        (field::CAMERA_ID, form.camera_id.is_none()),
+        (field::CHECKSUM, form.checksum.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(name, absent)| absent.then_some(name))
+    .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::new(
+            400,
+            code::MISSING_FIELD,
+            format!(
+                "missing form field(s): {}; an upload needs file, session_id, camera_id \
+                 and checksum",
+                missing.join(", ")
+            ),
+        ));
+    }
+    // Both IDs are present, so store_text parsed them and took the claim.
+    let (Some(rec), Some(_claim)) = (form.rec.clone(), form.claim.take()) else {
+        return Err(ApiError::new(
+            500,
+            code::INTERNAL,
+            "recording not claimed".into(),
+        ));
+    };
+    let expected = parse_checksum(form.checksum.as_deref().unwrap_or_default())?;
+    let manifest = match form.manifest.as_deref() {
+        Some(text) => Some(check_manifest(text, &rec, &expected)?),
+        None => None,
+    };
+    let Some(file) = form.file.take() else {
+        return Err(ApiError::new(500, code::INTERNAL, "file part lost".into()));
+    };
+    let (temp, digest) = file.writer.finish();
+    if digest.sha256 != expected {
+        return Err(ApiError::new(
+            422,
+            code::CHECKSUM_MISMATCH,
+            format!(
+                "received {} bytes with SHA-256 {}, but the form's checksum is {expected}; \
+                 the file changed or was damaged in transit: upload it again",
+                digest.size, digest.sha256
+            ),
+        ));
+    }
+    if let Some(m) = &manifest
+        && m.file.size_bytes != digest.size
+    {
+        return Err(ApiError::new(
+            400,
+            code::INVALID_MANIFEST,
+            format!(
+                "manifest file.size_bytes is {} but {} bytes were received (with the right \
+                 checksum): the manifest is wrong",
+                m.file.size_bytes, digest.size
+            ),
+        ));
+    }
+    trace.recording = Some(rec.to_string());
+    store(state, &rec, temp, &digest, manifest)?;
+    Ok(UploadResponse {
+        success: true,
+        recording_id: rec.to_string(),
+        file_size: digest.size,
+        checksum_verified: true,
+    })
+}
+
+/// Parses and validates an uploaded manifest, which must describe this upload.
+fn check_manifest(text: &str, rec: &RecordingId, checksum: &str) -> Result<Manifest, ApiError> {
+    let bad = |m: String| ApiError::new(400, code::INVALID_MANIFEST, m);
+    let m = Manifest::from_json(text).map_err(|e| match e {
+        ManifestError::Json(e) => bad(format!("manifest field: not valid JSON: {e}")),
+        other => bad(format!("manifest field: {other}")),
+    })?;
+    let mut disagree = Vec::new();
+    if m.recording.session_id != rec.session.as_str() {
+        disagree.push(format!(
+            "recording.session_id {:?} != form session_id {:?}",
+            m.recording.session_id,
+            rec.session.as_str()
+        ));
+    }
+    if m.recording.camera_id != rec.camera.as_str() {
+        disagree.push(format!(
+            "recording.camera_id {:?} != form camera_id {:?}",
+            m.recording.camera_id,
+            rec.camera.as_str()
+        ));
+    }
+    if m.recording.id != rec.to_string() {
+        disagree.push(format!(
+            "recording.id {:?} != {:?}",
+            m.recording.id,
+            rec.to_string()
+        ));
+    }
+    if !m.checksum.value.eq_ignore_ascii_case(checksum) {
+        disagree.push(format!(
+            "checksum.value {:?} != form checksum {checksum:?}",
+            m.checksum.value
+        ));
+    }
+    if disagree.is_empty() {
+        Ok(m)
+    } else {
+        Err(bad(format!(
+            "the manifest does not describe this upload: {}",
+            disagree.join("; ")
+        )))
+    }
+}
+
+/// Moves a verified upload into place (see the module docs for the order).
+fn store(
+    state: &State,
+    rec: &RecordingId,
+    temp: NamedTempFile,
+    digest: &FileDigest,
+    manifest: Option<Manifest>,
+) -> Result<(), ApiError> {
+    let layout = &state.layout;
+    let (s, c) = (&rec.session, rec.camera);
+    let recording = layout.recording(s, c);
+    let digest_path = layout.digest(s, c);
+    let io_err = |what: &str, e: io::Error| internal(&format!("storing {rec}: {what}"), e);
+
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| io_err("fsync of the temp file", e))?;
+
+    let stored_digest = fs::read_to_string(&digest_path)
+        .ok()
+        .and_then(|t| layout::parse_digest_line(&t));
+    let stored_size = fs::metadata(&recording).ok().map(|m| m.len());
+    let identical = stored_digest.as_deref() == Some(digest.sha256.as_str())
+        && stored_size == Some(digest.size);
+    let manifest_path = layout.manifest(s, c);
+    // An identical re-upload without a manifest keeps the stored one (most
+    // likely the Pi's own); otherwise the uploaded one wins, or ffprobe's.
+    let manifest = match manifest {
+        Some(m) => Some(m),
+        None if identical && Manifest::read(&manifest_path).is_ok() => None,
+        None => Some(describe_upload(state, rec, temp.path(), digest)?),
+    };
+    let dir = layout.camera_dir(s, c);
+    if identical {
+        // Same bytes already stored: keep them, drop the temp file.
+        drop(temp);
+        log::info!("{rec}: identical to the stored recording; kept it");
+    } else {
+        fs::create_dir_all(&dir).map_err(|e| io_err("creating its directory", e))?;
+        match fs::remove_file(&digest_path) {
+            Ok(()) => fsx::sync_dir(&dir).map_err(|e| io_err("syncing its directory", e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing the old recording.sha256", e)),
+        }
+        if stored_size.is_some() {
+            log::warn!(
+                "{rec}: replacing the stored recording (digest {}) with a verified new one ({})",
+                stored_digest.as_deref().unwrap_or("unknown"),
+                digest.sha256
+            );
+        }
+        temp.persist(&recording)
+            .map_err(|e| io_err("moving it into sessions/", e.error))?;
+        fsx::sync_dir(&dir).map_err(|e| io_err("syncing its directory", e))?;
+    }
+    if let Some(m) = manifest {
+        m.write_atomic(&manifest_path)
+            .map_err(|e| ApiError::new(500, code::INTERNAL, format!("storing {rec}: {e}")))?;
+    }
+    if identical && stored_digest.is_some() {
+        // recording.sha256 is already right.
+    } else {
+        fsx::atomic_write(&digest_path, layout::digest_line(&digest.sha256).as_bytes())
+            .map_err(|e| io_err("writing recording.sha256", e))?;
+    }
+    enqueue_if_complete(state, rec, !identical);
+    Ok(())
+}
+
+/// A manifest for an upload that came without one: ffprobe on the temp file,
+/// the digest already computed (no second read for hashing).
+fn describe_upload(
+    state: &State,
+    rec: &RecordingId,
+    temp: &Path,
+    digest: &FileDigest,
+) -> Result<Manifest, ApiError> {
+    let opts = DescribeOptions {
+        ffprobe: state.ffprobe.clone(),
+        digest: Some(digest.clone()),
+        ..DescribeOptions::default()
+    };
+    describe::describe(temp, rec, &opts).map_err(|e| {
+        let text = e
+            .to_string()
+            .replace(&temp.display().to_string(), "the uploaded file");
+        match e {
+            DescribeError::Probe(crate::ffmpeg::ProbeError::ToolMissing { .. })
+            | DescribeError::Probe(crate::ffmpeg::ProbeError::Io { .. })
+            | DescribeError::Io(_) => {
+                log::error!("{rec}: cannot describe the upload: {text}");
+                ApiError::new(
+                    500,
+                    code::INTERNAL,
+                    format!("cannot describe {rec}: {text}"),
+                )
+            }
+            _ => ApiError::new(
+                415,
+                code::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "{rec} came without a manifest and is not a readable recording ({text}); \
+                     nothing was stored"
+                ),
+            ),
+        }
+    })
+}
+
+/// Queues a stitch once all three cameras of the session are stored. A
+/// failure here is logged, not returned: the recording itself is safe.
+fn enqueue_if_complete(state: &State, rec: &RecordingId, changed: bool) {
+    let s = &rec.session;
+    let complete = CameraId::ALL
+        .iter()
+        .all(|&c| state.layout.digest(s, c).is_file() && state.layout.recording(s, c).is_file());
+    if !complete {
+        return;
+    }
+    let queue = JobQueue::new(&state.layout);
+    if !changed {
+        match queue.latest_for(s) {
+            Ok(Some(_)) => return,
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("{s}: all three cameras stored, but the job queue is unreadable: {e}");
+                return;
+            }
+        }
+    }
+    match queue.enqueue(s) {
+        Ok((job, true)) => log::info!(
+            "{s}: all three cameras stored; queued stitch job {}",
+            job.id
+        ),
+        Ok((job, false)) => log::info!("{s}: stitch job {} already {}", job.id, job.status),
+        Err(e) => log::error!("{s}: all three cameras stored, but queueing the stitch failed: {e}"),
+    }
+}
+
+/// The first value of a request header.
+pub fn header(req: &tiny_http::Request, name: &'static str) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str().to_string())
+}
