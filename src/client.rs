@@ -9,9 +9,10 @@
 //!    bytes no longer match its manifest.
 //! 2. `POST /api/v1/upload`, `multipart/form-data` with the fields in the
 //!    order `session_id`, `camera_id`, `checksum`, `manifest`, `file`. The
-//!    body is streamed from disk with an exact `Content-Length` and
-//!    `Expect: 100-continue` (so a server that refuses on headers alone says
-//!    so before a byte of video moves); memory does not grow with file size.
+//!    body is streamed from disk with an exact `Content-Length`; memory does
+//!    not grow with file size. No `Expect: 100-continue`: ureq-proto 0.7
+//!    takes a `100 Continue` that carries headers (tiny_http, so rig-receive,
+//!    always sends some) for a final answer and never sends the body.
 //! 3. `POST /api/v1/upload/confirm` asks for the digest the server computed
 //!    while receiving.
 //! 4. The two digests are compared (unless `offload.verify_checksum` is
@@ -1118,7 +1119,6 @@ impl<'a> Uploader<'a> {
             .post(&url)
             .header("Content-Type", body.content_type())
             .header("Content-Length", body.len().to_string())
-            .header("Expect", "100-continue")
             .send(ureq::SendBody::from_reader(&mut body));
         let secs = started.elapsed().as_secs_f64();
         body.progress.finish();

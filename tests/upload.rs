@@ -32,8 +32,8 @@ const DELAY: f64 = 0.05;
 enum UploadAct {
     /// Store it and answer like rig-receive (422 if the checksum differs).
     Ok,
-    /// Answer `status` with error `code`; before reading the body (right
-    /// after the headers, declining `Expect: 100-continue`) or after it.
+    /// Answer `status` with error `code`, after parsing the body (`true`)
+    /// or after only draining it (`false`).
     Status(u16, &'static str, bool),
     /// Read half the body, then close the socket with data unread (RST).
     ResetMidBody,
@@ -212,6 +212,11 @@ fn handle(mut stream: TcpStream, shared: &Mutex<Inner>) -> std::io::Result<()> {
             .pop_front()
             .unwrap_or(UploadAct::Ok);
         if let UploadAct::Status(status, code, false) = act {
+            // Answer without looking at the body, like a server refusing on
+            // headers; drain it first (as rig-receive's tiny_http does) so the
+            // close is clean and the client reads the answer.
+            let mut sink = vec![0u8; len];
+            let _ = reader.read_exact(&mut sink);
             shared.lock().unwrap().arrivals.push(arrival);
             return respond(&mut stream, status, &error_body(code));
         }
@@ -343,7 +348,7 @@ impl Rig {
             &config,
             format!(
                 "offload:\n  server_url: \"{url}\"\n  retry_count: {retries}\n  retry_delay_sec: {DELAY}\n\
-                 \x20 connect_timeout_sec: 5\n  upload_timeout_sec: 60\n{extra}\
+                 \x20 connect_timeout_sec: 5\n  upload_timeout_sec: 20\n{extra}\
                  node:\n  storage_root: \"{}\"\n",
                 root.display()
             ),
@@ -455,7 +460,8 @@ fn happy_path_sends_fields_in_order_streams_exact_length_and_marks_offloaded() {
         ["session_id", "camera_id", "checksum", "manifest", "file"]
     );
     assert_eq!(up.content_length, Some(up.body_len as u64));
-    assert!(up.expect_continue);
+    // No Expect: 100-continue (ureq rejects tiny_http's 100 with headers).
+    assert!(!up.expect_continue);
     let want = common::sha256sum(&rig.clip);
     assert_eq!(up.text["checksum"], want);
     assert_eq!(up.text["session_id"], "GAME_20240315_140000");
@@ -604,7 +610,7 @@ fn reset_mid_body_and_422_are_retried() {
 }
 
 #[test]
-fn other_4xx_like_413_are_not_retried_even_before_the_body() {
+fn other_4xx_like_413_are_not_retried() {
     let server = FaultServer::start(
         vec![UploadAct::Status(413, "payload_too_large", false)],
         vec![],
@@ -912,4 +918,131 @@ fn offload_all_wrapper_runs_passes_until_everything_is_offloaded() {
     assert_eq!(server.arrivals("/api/v1/upload").len(), 2);
     assert_eq!(rig.state(&rec)["status"], "offloaded");
     assert!(!rig.video(&rec).exists());
+}
+
+// ---------------------------------------------------------------- real rig-receive
+
+const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
+
+/// rig-receive on 127.0.0.1:0 with a temp root; killed on drop.
+struct Receiver {
+    child: std::process::Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    url: String,
+    addr: std::net::SocketAddr,
+    layout: soccer_rig::layout::ServerLayout,
+    _dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("server");
+        let config = dir.path().join("server.yaml");
+        fs::write(&config, "storage:\n  min_free_space_gb: 0.0\n").unwrap();
+        let mut child = std::process::Command::new(RECEIVE)
+            .args(["--listen", "127.0.0.1:0", "--root"])
+            .arg(&root)
+            .env("SOCCER_RIG_CONFIG", &config)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("rig-receive printed {line:?}"))
+            .to_string();
+        let addr = url.trim_start_matches("http://").parse().unwrap();
+        Receiver {
+            child,
+            _stdout: stdout,
+            url,
+            addr,
+            layout: soccer_rig::layout::ServerLayout::under(&root),
+            _dir: dir,
+        }
+    }
+
+    fn stored(&self, rec: &RecordingId) -> PathBuf {
+        self.layout.recording(&rec.session, rec.camera)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn real_receiver_gets_three_cameras_byte_identical() {
+    let server = Receiver::start();
+    let rig = Rig::new(&server.url, "");
+    let recs: Vec<RecordingId> = CameraId::ALL
+        .iter()
+        .map(|&c| rig.add("GAME_20240315_140000", c, "2024-03-15T14:00:00Z"))
+        .collect();
+    let out = rig.upload(&["--all", "--json", "--delete-after-confirm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let clip = fs::read(&rig.clip).unwrap();
+    let want = common::sha256sum(&rig.clip);
+    for rec in &recs {
+        assert_eq!(fs::read(server.stored(rec)).unwrap(), clip, "{rec}");
+        let digest = fs::read_to_string(server.layout.digest(&rec.session, rec.camera)).unwrap();
+        assert_eq!(
+            soccer_rig::layout::parse_digest_line(&digest),
+            Some(want.clone())
+        );
+        let st = rig.state(rec);
+        assert_eq!(st["status"], "offloaded");
+        assert_eq!(st["server_checksum"], want.as_str());
+        assert_eq!(st["local_deleted"], true);
+        assert!(!rig.video(rec).exists());
+        assert!(rig.layout().manifest(rec).exists());
+    }
+    // All three cameras stored: the session is queued for stitching.
+    let queue = soccer_rig::jobs::JobQueue::new(&server.layout);
+    assert!(queue.latest_for(&recs[0].session).unwrap().is_some());
+}
+
+#[test]
+fn real_receiver_catches_a_flipped_byte_and_a_cut_and_the_retry_heals_both() {
+    let server = Receiver::start();
+    // Connection 1: one byte of the file part flipped in transit -> the
+    // server's digest differs -> 422 checksum_mismatch -> retried.
+    // Connection 2: cut mid-body -> reset -> retried. Then clean.
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("FAULTS", CameraId::Center, "2024-03-15T14:00:00Z");
+    let manifest_len = fs::metadata(rig.layout().manifest(&rec)).unwrap().len();
+    let clip_len = fs::metadata(&rig.clip).unwrap().len();
+    // Past the HTTP headers, the text fields and the manifest: inside the video.
+    let into_file = manifest_len + 1500;
+    assert!(
+        clip_len > 4000,
+        "the clip must reach past offset {into_file}"
+    );
+    let proxy = common::proxy::Proxy::start(
+        server.addr,
+        vec![
+            common::proxy::Fault::FlipAt(into_file),
+            common::proxy::Fault::CutAfter(into_file),
+        ],
+    );
+    let via = format!("http://{}", proxy.addr());
+    let out = upload_one(&rig, &rec, &["--json", "--server", &via]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert!(v["attempts"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(
+        fs::read(server.stored(&rec)).unwrap(),
+        fs::read(&rig.clip).unwrap()
+    );
+    let log = common::stderr(&out);
+    assert!(log.contains("checksum_mismatch"), "{log}");
 }
