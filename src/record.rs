@@ -1292,14 +1292,32 @@ fn write_manifest_new(m: &Manifest, path: &Path) -> Result<(), RecordError> {
 
 /// `offload.upload_on_record_stop`: the offload client (issue 5) is not in
 /// this build yet, so this reports the gap instead of uploading.
-// GAP(issue 5): call soccer_rig::client::offload_recording once it exists.
-fn offload_after_stop(_config: &Config, rec: &RecordingId) -> String {
-    let msg = format!(
-        "not run: offload.upload_on_record_stop is set, but this build has no offload \
-         client yet; run `rig-upload` for {rec}"
-    );
-    log::warn!("{msg}");
-    msg
+/// Offloads the recording just made (`offload.upload_on_record_stop`) with
+/// the same code as rig-upload. Its outcome is reported, not fatal: the
+/// recording and its manifest are safe on disk either way, and the offload
+/// state file tells the next `rig-upload --all` what is left to do.
+fn offload_after_stop(config: &Config, rec: &RecordingId) -> String {
+    let opts = crate::client::OffloadOptions {
+        wait_for_lock: true,
+        progress: true,
+        ..Default::default()
+    };
+    match crate::client::offload_recording(config, rec, &opts) {
+        Ok(report) => {
+            let summary = report.summary();
+            if report.is_success() {
+                log::info!("{summary}");
+            } else {
+                log::warn!("{summary}; rig-upload --all will try again");
+            }
+            summary
+        }
+        Err(e) => {
+            let msg = format!("not offloaded: {e}; run rig-upload for {rec}");
+            log::warn!("{msg}");
+            msg
+        }
+    }
 }
 
 /// `rig-record --test`: records `--duration` (default 10 s) from the

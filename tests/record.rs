@@ -487,3 +487,41 @@ fn help_and_version() {
         format!("rig-record {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// `offload.upload_on_record_stop`: the recording goes to the server right
+/// after its manifest is written, through the same client as rig-upload.
+#[test]
+fn upload_on_record_stop_offloads_to_a_real_server() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server_cfg = server_dir.path().join("server.yaml");
+    fs::write(&server_cfg, "storage:\n  min_free_space_gb: 0.01\n").unwrap();
+    let server_root = server_dir.path().join("root");
+    let (mut server, addr) = common::spawn_receive(&server_cfg, &server_root, "127.0.0.1:0");
+
+    let rig = Rig::new(
+        "h264",
+        &format!("offload:\n  server_url: \"http://{addr}\"\n  upload_on_record_stop: true\n"),
+    );
+    let o = rig.run(&["--session", "AUTOUP", "--duration", "2", "--json"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        report["offload"]
+            .as_str()
+            .unwrap_or("")
+            .contains("offloaded"),
+        "{report}"
+    );
+    let stored = server_root.join("sessions/AUTOUP/CAM_L/recording.mp4");
+    assert_eq!(
+        fs::read(stored).unwrap(),
+        fs::read(rig.video("AUTOUP")).unwrap()
+    );
+    let state_path = rig
+        .root()
+        .join("manifests/AUTOUP/CAM_L/AUTOUP_CAM_L.offload.json");
+    let state: Value = serde_json::from_str(&fs::read_to_string(state_path).unwrap()).unwrap();
+    assert_eq!(state["status"], "offloaded", "{state}");
+}

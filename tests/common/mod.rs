@@ -6,8 +6,10 @@
 
 pub mod proxy;
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Makes an MP4 test clip with lavfi `testsrc`: `secs` seconds of `w`x`h` at
 /// `fps`, encoded with `encoder` (`libx264` or `libx265`).
@@ -92,4 +94,31 @@ pub fn stdout(o: &Output) -> String {
 /// stderr as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Starts the real `rig-receive` with `config` and `--root root` on `listen`
+/// (`127.0.0.1:0` picks a free port) and reads the bound address from its
+/// first line, `listening on http://HOST:PORT`. The caller kills the child.
+pub fn spawn_receive(config: &Path, root: &Path, listen: &str) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rig-receive"))
+        .arg("--config")
+        .arg(config)
+        .args(["--listen", listen, "--root"])
+        .arg(root)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start rig-receive");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("an address");
+    (child, addr)
 }

@@ -1,0 +1,917 @@
+//! The fault gauntlet: the real rig-receive and rig-upload binaries under
+//! injected faults. Every scenario asserts that nothing is lost: the Pi's
+//! recording is intact until confirmed, the server never shows a partial or
+//! wrong file under a final name, and the server keeps serving.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::proxy::{Fault, Proxy};
+use serde_json::Value;
+use soccer_rig::describe::{self, DescribeOptions};
+use soccer_rig::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::layout::{PiLayout, ServerLayout};
+
+const UPLOAD: &str = env!("CARGO_BIN_EXE_rig-upload");
+
+/// A rig-receive process; killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    root: PathBuf,
+}
+
+impl Server {
+    /// Starts rig-receive on `listen` (port 0 picks one) with a config of a
+    /// tiny free-space floor plus `extra_yaml`.
+    fn start(dir: &Path, listen: &str, extra_yaml: &str) -> Server {
+        Server::start_with(
+            dir,
+            listen,
+            &format!("storage:\n  min_free_space_gb: 0.01\n{extra_yaml}"),
+        )
+    }
+
+    /// Starts rig-receive with exactly this config text.
+    fn start_with(dir: &Path, listen: &str, yaml: &str) -> Server {
+        let root = dir.join("server");
+        let config = dir.join("server.yaml");
+        fs::write(&config, yaml).unwrap();
+        let (child, addr) = common::spawn_receive(&config, &root, listen);
+        Server { child, addr, root }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn layout(&self) -> ServerLayout {
+        ServerLayout::under(&self.root)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// GET /api/v1/health, parsed; panics if the server does not answer 200.
+    fn health(&self) -> Value {
+        let (status, body) = http(
+            self.addr,
+            "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".as_bytes(),
+        );
+        assert_eq!(status, Some(200), "health must answer: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends raw bytes, returns the status (None on a close without reply) and body.
+fn http(addr: SocketAddr, request: &[u8]) -> (Option<u16>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_reply(&buf)
+}
+
+fn parse_reply(buf: &[u8]) -> (Option<u16>, String) {
+    let text = String::from_utf8_lossy(buf);
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok());
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// A Pi with its storage root, holding one recording per session added.
+struct Node {
+    root: PathBuf,
+    config: PathBuf,
+}
+
+impl Node {
+    fn new(dir: &Path, name: &str, server_url: &str, offload_yaml: &str) -> Node {
+        let root = dir.join(name);
+        fs::create_dir_all(&root).unwrap();
+        let config = dir.join(format!("{name}.yaml"));
+        fs::write(
+            &config,
+            format!(
+                "offload:\n  server_url: \"{server_url}\"\n  retry_delay_sec: 0.05\n{offload_yaml}\
+                 node:\n  storage_root: \"{}\"\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        Node { root, config }
+    }
+
+    /// Copies `clip` in as SESSION/CAM and writes its manifest; returns the recording path.
+    fn add(&self, clip: &Path, session: &str, cam: CameraId) -> PathBuf {
+        let rec = RecordingId::new(SessionId::parse(session).unwrap(), cam);
+        let pi = PiLayout::new(&self.root);
+        let video = pi.recording(&rec);
+        fs::create_dir_all(video.parent().unwrap()).unwrap();
+        fs::copy(clip, &video).unwrap();
+        let opts = DescribeOptions {
+            ffprobe: "ffprobe".into(),
+            ..DescribeOptions::default()
+        };
+        let m = describe::describe(&video, &rec, &opts).unwrap();
+        m.write_atomic(&pi.manifest(&rec)).unwrap();
+        video
+    }
+
+    fn state(&self, session: &str, cam: CameraId) -> Value {
+        let rec = RecordingId::new(SessionId::parse(session).unwrap(), cam);
+        let text = fs::read_to_string(PiLayout::new(&self.root).offload_state(&rec)).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn upload_cmd(&self, session: &str, cam: CameraId) -> Command {
+        let mut c = Command::new(UPLOAD);
+        c.args([
+            "--config",
+            self.config.to_str().unwrap(),
+            "--json",
+            session,
+            cam.as_str(),
+        ])
+        .env("RUST_LOG", "warn");
+        c
+    }
+
+    fn upload(&self, session: &str, cam: CameraId) -> Output {
+        self.upload_cmd(session, cam).output().unwrap()
+    }
+}
+
+/// A ~1 MB clip, so cuts and flips land inside a real body.
+fn clip(dir: &Path) -> PathBuf {
+    let out = dir.join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=640x360:rate=25:duration=3")
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "3M",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+/// The server shows either nothing or exactly `original` for the recording,
+/// and after `wait` its temp dir drains to empty.
+fn assert_server_clean(layout: &ServerLayout, session: &str, cam: CameraId, original: &[u8]) {
+    let s = SessionId::parse(session).unwrap();
+    let stored = layout.recording(&s, cam);
+    if stored.exists() {
+        assert!(
+            fs::read(&stored).unwrap() == original,
+            "{} differs from the Pi's file",
+            stored.display()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = fs::read_dir(&layout.temp)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "temp files left behind: {left:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_offloaded(o: &Output, node: &Node, session: &str, cam: CameraId) -> Value {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "rig-upload: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let state = node.state(session, cam);
+    assert_eq!(state["status"], "offloaded", "{state}");
+    state
+}
+
+/// Connection cut at 20 random offsets: every time the client retries and the
+/// server ends up with the exact file.
+#[test]
+fn cuts_at_twenty_random_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clip(dir.path());
+    let original = fs::read(&clip).unwrap();
+    let server = Server::start(dir.path(), "127.0.0.1:0", "");
+    let proxy = Proxy::start(server.addr, vec![]);
+    let node = Node::new(dir.path(), "pi", &proxy.url(), "");
+
+    // Calibrate: how many bytes does one whole upload request take?
+    node.add(&clip, "CAL", CameraId::Center);
+    assert_offloaded(
+        &node.upload("CAL", CameraId::Center),
+        &node,
+        "CAL",
+        CameraId::Center,
+    );
+    let request_len = proxy.upstream_bytes()[0];
+    assert!(request_len > original.len() as u64);
+
+    // A small deterministic generator: offsets spread over the whole request.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..20 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let offset = 1 + (seed >> 11) % (original.len() as u64 - 1);
+        let session = format!("CUT{i}");
+        let video = node.add(&clip, &session, CameraId::Left);
+        proxy.push_faults(&[Fault::CutAfter(offset)]);
+        let o = node.upload(&session, CameraId::Left);
+        let state = assert_offloaded(&o, &node, &session, CameraId::Left);
+        assert_eq!(
+            state["attempts"], 2,
+            "cut at {offset}: one failed attempt, one good: {state}"
+        );
+        assert_eq!(fs::read(&video).unwrap(), original, "Pi file untouched");
+        let stored = server
+            .layout()
+            .recording(&SessionId::parse(&session).unwrap(), CameraId::Left);
+        assert_eq!(fs::read(stored).unwrap(), original, "cut at {offset}");
+        assert_server_clean(&server.layout(), &session, CameraId::Left, &original);
+    }
+    server.health();
+}
+
+/// One byte flipped in the file part: the server's digest differs (422), the
+/// client retries, and the stored file is the right one.
+#[test]
+fn flipped_byte_is_caught_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clip(dir.path());
+    let original = fs::read(&clip).unwrap();
+    let server = Server::start(dir.path(), "127.0.0.1:0", "");
+    let proxy = Proxy::start(server.addr, vec![]);
+    let node = Node::new(dir.path(), "pi", &proxy.url(), "");
+    node.add(&clip, "CAL", CameraId::Center);
+    assert_offloaded(
+        &node.upload("CAL", CameraId::Center),
+        &node,
+        "CAL",
+        CameraId::Center,
+    );
+    // The file is the last part; 4000 bytes before the end of the request is
+    // well inside it (the closing boundary and a confirm are far shorter).
+    let at = proxy.upstream_bytes()[0] - 4000;
+
+    let video = node.add(&clip, "FLIP", CameraId::Right);
+    proxy.push_faults(&[Fault::FlipAt(at)]);
+    let o = node.upload("FLIP", CameraId::Right);
+    let state = assert_offloaded(&o, &node, "FLIP", CameraId::Right);
+    assert_eq!(state["attempts"], 2, "{state}");
+    assert_eq!(fs::read(video).unwrap(), original);
+    let stored = server
+        .layout()
+        .recording(&SessionId::parse("FLIP").unwrap(), CameraId::Right);
+    assert_eq!(fs::read(stored).unwrap(), original);
+    assert_server_clean(&server.layout(), "FLIP", CameraId::Right, &original);
+}
+
+/// rig-receive SIGKILLed mid-upload and restarted: the restart cleans the
+/// temp file, nothing half-written is in sessions/, the client's retry succeeds.
+#[test]
+fn server_killed_mid_upload_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clip(dir.path());
+    let original = fs::read(&clip).unwrap();
+    let mut server = Server::start(dir.path(), "127.0.0.1:0", "");
+    let addr = server.addr;
+    let proxy = Proxy::start(addr, vec![Fault::StallAfter(original.len() as u64 / 2)]);
+    let node = Node::new(dir.path(), "pi", &proxy.url(), "  retry_delay_sec: 1\n");
+    let video = node.add(&clip, "KILLSRV", CameraId::Center);
+    let client = node
+        .upload_cmd("KILLSRV", CameraId::Center)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    while !proxy.stalled() {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let layout = server.layout();
+    let temp_files = || fs::read_dir(&layout.temp).unwrap().count();
+    assert_eq!(temp_files(), 1, "the upload in flight lives in temp/");
+    server.kill9();
+    let s = SessionId::parse("KILLSRV").unwrap();
+    assert!(
+        !layout.recording(&s, CameraId::Center).exists(),
+        "no partial under the final name"
+    );
+
+    let restarted = Server::start(dir.path(), &addr.to_string(), "");
+    assert_eq!(
+        temp_files(),
+        0,
+        "start-up removed the crashed upload's temp file"
+    );
+    proxy.release();
+
+    let o = client.wait_with_output().unwrap();
+    let state = assert_offloaded(&o, &node, "KILLSRV", CameraId::Center);
+    assert!(state["attempts"].as_u64().unwrap() >= 2, "{state}");
+    assert_eq!(fs::read(&video).unwrap(), original);
+    assert_eq!(
+        fs::read(layout.recording(&s, CameraId::Center)).unwrap(),
+        original
+    );
+    assert_server_clean(&restarted.layout(), "KILLSRV", CameraId::Center, &original);
+    restarted.health();
+}
+
+/// rig-upload SIGKILLed mid-upload: the Pi keeps its file, the state file is
+/// still valid JSON and not "offloaded", the server stored nothing; a re-run
+/// finishes the job.
+#[test]
+fn client_killed_mid_upload_and_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clip(dir.path());
+    let original = fs::read(&clip).unwrap();
+    let server = Server::start(dir.path(), "127.0.0.1:0", "");
+    let proxy = Proxy::start(
+        server.addr,
+        vec![Fault::StallAfter(original.len() as u64 / 2)],
+    );
+    let node = Node::new(dir.path(), "pi", &proxy.url(), "");
+    let video = node.add(&clip, "KILLCLI", CameraId::Left);
+    let mut client = node.upload_cmd("KILLCLI", CameraId::Left).spawn().unwrap();
+    while !proxy.stalled() {
+        thread::sleep(Duration::from_millis(10));
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+    proxy.release();
+
+    assert_eq!(fs::read(&video).unwrap(), original, "Pi file intact");
+    let state = node.state("KILLCLI", CameraId::Left);
+    assert_ne!(state["status"], "offloaded", "{state}");
+    let s = SessionId::parse("KILLCLI").unwrap();
+    assert_server_clean(&server.layout(), "KILLCLI", CameraId::Left, &original);
+    assert!(!server.layout().recording(&s, CameraId::Left).exists());
+
+    let o = node.upload("KILLCLI", CameraId::Left);
+    assert_offloaded(&o, &node, "KILLCLI", CameraId::Left);
+    assert_eq!(
+        fs::read(server.layout().recording(&s, CameraId::Left)).unwrap(),
+        original
+    );
+    assert_eq!(fs::read(&video).unwrap(), original);
+}
+
+/// Free-space floor reached: 507, nothing stored, the Pi keeps its file and
+/// its state says failed.
+#[test]
+fn free_space_floor_refuses_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clip(dir.path());
+    let original = fs::read(&clip).unwrap();
+    // A floor no disk can meet.
+    let server = Server::start_with(
+        dir.path(),
+        "127.0.0.1:0",
+        "storage:\n  min_free_space_gb: 1000000000\n",
+    );
+    assert_eq!(server.health()["status"], "degraded");
+    let node = Node::new(dir.path(), "pi", &server.url(), "  retry_count: 2\n");
+    let video = node.add(&clip, "FULL", CameraId::Center);
+    let o = node.upload("FULL", CameraId::Center);
+    assert_eq!(o.status.code(), Some(1));
+    let state = node.state("FULL", CameraId::Center);
+    assert_eq!(state["status"], "failed", "{state}");
+    assert!(
+        state.to_string().contains("insufficient_storage") || state.to_string().contains("507"),
+        "{state}"
+    );
+    assert_eq!(fs::read(&video).unwrap(), original, "the Pi keeps its file");
+    assert!(
+        !server
+            .layout()
+            .session_dir(&SessionId::parse("FULL").unwrap())
+            .exists()
+    );
+    assert_server_clean(&server.layout(), "FULL", CameraId::Center, &original);
+}
+
+/// Three cameras at once while health is polled: all stored, health answers
+/// every time, a stitch job is queued.
+#[test]
+fn three_cameras_at_once_while_health_is_polled() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clip(dir.path());
+    let server = Server::start(dir.path(), "127.0.0.1:0", "");
+    let stop = Arc::new(AtomicBool::new(false));
+    let max_active = Arc::new(AtomicU64::new(0));
+    let polls = Arc::new(AtomicU64::new(0));
+    let poller = {
+        let (stop, max_active, polls, addr) =
+            (stop.clone(), max_active.clone(), polls.clone(), server.addr);
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let (status, body) = http(
+                    addr,
+                    b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                );
+                assert_eq!(status, Some(200), "{body}");
+                let v: Value = serde_json::from_str(&body).unwrap();
+                max_active.fetch_max(v["active_uploads"].as_u64().unwrap(), Ordering::SeqCst);
+                polls.fetch_add(1, Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let nodes: Vec<(Node, CameraId)> = CameraId::ALL
+        .iter()
+        .map(|&cam| (Node::new(dir.path(), cam.as_str(), &server.url(), ""), cam))
+        .collect();
+    for (node, cam) in &nodes {
+        node.add(&clip, "TRIO", *cam);
+    }
+    let children: Vec<Child> = nodes
+        .iter()
+        .map(|(n, c)| {
+            n.upload_cmd("TRIO", *c)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for ((node, cam), child) in nodes.iter().zip(children) {
+        let o = child.wait_with_output().unwrap();
+        assert_offloaded(&o, node, "TRIO", *cam);
+    }
+    stop.store(true, Ordering::SeqCst);
+    poller.join().expect("health answered every poll");
+    assert!(polls.load(Ordering::SeqCst) > 0);
+    let original = fs::read(&clip).unwrap();
+    let s = SessionId::parse("TRIO").unwrap();
+    for cam in CameraId::ALL {
+        assert_eq!(
+            fs::read(server.layout().recording(&s, cam)).unwrap(),
+            original
+        );
+    }
+    let jobs: Value =
+        serde_json::from_str(&fs::read_to_string(server.layout().jobs_file()).unwrap()).unwrap();
+    assert_eq!(jobs["jobs"][0]["session_id"], "TRIO");
+    assert_eq!(jobs["jobs"][0]["status"], "queued");
+    eprintln!(
+        "health polls: {}, most uploads seen at once: {}",
+        polls.load(Ordering::SeqCst),
+        max_active.load(Ordering::SeqCst)
+    );
+}
+
+/// Builds a multipart body by hand so tests can break it in every way.
+fn multipart(boundary: &str, fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        if *name == "file" {
+            body.extend_from_slice(b"Content-Disposition: form-data; name=\"file\"; filename=\"x.mp4\"\r\nContent-Type: video/mp4\r\n\r\n");
+        } else {
+            body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            );
+        }
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+/// 200+ malformed requests: every reply is a 4xx JSON error or a clean close,
+/// the server keeps serving, and nothing appears outside the storage root.
+#[test]
+fn two_hundred_malformed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "127.0.0.1:0",
+        "server:\n  stall_timeout_sec: 1\n",
+    );
+    let mp4 = {
+        let mut v = vec![0, 0, 0, 24];
+        v.extend_from_slice(b"ftypisom");
+        v.resize(4096, 7);
+        v
+    };
+    let good_sum = "0".repeat(64);
+    let mut requests: Vec<(String, Vec<u8>)> = Vec::new();
+
+    let bad_sessions = [
+        "../x",
+        "..",
+        ".",
+        "a/b",
+        "/abs",
+        "%2e%2e",
+        "..%2f..%2fetc",
+        "a\\b",
+        "",
+        " ",
+        "a b",
+        "a\0b",
+        "é",
+        "<script>",
+        "x".repeat(65).leak(),
+        "../../../../tmp/evil",
+        "GAME/../..",
+        "~root",
+        "*",
+        "a:b",
+    ];
+    for s in bad_sessions {
+        let body = multipart(
+            "B",
+            &[
+                ("session_id", s.as_bytes()),
+                ("camera_id", b"CAM_C"),
+                ("checksum", good_sum.as_bytes()),
+                ("file", &mp4),
+            ],
+        );
+        requests.push((
+            format!("traversal session {s:?}"),
+            post("/api/v1/upload", "multipart/form-data; boundary=B", &body),
+        ));
+        let confirm = format!(
+            "{{\"session_id\": {}, \"camera_id\": \"CAM_C\"}}",
+            serde_json::to_string(s).unwrap()
+        );
+        requests.push((
+            format!("confirm session {s:?}"),
+            post(
+                "/api/v1/upload/confirm",
+                "application/json",
+                confirm.as_bytes(),
+            ),
+        ));
+    }
+    for c in [
+        "../CAM_C", "CAM_X", "cam_c", "", "CAM_C/..", "CAM_C\0", "/etc", "CAM_CC", "%43AM_C",
+        "CAM C",
+    ] {
+        let body = multipart(
+            "B",
+            &[
+                ("session_id", b"S"),
+                ("camera_id", c.as_bytes()),
+                ("checksum", good_sum.as_bytes()),
+                ("file", &mp4),
+            ],
+        );
+        requests.push((
+            format!("bad camera {c:?}"),
+            post("/api/v1/upload", "multipart/form-data; boundary=B", &body),
+        ));
+    }
+    // Broken multipart bodies.
+    let good = multipart(
+        "B",
+        &[
+            ("session_id", b"S"),
+            ("camera_id", b"CAM_C"),
+            ("checksum", good_sum.as_bytes()),
+            ("file", &mp4),
+        ],
+    );
+    for cut in [
+        0,
+        1,
+        5,
+        40,
+        100,
+        200,
+        500,
+        1000,
+        3000,
+        good.len() - 20,
+        good.len() - 3,
+        good.len() - 1,
+    ] {
+        requests.push((
+            format!("truncated at {cut}"),
+            post(
+                "/api/v1/upload",
+                "multipart/form-data; boundary=B",
+                &good[..cut],
+            ),
+        ));
+    }
+    for (what, ct) in [
+        ("wrong boundary", "multipart/form-data; boundary=C"),
+        ("no boundary", "multipart/form-data"),
+        ("empty boundary", "multipart/form-data; boundary="),
+        ("not multipart", "application/octet-stream"),
+        ("json", "application/json"),
+        ("text", "text/plain"),
+        ("no type", ""),
+        (
+            "huge boundary",
+            "multipart/form-data; boundary=XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+        ),
+    ] {
+        requests.push((what.into(), post("/api/v1/upload", ct, &good)));
+    }
+    for garbage in [
+        &b"garbage"[..],
+        b"--B\r\n\r\n--B--",
+        b"--B\r\nContent-Disposition: nonsense\r\n\r\nx\r\n--B--\r\n",
+        b"--Bxx\r\n",
+        &[0xff; 300][..],
+        b"--B\r\n",
+    ] {
+        requests.push((
+            "garbage body".into(),
+            post("/api/v1/upload", "multipart/form-data; boundary=B", garbage),
+        ));
+    }
+    // Bad JSON to confirm.
+    for j in [
+        "",
+        "{",
+        "[]",
+        "null",
+        "42",
+        "{\"session_id\": 1}",
+        "{\"camera_id\": \"CAM_C\"}",
+        "{\"session_id\": \"S\", \"camera_id\": [1]}",
+        "\u{feff}{}",
+        "{\"a\":",
+        "{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{",
+    ] {
+        requests.push((
+            format!("confirm json {j:?}"),
+            post("/api/v1/upload/confirm", "application/json", j.as_bytes()),
+        ));
+    }
+    // Wrong methods and unknown routes.
+    for m in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        for p in ["/api/v1/upload", "/api/v1/upload/confirm"] {
+            requests.push((
+                format!("{m} {p}"),
+                format!("{m} {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes(),
+            ));
+        }
+    }
+    for m in ["POST", "PUT", "DELETE"] {
+        requests.push((format!("{m} health"), format!("{m} /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").into_bytes()));
+    }
+    for p in [
+        "/../../etc/passwd",
+        "/api/v1/../../x",
+        "/api/v2/upload",
+        "/%2e%2e/%2e%2e",
+        "/api/v1/upload/../../x",
+        "/\0",
+        "//",
+        "/api/v1/sessions/../../../etc",
+    ] {
+        requests.push((
+            format!("GET {p}"),
+            format!("GET {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes(),
+        ));
+    }
+    // Huge headers and broken request lines.
+    for n in [20_000, 100_000] {
+        requests.push((
+            format!("header line of {n}"),
+            format!(
+                "GET /api/v1/health HTTP/1.1\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+                "a".repeat(n)
+            )
+            .into_bytes(),
+        ));
+        requests.push((
+            format!("url of {n}"),
+            format!(
+                "GET /{} HTTP/1.1\r\nConnection: close\r\n\r\n",
+                "a".repeat(n)
+            )
+            .into_bytes(),
+        ));
+    }
+    let many: String = (0..500).map(|i| format!("X-H{i}: v\r\n")).collect();
+    requests.push((
+        "500 headers".into(),
+        format!("GET /api/v1/health HTTP/1.1\r\n{many}Connection: close\r\n\r\n").into_bytes(),
+    ));
+    for line in [
+        "GARBAGE\r\n\r\n",
+        "\r\n\r\n",
+        "GET\r\n\r\n",
+        "POST /api/v1/upload HTTP/9.9\r\n\r\n",
+        "POST /api/v1/upload HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        "POST /api/v1/upload HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        "POST /api/v1/upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Type: multipart/form-data; boundary=B\r\n\r\nzz\r\n",
+    ] {
+        requests.push((format!("raw {line:?}"), line.as_bytes().to_vec()));
+    }
+    // Oversized text fields.
+    let big = vec![b'a'; 2 << 20];
+    requests.push((
+        "2 MiB session_id".into(),
+        post(
+            "/api/v1/upload",
+            "multipart/form-data; boundary=B",
+            &multipart("B", &[("session_id", &big)]),
+        ),
+    ));
+    requests.push((
+        "2 MiB manifest".into(),
+        post(
+            "/api/v1/upload",
+            "multipart/form-data; boundary=B",
+            &multipart("B", &[("session_id", b"S"), ("manifest", &big)]),
+        ),
+    ));
+    requests.push((
+        "bad manifest".into(),
+        post(
+            "/api/v1/upload",
+            "multipart/form-data; boundary=B",
+            &multipart(
+                "B",
+                &[
+                    ("session_id", b"S"),
+                    ("camera_id", b"CAM_C"),
+                    ("checksum", good_sum.as_bytes()),
+                    ("manifest", b"{nope"),
+                    ("file", &mp4),
+                ],
+            ),
+        ),
+    ));
+    requests.push((
+        "not mp4".into(),
+        post(
+            "/api/v1/upload",
+            "multipart/form-data; boundary=B",
+            &multipart(
+                "B",
+                &[
+                    ("session_id", b"S"),
+                    ("camera_id", b"CAM_C"),
+                    ("checksum", good_sum.as_bytes()),
+                    ("file", &[1u8; 5000]),
+                ],
+            ),
+        ),
+    ));
+    requests.push((
+        "bad checksum syntax".into(),
+        post(
+            "/api/v1/upload",
+            "multipart/form-data; boundary=B",
+            &multipart(
+                "B",
+                &[
+                    ("session_id", b"S"),
+                    ("camera_id", b"CAM_C"),
+                    ("checksum", b"xyz"),
+                    ("file", &mp4),
+                ],
+            ),
+        ),
+    ));
+    // Repeat the whole set with keep-alive off and varied Host headers until past 200.
+    let base = requests.clone();
+    let mut round = 0;
+    while requests.len() < 210 {
+        round += 1;
+        for (what, r) in &base {
+            requests.push((format!("{what} (again {round})"), r.clone()));
+        }
+    }
+
+    // Send them 8 at a time; slow-loris bodies run alongside.
+    let addr = server.addr;
+    let lorises: Vec<_> = (0..6)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                let head = "POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n--B\r\n";
+                let _ = s.write_all(head.as_bytes());
+                thread::sleep(Duration::from_millis(300 * i));
+                let _ = s.write_all(b"Content-Disp");
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf);
+                parse_reply(&buf)
+            })
+        })
+        .collect();
+    let total = requests.len();
+    let chunks: Vec<Vec<(String, Vec<u8>)>> = requests
+        .chunks(total.div_ceil(8))
+        .map(|c| c.to_vec())
+        .collect();
+    let workers: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            thread::spawn(move || {
+                chunk
+                    .into_iter()
+                    .map(|(what, r)| (what, http(addr, &r)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut replies = 0;
+    for w in workers {
+        for (what, (status, body)) in w.join().unwrap() {
+            let Some(status) = status else { continue };
+            replies += 1;
+            assert!(
+                (400..500).contains(&status),
+                "{what}: status {status} {body}"
+            );
+            let v: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|_| panic!("{what}: {status} not JSON: {body:?}"));
+            assert_eq!(v["success"], false, "{what}");
+            assert!(
+                v["error"].as_str().is_some_and(|c| !c.is_empty()),
+                "{what}: {body}"
+            );
+        }
+    }
+    for l in lorises {
+        let (status, body) = l.join().unwrap();
+        if let Some(status) = status {
+            assert!((400..500).contains(&status), "slow loris: {status} {body}");
+        }
+    }
+    assert!(
+        total >= 200 && replies > 150,
+        "{total} sent, {replies} answered"
+    );
+
+    // Still serving, still healthy, and nothing written anywhere but the root.
+    assert_eq!(server.health()["active_uploads"], 0);
+    let sessions: Vec<_> = fs::read_dir(server.layout().sessions)
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(sessions.is_empty(), "nothing stored: {sessions:?}");
+    let mut outside: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    outside.sort();
+    assert_eq!(outside, ["server", "server.yaml"]);
+    assert!(!Path::new("/tmp/evil").exists());
+    assert_server_clean(&server.layout(), "S", CameraId::Center, &[]);
+}
