@@ -81,7 +81,7 @@ fn run() -> Result<u8, Failure> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| Failure::failed(format!("cannot handle signal {signal}: {e}")))?;
     }
-    server::run(&config, &stop, |addr| {
+    server::run(&config, &stop, |_addr, url| {
         log::info!(
             "storing into {} (temp {}), jobs in {}",
             config.storage.sessions_path.display(),
@@ -90,7 +90,7 @@ fn run() -> Result<u8, Failure> {
         );
         let mut out = std::io::stdout().lock();
         // The one stdout line other programs and tests wait for.
-        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = writeln!(out, "listening on {url}");
         let _ = out.flush();
     })
     .map_err(|e| Failure::failed(e.to_string()))?;
