@@ -18,7 +18,8 @@ rig-receive: receive recordings from the camera nodes (the offload server)
 Usage: rig-receive [--config PATH] [--listen HOST:PORT] [--root DIR]
 
 Serves POST /api/v1/upload, POST /api/v1/upload/confirm and GET /api/v1/health.
-Once listening it prints `listening on http://HOST:PORT` on stdout.
+Once listening it prints `listening on http://HOST:PORT` on stdout
+(https:// when server.tls_cert and server.tls_key are set).
 SIGTERM or SIGINT: stop taking work, let uploads in flight finish
 (server.shutdown_grace_sec), exit 0.
 
