@@ -456,3 +456,60 @@ fn allowlist_excluding_loopback_is_403_and_including_it_lets_uploads_in() {
     let stored = server.layout.recording(&rec.session, rec.camera);
     assert_eq!(fs::read(&stored).unwrap(), fs::read(&pi.clip).unwrap());
 }
+
+/// rig-check's `server` item for a node config whose `offload:` gets `extra`.
+fn check_server_item(dir: &Path, url: &str, extra: &str) -> Value {
+    let pi = Pi::new(dir, url, extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_rig-check"))
+        .args(["--json", "--config", pi.config.to_str().unwrap()])
+        .args(["node", "--server", url, "--minutes", "1", "--timeout", "5"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", common::stderr(&out)));
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "server")
+        .unwrap_or_else(|| panic!("no server check: {doc:#}"))
+        .clone()
+}
+
+#[test]
+fn rig_check_probes_health_with_the_same_ca_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path());
+    let server = Receiver::start(
+        dir.path(),
+        &format!(
+            "  tls_cert: {}\n  tls_key: {}\n  api_keys: [{OPEN_KEY}]\n  public_status: false\n",
+            ca.join("server.pem").display(),
+            ca.join("server.key").display()
+        ),
+    );
+    let ca_line = format!("  ca_file: {}\n", ca.join("ca.pem").display());
+    let ok = check_server_item(
+        dir.path(),
+        &server.url,
+        &format!("{ca_line}  api_key: {OPEN_KEY}\n"),
+    );
+    assert_eq!(ok["status"], "pass", "{ok:#}");
+    assert_eq!(ok["value"]["status"], "healthy");
+
+    let no_ca = check_server_item(dir.path(), &server.url, &format!("  api_key: {OPEN_KEY}\n"));
+    assert_eq!(no_ca["status"], "fail", "{no_ca:#}");
+    assert!(
+        no_ca["message"]
+            .as_str()
+            .unwrap()
+            .contains("offload.ca_file"),
+        "{no_ca:#}"
+    );
+
+    let no_key = check_server_item(dir.path(), &server.url, &ca_line);
+    assert_eq!(no_key["status"], "fail", "{no_key:#}");
+    assert_eq!(no_key["value"]["http_status"], 401, "{no_key:#}");
+    assert!(!server.log_text().contains(OPEN_KEY));
+}
