@@ -659,6 +659,8 @@ struct Uploader<'a> {
     base: String,
     agent: ureq::Agent,
     chunk: usize,
+    /// `Authorization` value (offload.api_key); never logged.
+    auth: Option<String>,
 }
 
 impl<'a> Uploader<'a> {
@@ -680,7 +682,12 @@ impl<'a> Uploader<'a> {
             .unwrap_or(1024)
             .saturating_mul(1024)
             .max(4096);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let setup = |e: crate::http::HttpSetupError| ClientError::Config(e.0);
+        let auth = crate::http::api_key(offload)
+            .map_err(setup)?
+            .map(|k| crate::http::bearer(&k));
+        let agent: ureq::Agent = crate::http::agent_builder(offload)
+            .map_err(setup)?
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(offload.connect_timeout_sec)))
             .timeout_global(Some(Duration::from_secs(offload.upload_timeout_sec)))
@@ -697,6 +704,7 @@ impl<'a> Uploader<'a> {
             base,
             agent,
             chunk,
+            auth,
         })
     }
 
@@ -1115,7 +1123,6 @@ impl<'a> Uploader<'a> {
         let url = format!("{}{}", self.base, protocol::UPLOAD_PATH);
         let started = Instant::now();
         let result = self
-            .agent
             .post(&url)
             .header("Content-Type", body.content_type())
             .header("Content-Length", body.len().to_string())
@@ -1144,6 +1151,15 @@ impl<'a> Uploader<'a> {
         Err(status_failure("upload", status, &text))
     }
 
+    /// A POST with the API key, when one is configured.
+    fn post(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let req = self.agent.post(url);
+        match &self.auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
+    }
+
     /// Step 5: the server's digest of what it stored.
     fn confirm(&self, p: &Prepared) -> Result<String, Failure> {
         let url = format!("{}{}", self.base, protocol::CONFIRM_PATH);
@@ -1153,7 +1169,6 @@ impl<'a> Uploader<'a> {
         };
         let body = serde_json::to_string(&req).unwrap_or_default();
         let response = self
-            .agent
             .post(&url)
             .header("Content-Type", "application/json")
             .send(body.as_str())
@@ -1219,6 +1234,12 @@ fn status_failure(step: &str, status: u16, text: &str) -> Failure {
 /// Classifies a transport error: network trouble is retried, a request we
 /// could not even form is not.
 fn transport_failure(step: &str, url: &str, e: ureq::Error) -> Failure {
+    if crate::http::is_tls_failure(&e) {
+        return Failure::fatal(
+            "tls_error",
+            format!("{step}: {} ({e})", crate::http::tls_hint(url)),
+        );
+    }
     match e {
         ureq::Error::Timeout(t) => {
             Failure::retry("timeout", format!("{step} {url}: timed out ({t})"))

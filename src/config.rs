@@ -95,6 +95,14 @@ pub struct OffloadConfig {
     pub upload_timeout_sec: u64,
     /// Longest a TCP connect may take, in seconds. Default 10.
     pub connect_timeout_sec: u64,
+    /// API key sent as `Authorization: Bearer <key>` (issue 10). Default none.
+    pub api_key: Option<String>,
+    /// File holding the API key on its first line, so the secret stays out
+    /// of this file; used when `api_key` is not set. Default none.
+    pub api_key_file: Option<PathBuf>,
+    /// PEM CA certificate(s) an `https://` server must chain to (a private
+    /// rig CA); none = the bundled Mozilla roots. Default none.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for OffloadConfig {
@@ -110,6 +118,9 @@ impl Default for OffloadConfig {
             delete_after_confirm: false,
             upload_timeout_sec: 3600,
             connect_timeout_sec: 10,
+            api_key: None,
+            api_key_file: None,
+            ca_file: None,
         }
     }
 }
@@ -176,6 +187,39 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long uploads in flight may take to finish
     /// before the daemon exits anyway, in seconds. Default 30.
     pub shutdown_grace_sec: u64,
+    /// PEM certificate (chain); with `tls_key`, rig-receive serves HTTPS
+    /// only. Default none (plain HTTP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Default none.
+    pub tls_key: Option<PathBuf>,
+    /// API keys; when any is set (here or in `api_keys_file`) every request
+    /// needs `Authorization: Bearer <key>`. Default none (no authentication).
+    pub api_keys: Vec<ApiKeySpec>,
+    /// File of API keys, one a line, optionally followed by the cameras it
+    /// may upload as (`KEY CAM_L,CAM_C`); `#` starts a comment. Default none.
+    pub api_keys_file: Option<PathBuf>,
+    /// Client addresses and CIDR blocks (IPv4 and IPv6) allowed to connect;
+    /// others get 403. Default empty (everyone).
+    pub allow_ips: Vec<String>,
+    /// With API keys set, whether `GET /` (status page, thumbnails) and
+    /// `GET /api/v1/health` stay open without a key. Default true.
+    pub public_status: bool,
+}
+
+/// One entry of `server.api_keys`: a bare key (any camera) or a key bound
+/// to the cameras it may upload as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ApiKeySpec {
+    /// A key that may upload as any camera.
+    Key(String),
+    /// A key and the cameras it may upload as.
+    Bound {
+        /// The secret.
+        key: String,
+        /// `CAM_L`, `CAM_C`, `CAM_R`.
+        cameras: Vec<String>,
+    },
 }
 
 impl Default for ServerConfig {
@@ -188,6 +232,12 @@ impl Default for ServerConfig {
             workers: 8,
             stall_timeout_sec: 60,
             shutdown_grace_sec: 30,
+            tls_cert: None,
+            tls_key: None,
+            api_keys: Vec::new(),
+            api_keys_file: None,
+            allow_ips: Vec::new(),
+            public_status: true,
         }
     }
 }
@@ -362,6 +412,17 @@ impl Config {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("{key}: must be a number >= 0, got {v}"));
             }
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err("server.tls_cert/tls_key: set both (HTTPS) or neither (HTTP)".into());
+        }
+        if self
+            .offload
+            .api_key
+            .as_deref()
+            .is_some_and(|k| k.trim().is_empty())
+        {
+            return Err("offload.api_key: empty; remove it or set the key".into());
         }
         if self.server.workers == 0 {
             return Err("server.workers: must be at least 1".into());

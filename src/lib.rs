@@ -49,6 +49,7 @@ pub mod describe;
 pub mod ffmpeg;
 pub mod fsx;
 pub mod host;
+pub mod http;
 pub mod ids;
 pub mod jobs;
 pub mod layout;

@@ -127,4 +127,10 @@ pub mod code {
     pub const INTERNAL: &str = "internal_error";
     /// 503: the server is shutting down and takes no new work. Clients retry.
     pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// 401: no API key, or not one of the server's.
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// 403: the API key may not upload as this camera.
+    pub const CAMERA_NOT_ALLOWED: &str = "camera_not_allowed";
+    /// 403: the client's address is not in `server.allow_ips`.
+    pub const IP_NOT_ALLOWED: &str = "ip_not_allowed";
 }

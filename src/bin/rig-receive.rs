@@ -18,7 +18,8 @@ rig-receive: receive recordings from the camera nodes (the offload server)
 Usage: rig-receive [--config PATH] [--listen HOST:PORT] [--root DIR]
 
 Serves POST /api/v1/upload, POST /api/v1/upload/confirm and GET /api/v1/health.
-Once listening it prints `listening on http://HOST:PORT` on stdout.
+Once listening it prints `listening on http://HOST:PORT` on stdout
+(https:// when server.tls_cert and server.tls_key are set).
 SIGTERM or SIGINT: stop taking work, let uploads in flight finish
 (server.shutdown_grace_sec), exit 0.
 
@@ -81,7 +82,7 @@ fn run() -> Result<u8, Failure> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| Failure::failed(format!("cannot handle signal {signal}: {e}")))?;
     }
-    server::run(&config, &stop, |addr| {
+    server::run(&config, &stop, |_addr, url| {
         log::info!(
             "storing into {} (temp {}), jobs in {}",
             config.storage.sessions_path.display(),
@@ -90,7 +91,7 @@ fn run() -> Result<u8, Failure> {
         );
         let mut out = std::io::stdout().lock();
         // The one stdout line other programs and tests wait for.
-        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = writeln!(out, "listening on {url}");
         let _ = out.flush();
     })
     .map_err(|e| Failure::failed(e.to_string()))?;

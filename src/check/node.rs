@@ -538,13 +538,6 @@ fn check_server(url: &str, config: &Config, opts: &NodeOptions) -> (CheckItem, O
         "start rig-receive on the server, check the network and offload.server_url (or --server)";
     let connect =
         Duration::from_secs(config.offload.connect_timeout_sec.max(1)).min(opts.health_timeout);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(connect))
-        .timeout_global(Some(opts.health_timeout))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
     let fail = |message: String, http: Option<u16>| {
         (
             item(
@@ -558,8 +551,28 @@ fn check_server(url: &str, config: &Config, opts: &NodeOptions) -> (CheckItem, O
             None,
         )
     };
-    let mut resp = match agent.get(&health).call() {
+    let builder = match crate::http::agent_builder(&config.offload) {
+        Ok(b) => b,
+        Err(e) => return fail(e.0, None),
+    };
+    let agent: ureq::Agent = builder
+        .timeout_connect(Some(connect))
+        .timeout_global(Some(opts.health_timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into();
+    let mut req = agent.get(&health);
+    match crate::http::api_key(&config.offload) {
+        Ok(Some(key)) => req = req.header("Authorization", crate::http::bearer(&key)),
+        Ok(None) => {}
+        Err(e) => return fail(e.0, None),
+    }
+    let mut resp = match req.call() {
         Ok(r) => r,
+        Err(e) if crate::http::is_tls_failure(&e) => {
+            return fail(format!("{} ({e})", crate::http::tls_hint(&health)), None);
+        }
         Err(e) => return fail(format!("{health} unreachable: {e}"), None),
     };
     let code = resp.status().as_u16();

@@ -33,6 +33,7 @@
 //! `Content-Length` when it drains an unread body, which aborts the daemon
 //! for any early reply to an upload larger than RAM.
 
+pub mod access;
 pub mod browse;
 pub mod multipart;
 pub mod page;
@@ -138,6 +139,7 @@ pub struct State {
     in_flight: Mutex<HashSet<RecordingId>>,
     active: AtomicU64,
     stopping: AtomicBool,
+    access: access::Access,
 }
 
 /// The claim on a recording being uploaded; dropping it (on every path,
@@ -205,6 +207,7 @@ pub struct Receiver {
     state: Arc<State>,
     workers: usize,
     grace: Duration,
+    tls: bool,
 }
 
 impl Receiver {
@@ -238,10 +241,23 @@ impl Receiver {
         let addr = listener
             .local_addr()
             .map_err(|e| ServerError(format!("listening socket: {e}")))?;
+        let access = access::Access::from_config(&config.server).map_err(ServerError)?;
+        let ssl = tls_config(&config.server)?;
+        let tls = ssl.is_some();
         let stall = Duration::from_secs(config.server.stall_timeout_sec);
-        let server =
-            tiny_http::Server::from_listener_with_read_timeout(listener, None, Some(stall))
-                .map_err(|e| ServerError(format!("cannot start the HTTP server: {e}")))?;
+        let server = tiny_http::Server::from_listener_with_read_timeout(listener, ssl, Some(stall))
+            .map_err(|e| {
+                ServerError(format!(
+                    "cannot start the HTTP server: {e}{}",
+                    if tls {
+                        " (check that server.tls_cert and server.tls_key are a PEM \
+                         certificate and its private key)"
+                    } else {
+                        ""
+                    }
+                ))
+            })?;
+        log::info!("{}", access.describe());
         let state = State {
             layout,
             limits: Limits::from_config(config),
@@ -250,6 +266,7 @@ impl Receiver {
             in_flight: Mutex::new(HashSet::new()),
             active: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            access,
         };
         Ok(Receiver {
             server: Arc::new(server),
@@ -257,7 +274,19 @@ impl Receiver {
             state: Arc::new(state),
             workers: config.server.workers.max(1),
             grace: Duration::from_secs(config.server.shutdown_grace_sec),
+            tls,
         })
+    }
+
+    /// Whether it serves HTTPS (`server.tls_cert` and `server.tls_key`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The base URL clients use: `http://ADDR` or `https://ADDR`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The address actually bound (the real port when 0 was asked).
@@ -308,15 +337,37 @@ impl Receiver {
 }
 
 /// Binds and serves until `stop`; `on_listening` gets the bound address
-/// once the socket accepts connections (rig-receive prints it).
+/// and the base URL (`https://` with TLS) once the socket accepts
+/// connections (rig-receive prints the URL).
 pub fn run(
     config: &Config,
     stop: &AtomicBool,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(SocketAddr, &str),
 ) -> Result<(), ServerError> {
     let receiver = Receiver::bind(config)?;
-    on_listening(receiver.local_addr());
+    on_listening(receiver.local_addr(), &receiver.url());
     receiver.serve(stop)
+}
+
+/// The PEM certificate and key of `server.tls_cert`/`tls_key`, when set.
+fn tls_config(
+    server: &crate::config::ServerConfig,
+) -> Result<Option<tiny_http::SslConfig>, ServerError> {
+    let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &Path, name: &str| {
+        std::fs::read(p).map_err(|e| {
+            ServerError(format!(
+                "server.{name} {}: cannot read: {e} (make one with scripts/make-rig-ca)",
+                p.display()
+            ))
+        })
+    };
+    Ok(Some(tiny_http::SslConfig {
+        certificate: read(cert, "tls_cert")?,
+        private_key: read(key, "tls_key")?,
+    }))
 }
 
 fn prepare_storage(layout: &ServerLayout) -> Result<(), ServerError> {
@@ -454,7 +505,10 @@ fn handle(state: &State, mut req: tiny_http::Request) {
             "rig-receive is shutting down; try again shortly".into(),
         ))
     } else {
-        route(state, &mut req, &method, &path, &mut trace)
+        admit(state, &req, &method, &path).and_then(|grant| {
+            trace.grant = grant;
+            route(state, &mut req, &method, &path, &mut trace)
+        })
     };
     let (reply, failure) = match result {
         Ok(reply) => (reply, None),
@@ -471,6 +525,11 @@ fn handle(state: &State, mut req: tiny_http::Request) {
         if let Ok(h) = tiny_http::Header::from_bytes(&b"Allow"[..], allow.as_bytes()) {
             response.add_header(h);
         }
+    }
+    if status == 401
+        && let Ok(h) = tiny_http::Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..])
+    {
+        response.add_header(h);
     }
     if let Err(e) = req.respond(response) {
         log::debug!("{method} {path}: sending the reply failed: {e}");
@@ -493,6 +552,23 @@ fn handle(state: &State, mut req: tiny_http::Request) {
             trace.bytes
         ),
     }
+}
+
+/// The access check of issue 10 ([`access`]), before any body byte is read.
+fn admit(
+    state: &State,
+    req: &tiny_http::Request,
+    method: &tiny_http::Method,
+    path: &str,
+) -> Result<access::Grant, ApiError> {
+    let authorization = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str());
+    state
+        .access
+        .check(req.remote_addr(), method, path, authorization)
 }
 
 /// The tiny_http response of a reply. `Content-Length` is sent instead of
@@ -651,6 +727,7 @@ fn confirm(
         .map_err(|e| bad(code::INVALID_FIELD, format!("field session_id: {e}")))?;
     let camera = CameraId::parse(&text("camera_id")?)
         .map_err(|e| bad(code::INVALID_FIELD, format!("field camera_id: {e}")))?;
+    trace.grant.camera(camera)?;
     let rec = RecordingId::new(session, camera);
     trace.recording = Some(rec.to_string());
     let (s, c) = (&rec.session, rec.camera);

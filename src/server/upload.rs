@@ -51,6 +51,8 @@ pub struct Trace {
     pub recording: Option<String>,
     /// Body bytes read.
     pub bytes: u64,
+    /// What the request's API key may do ([`super::access`]).
+    pub grant: super::access::Grant,
 }
 
 /// The file part as it streams to its temp file.
@@ -321,6 +323,7 @@ fn store_text<'s>(
             let session = form.session_id.as_deref().map(parse_session).transpose()?;
             let camera = form.camera_id.as_deref().map(parse_camera).transpose()?;
             if let (Some(s), Some(c)) = (session, camera) {
+                trace.grant.camera(c)?;
                 let rec = RecordingId::new(s, c);
                 trace.recording = Some(rec.to_string());
                 form.claim = Some(state.claim(&rec)?);

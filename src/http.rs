@@ -1,0 +1,157 @@
+//! The one HTTP client setup shared by rig-upload and rig-check's health
+//! probe, so both trust the same roots and send the same key (issue 10).
+//!
+//! An `https://` server is verified against `offload.ca_file` (the private
+//! rig CA made by `scripts/make-rig-ca`, the usual case on a field LAN) or,
+//! without it, against the system roots (`/etc/ssl/certs/ca-certificates.crt`,
+//! falling back to the Mozilla roots built into ureq). Verification is never
+//! turned off and an `https://` URL is never retried as `http://`: a bad
+//! certificate is a [`is_tls_failure`] error, which callers do not retry.
+//!
+//! `offload.api_key` (or the first line of `offload.api_key_file`) is sent as
+//! `Authorization: Bearer <key>`; messages never include it.
+
+use std::fmt;
+use std::path::Path;
+
+use ureq::config::ConfigBuilder;
+use ureq::tls::{RootCerts, TlsConfig};
+use ureq::typestate::AgentScope;
+
+use crate::config::OffloadConfig;
+
+/// The system's CA bundle (Debian/Raspberry Pi OS `ca-certificates`).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A client setup problem: names the config key and file, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSetupError(pub String);
+
+impl fmt::Display for HttpSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HttpSetupError {}
+
+/// Root certificates from a PEM file; `key` names the config key in errors.
+pub fn load_roots(path: &Path, key: &str) -> Result<RootCerts, HttpSetupError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| HttpSetupError(format!("{key} {}: cannot read: {e}", path.display())))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(HttpSetupError(format!(
+                    "{key} {}: not a PEM certificate file: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(HttpSetupError(format!(
+            "{key} {}: holds no PEM certificate (expected -----BEGIN CERTIFICATE-----; \
+             use the ca.pem made by scripts/make-rig-ca)",
+            path.display()
+        )));
+    }
+    Ok(RootCerts::new_with_certs(&certs))
+}
+
+/// The roots an `https://` server must chain to (see the module docs).
+pub fn roots(offload: &OffloadConfig) -> Result<RootCerts, HttpSetupError> {
+    if let Some(ca) = &offload.ca_file {
+        return load_roots(ca, "offload.ca_file");
+    }
+    let system = Path::new(SYSTEM_CA_BUNDLE);
+    if system.exists() {
+        match load_roots(system, "system CA bundle") {
+            Ok(r) => return Ok(r),
+            Err(e) => log::warn!("{e}; using the Mozilla roots built into ureq"),
+        }
+    }
+    Ok(RootCerts::WebPki)
+}
+
+/// The API key to send: `offload.api_key`, else the first non-empty line of
+/// `offload.api_key_file`, else none.
+pub fn api_key(offload: &OffloadConfig) -> Result<Option<String>, HttpSetupError> {
+    if let Some(k) = &offload.api_key {
+        return Ok(Some(k.trim().to_string()));
+    }
+    let Some(path) = &offload.api_key_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        HttpSetupError(format!(
+            "offload.api_key_file {}: cannot read: {e}",
+            path.display()
+        ))
+    })?;
+    let key = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or_else(|| {
+            HttpSetupError(format!(
+                "offload.api_key_file {}: holds no key",
+                path.display()
+            ))
+        })?;
+    if key.chars().any(char::is_whitespace) {
+        return Err(HttpSetupError(format!(
+            "offload.api_key_file {}: the key must be one word on its own line",
+            path.display()
+        )));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// `Authorization` header value for `key`.
+pub fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+/// A ureq agent builder with the rig's TLS roots set; callers add their
+/// timeouts and build. Status codes are returned, not turned into errors.
+pub fn agent_builder(offload: &OffloadConfig) -> Result<ConfigBuilder<AgentScope>, HttpSetupError> {
+    let tls = TlsConfig::builder().root_certs(roots(offload)?).build();
+    Ok(ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false))
+}
+
+/// Whether a transport error is a TLS failure (bad or unknown certificate,
+/// wrong host name, a server that does not speak TLS): not worth retrying,
+/// the configuration must change.
+pub fn is_tls_failure(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => true,
+        ureq::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+                && io.get_ref().is_some_and(|inner| {
+                    let t = inner.to_string().to_ascii_lowercase();
+                    t.contains("certificate")
+                        || t.contains("tls")
+                        || t.contains("handshake")
+                        || t.contains("corrupt message")
+                        || t.contains("peer")
+                        || t.contains("alert")
+                })
+        }
+        _ => false,
+    }
+}
+
+/// A one-line hint for a TLS failure talking to `url`.
+pub fn tls_hint(url: &str) -> String {
+    format!(
+        "TLS with {url} failed: the server's certificate is not trusted (set offload.ca_file \
+         to the rig CA, ca.pem from scripts/make-rig-ca), does not name this host, or the \
+         server does not speak HTTPS; not retried"
+    )
+}

@@ -1,0 +1,515 @@
+//! Issue 10: HTTPS with a rig CA made by scripts/make-rig-ca, API keys bound
+//! to cameras, the IP allowlist, and keys absent from every log line. Real
+//! rig-receive and rig-upload processes over loopback, real certificates,
+//! real clips; curl for the raw HTTP cases.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use soccer_rig::describe::{self, DescribeOptions};
+use soccer_rig::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::layout::{PiLayout, ServerLayout};
+
+const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
+const UPLOAD: &str = env!("CARGO_BIN_EXE_rig-upload");
+const SESSION: &str = "GAME_20240315_140000";
+const LEFT_KEY: &str = "left-3f9a1c7e5b2d4f60";
+const OPEN_KEY: &str = "open-8e1d2c3b4a596877";
+
+/// A CA and a server certificate for 127.0.0.1, made by the script.
+fn make_ca(dir: &Path) -> PathBuf {
+    let ca = dir.join("ca");
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/make-rig-ca"))
+        .arg(&ca)
+        .args(["127.0.0.1", "localhost"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    for f in ["ca.pem", "ca.key", "server.pem", "server.key"] {
+        assert!(ca.join(f).is_file(), "make-rig-ca made no {f}");
+    }
+    ca
+}
+
+/// rig-receive on 127.0.0.1:0 with `server_yaml` under `server:`; its log
+/// (RUST_LOG=debug) goes to a file.
+struct Receiver {
+    child: std::process::Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    url: String,
+    addr: SocketAddr,
+    layout: ServerLayout,
+    log: PathBuf,
+}
+
+impl Receiver {
+    fn start(dir: &Path, server_yaml: &str) -> Receiver {
+        fs::create_dir_all(dir).unwrap();
+        let root = dir.join("server");
+        let config = dir.join("server.yaml");
+        fs::write(
+            &config,
+            format!("storage:\n  min_free_space_gb: 0.0\nserver:\n  workers: 4\n{server_yaml}"),
+        )
+        .unwrap();
+        let log = dir.join("receive.log");
+        let mut child = Command::new(RECEIVE)
+            .args(["--listen", "127.0.0.1:0", "--root"])
+            .arg(&root)
+            .env("SOCCER_RIG_CONFIG", &config)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "rig-receive printed {line:?}; log: {}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        let addr = url.split("://").nth(1).unwrap().parse().unwrap();
+        Receiver {
+            child,
+            _stdout: stdout,
+            url,
+            addr,
+            layout: ServerLayout::under(&root),
+            log,
+        }
+    }
+
+    /// Every file under sessions/ and temp/ (nothing stored = empty).
+    fn files(&self) -> Vec<PathBuf> {
+        let mut all = Vec::new();
+        for dir in [&self.layout.sessions, &self.layout.temp] {
+            for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+                if e.file_type().is_file() {
+                    all.push(e.path().to_path_buf());
+                }
+            }
+        }
+        all
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Pi with one real recording per camera asked for and a config whose
+/// `offload:` section gets `extra`.
+struct Pi {
+    root: PathBuf,
+    config: PathBuf,
+    clip: PathBuf,
+}
+
+impl Pi {
+    fn new(dir: &Path, url: &str, extra: &str) -> Pi {
+        let base = dir.join(format!("pi-{}", rand_suffix()));
+        let root = base.join("nvme");
+        fs::create_dir_all(&root).unwrap();
+        let config = base.join("config.yaml");
+        fs::write(
+            &config,
+            format!(
+                "offload:\n  server_url: \"{url}\"\n  retry_count: 3\n  retry_delay_sec: 0.05\n\
+                 \x20 connect_timeout_sec: 5\n  upload_timeout_sec: 30\n{extra}\
+                 node:\n  storage_root: \"{}\"\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let clip = common::small_clip(&base, "clip.mp4");
+        Pi { root, config, clip }
+    }
+
+    fn add(&self, camera: CameraId) -> RecordingId {
+        let layout = PiLayout::new(&self.root);
+        let rec = RecordingId::new(SessionId::parse(SESSION).unwrap(), camera);
+        let video = layout.recording(&rec);
+        fs::create_dir_all(video.parent().unwrap()).unwrap();
+        fs::copy(&self.clip, &video).unwrap();
+        let m = describe::describe(
+            &video,
+            &rec,
+            &DescribeOptions {
+                ffprobe: "ffprobe".into(),
+                start: Some("2024-03-15T14:00:00Z".parse().unwrap()),
+                ..DescribeOptions::default()
+            },
+        )
+        .unwrap();
+        m.write_atomic(&layout.manifest(&rec)).unwrap();
+        rec
+    }
+
+    /// rig-upload of one recording, RUST_LOG=debug.
+    fn upload(&self, rec: &RecordingId) -> Output {
+        Command::new(UPLOAD)
+            .args(["--config", self.config.to_str().unwrap()])
+            .args([rec.session.as_str(), rec.camera.as_str()])
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap()
+    }
+
+    fn state(&self, rec: &RecordingId) -> Value {
+        let path = PiLayout::new(&self.root).offload_state(rec);
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::SeqCst).to_string()
+}
+
+fn cam(s: &str) -> CameraId {
+    CameraId::parse(s).unwrap()
+}
+
+/// curl with `args`; returns (HTTP status, body). Status 0 = no reply.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "30", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = common::stdout(&out);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// A multipart upload of `clip` as CAM `camera` with curl, plus `extra` args.
+fn curl_upload(url: &str, clip: &Path, camera: &str, extra: &[&str]) -> (u16, Value) {
+    let sum = common::sha256sum(clip);
+    let file = format!("file=@{};type=video/mp4", clip.display());
+    let (s, c, k) = (
+        format!("session_id={SESSION}"),
+        format!("camera_id={camera}"),
+        format!("checksum={sum}"),
+    );
+    let target = format!("{url}/api/v1/upload");
+    let mut args = vec!["-F", &file, "-F", &s, "-F", &c, "-F", &k];
+    args.extend_from_slice(extra);
+    args.push(&target);
+    let (status, body) = curl(&args);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn https_upload_succeeds_with_the_rig_ca_and_fails_clearly_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path());
+    let server = Receiver::start(
+        dir.path(),
+        &format!(
+            "  tls_cert: {}\n  tls_key: {}\n",
+            ca.join("server.pem").display(),
+            ca.join("server.key").display()
+        ),
+    );
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+
+    let good = Pi::new(
+        dir.path(),
+        &server.url,
+        &format!("  ca_file: {}\n", ca.join("ca.pem").display()),
+    );
+    let rec = good.add(cam("CAM_L"));
+    let out = good.upload(&rec);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let stored = server.layout.recording(&rec.session, rec.camera);
+    assert_eq!(fs::read(&stored).unwrap(), fs::read(&good.clip).unwrap());
+    assert_eq!(good.state(&rec)["status"], "offloaded");
+
+    // No CA: the self-made certificate is not trusted; one attempt, a clear
+    // message, nothing sent in clear instead.
+    let bad = Pi::new(dir.path(), &server.url, "");
+    let rec = bad.add(cam("CAM_R"));
+    let out = bad.upload(&rec);
+    assert_ne!(out.status.code(), Some(0));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("offload.ca_file") && err.contains("TLS"),
+        "{err}"
+    );
+    let st = bad.state(&rec);
+    assert_eq!(st["status"], "failed");
+    assert_eq!(st["attempts"], 1, "a TLS failure is not retried: {st}");
+    assert!(!server.layout.recording(&rec.session, rec.camera).exists());
+
+    // A CA that did not sign the server's certificate is as bad.
+    let other = make_ca(&dir.path().join("other"));
+    let wrong = Pi::new(
+        dir.path(),
+        &server.url,
+        &format!("  ca_file: {}\n", other.join("ca.pem").display()),
+    );
+    let out = wrong.upload(&wrong.add(cam("CAM_C")));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(common::stderr(&out).contains("TLS"));
+}
+
+#[test]
+fn plain_http_against_the_https_port_fails_cleanly_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path());
+    let server = Receiver::start(
+        dir.path(),
+        &format!(
+            "  tls_cert: {}\n  tls_key: {}\n  stall_timeout_sec: 120\n",
+            ca.join("server.pem").display(),
+            ca.join("server.key").display()
+        ),
+    );
+    let cacert = ca.join("ca.pem");
+    let cacert = cacert.to_str().unwrap();
+    let health = format!("{}/api/v1/health", server.url);
+    let plain = format!("http://{}/api/v1/health", server.addr);
+
+    // A plain HTTP request gets no HTTP reply: the handshake fails, the
+    // connection is closed.
+    let (status, _) = curl(&[&plain]);
+    assert_eq!(status, 0, "plain HTTP must not be answered");
+    let mut raw = TcpStream::connect(server.addr).unwrap();
+    raw.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = raw.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // A client that connects and says nothing must not hold off others
+    // (the handshake is not done on the accept thread).
+    let _silent = TcpStream::connect(server.addr).unwrap();
+    let (status, body) = curl(&["--cacert", cacert, &health]);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "healthy");
+
+    // And an upload over HTTPS after all that still works.
+    let clip = common::small_clip(dir.path(), "clip.mp4");
+    let (status, v) = curl_upload(&server.url, &clip, "CAM_C", &["--cacert", cacert]);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["checksum_verified"], true);
+}
+
+#[test]
+fn api_keys_401_403_store_nothing_and_never_reach_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("api-keys");
+    fs::write(&keys, format!("# rig keys\n{OPEN_KEY}\n")).unwrap();
+    let server = Receiver::start(
+        dir.path(),
+        &format!(
+            "  api_keys:\n    - {{key: {LEFT_KEY}, cameras: [CAM_L]}}\n  api_keys_file: {}\n",
+            keys.display()
+        ),
+    );
+    let clip = common::small_clip(dir.path(), "clip.mp4");
+    let bearer = |k: &str| format!("Authorization: Bearer {k}");
+
+    let (status, v) = curl_upload(&server.url, &clip, "CAM_L", &[]);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{v}"
+    );
+    let wrong = bearer("not-a-key-at-all");
+    let (status, v) = curl_upload(&server.url, &clip, "CAM_L", &["-H", &wrong]);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{v}"
+    );
+    let left = bearer(LEFT_KEY);
+    let (status, v) = curl_upload(&server.url, &clip, "CAM_R", &["-H", &left]);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("camera_not_allowed")),
+        "{v}"
+    );
+    assert_eq!(
+        server.files(),
+        Vec::<PathBuf>::new(),
+        "401/403 stored something"
+    );
+    // Confirm and the sessions API need a key too; health stays open
+    // (server.public_status defaults to true).
+    let (status, _) = curl(&[&format!("{}/api/v1/sessions", server.url)]);
+    assert_eq!(status, 401);
+    let (status, _) = curl(&[&format!("{}/api/v1/health", server.url)]);
+    assert_eq!(status, 200);
+
+    // rig-upload with the keys: bound key as its camera, file key as any.
+    let pi = Pi::new(dir.path(), &server.url, &format!("  api_key: {LEFT_KEY}\n"));
+    let rec = pi.add(cam("CAM_L"));
+    let out = pi.upload(&rec);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let mut client_logs = common::stderr(&out);
+    let stored = server.layout.recording(&rec.session, rec.camera);
+    assert_eq!(fs::read(&stored).unwrap(), fs::read(&pi.clip).unwrap());
+
+    let key_file = dir.path().join("pi-key");
+    fs::write(&key_file, format!("{OPEN_KEY}\n")).unwrap();
+    let pi2 = Pi::new(
+        dir.path(),
+        &server.url,
+        &format!("  api_key_file: {}\n", key_file.display()),
+    );
+    let rec = pi2.add(cam("CAM_R"));
+    let out = pi2.upload(&rec);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    client_logs += &common::stderr(&out);
+
+    // The CAM_L key uploading as CAM_C: 403 once, not retried.
+    let rec = pi.add(cam("CAM_C"));
+    let out = pi.upload(&rec);
+    assert_ne!(out.status.code(), Some(0));
+    client_logs += &common::stderr(&out);
+    let st = pi.state(&rec);
+    assert_eq!(st["attempts"], 1, "{st}");
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("camera_not_allowed"),
+        "{st}"
+    );
+    assert!(!server.layout.recording(&rec.session, rec.camera).exists());
+
+    // No key on the Pi: 401, not retried.
+    let nokey = Pi::new(dir.path(), &server.url, "");
+    let rec = nokey.add(cam("CAM_C"));
+    let out = nokey.upload(&rec);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(nokey.state(&rec)["attempts"], 1);
+    assert!(common::stderr(&out).contains("unauthorized"));
+
+    let server_log = server.log_text();
+    assert!(server_log.contains("401"), "the log shows the refusals");
+    for (name, text) in [("rig-receive", &server_log), ("rig-upload", &client_logs)] {
+        for key in [LEFT_KEY, OPEN_KEY, "not-a-key-at-all"] {
+            assert!(!text.contains(key), "{name} logged an API key:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn allowlist_excluding_loopback_is_403_and_including_it_lets_uploads_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = common::small_clip(dir.path(), "clip.mp4");
+    {
+        let server = Receiver::start(
+            &dir.path().join("closed"),
+            "  allow_ips: [10.0.0.0/8, \"fd00::/8\", 192.168.1.7]\n",
+        );
+        let (status, v) = curl_upload(&server.url, &clip, "CAM_L", &[]);
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (403, Some("ip_not_allowed")),
+            "{v}"
+        );
+        let (status, _) = curl(&[&format!("{}/api/v1/health", server.url)]);
+        assert_eq!(status, 403, "the allowlist covers health too");
+        assert_eq!(server.files(), Vec::<PathBuf>::new());
+    }
+    let server = Receiver::start(
+        &dir.path().join("open"),
+        "  allow_ips: [\"192.168.1.0/24\", \"127.0.0.0/8\", \"::1\"]\n",
+    );
+    let pi = Pi::new(dir.path(), &server.url, "");
+    let rec = pi.add(cam("CAM_L"));
+    let out = pi.upload(&rec);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let stored = server.layout.recording(&rec.session, rec.camera);
+    assert_eq!(fs::read(&stored).unwrap(), fs::read(&pi.clip).unwrap());
+}
+
+/// rig-check's `server` item for a node config whose `offload:` gets `extra`.
+fn check_server_item(dir: &Path, url: &str, extra: &str) -> Value {
+    let pi = Pi::new(dir, url, extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_rig-check"))
+        .args(["--json", "--config", pi.config.to_str().unwrap()])
+        .args(["node", "--server", url, "--minutes", "1", "--timeout", "5"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", common::stderr(&out)));
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "server")
+        .unwrap_or_else(|| panic!("no server check: {doc:#}"))
+        .clone()
+}
+
+#[test]
+fn rig_check_probes_health_with_the_same_ca_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path());
+    let server = Receiver::start(
+        dir.path(),
+        &format!(
+            "  tls_cert: {}\n  tls_key: {}\n  api_keys: [{OPEN_KEY}]\n  public_status: false\n",
+            ca.join("server.pem").display(),
+            ca.join("server.key").display()
+        ),
+    );
+    let ca_line = format!("  ca_file: {}\n", ca.join("ca.pem").display());
+    let ok = check_server_item(
+        dir.path(),
+        &server.url,
+        &format!("{ca_line}  api_key: {OPEN_KEY}\n"),
+    );
+    assert_eq!(ok["status"], "pass", "{ok:#}");
+    assert_eq!(ok["value"]["status"], "healthy");
+
+    let no_ca = check_server_item(dir.path(), &server.url, &format!("  api_key: {OPEN_KEY}\n"));
+    assert_eq!(no_ca["status"], "fail", "{no_ca:#}");
+    assert!(
+        no_ca["message"]
+            .as_str()
+            .unwrap()
+            .contains("offload.ca_file"),
+        "{no_ca:#}"
+    );
+
+    let no_key = check_server_item(dir.path(), &server.url, &ca_line);
+    assert_eq!(no_key["status"], "fail", "{no_key:#}");
+    assert_eq!(no_key["value"]["http_status"], 401, "{no_key:#}");
+    assert!(!server.log_text().contains(OPEN_KEY));
+}
