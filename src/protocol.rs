@@ -111,6 +111,9 @@ pub mod code {
     pub const JOB_IN_PROGRESS: &str = "job_in_progress";
     /// 416: the `Range` asked for lies outside the file.
     pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
+    /// 409: a resumed upload's `offset` is not the length of the server's
+    /// partial; the reply's `received_bytes` says where to resume.
+    pub const OFFSET_MISMATCH: &str = "offset_mismatch";
     /// 409: the same recording is being uploaded right now.
     pub const UPLOAD_IN_PROGRESS: &str = "upload_in_progress";
     /// 413: the body is larger than `max_upload_size_gb`.
