@@ -43,6 +43,7 @@
 pub mod check;
 pub mod checksum;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod describe;
 pub mod ffmpeg;

@@ -1,0 +1,1048 @@
+//! rig-upload end to end: the real binary against a scripted fault server
+//! (std TcpListener on 127.0.0.1:0) that answers 503, 400, 422, resets the
+//! connection mid-body or returns a wrong confirm digest, and records what
+//! arrived and when. Recordings are real ffmpeg clips with real manifests.
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use soccer_rig::describe::{self, DescribeOptions};
+use soccer_rig::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::layout::PiLayout;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rig-upload");
+/// The retry delay the tests configure: waits are 0.05, 0.1, 0.2, 0.4 s.
+const DELAY: f64 = 0.05;
+
+// ---------------------------------------------------------------- fault server
+
+/// What the server does with the next upload request.
+#[derive(Clone, Debug)]
+enum UploadAct {
+    /// Store it and answer like rig-receive (422 if the checksum differs).
+    Ok,
+    /// Answer `status` with error `code`, after parsing the body (`true`)
+    /// or after only draining it (`false`).
+    Status(u16, &'static str, bool),
+    /// Read half the body, then close the socket with data unread (RST).
+    ResetMidBody,
+}
+
+/// What the server does with the next confirm request.
+#[derive(Clone, Debug)]
+enum ConfirmAct {
+    Ok,
+    WrongDigest,
+}
+
+/// One request as it arrived.
+#[derive(Clone, Debug)]
+struct Arrival {
+    path: String,
+    at: Instant,
+    content_length: Option<u64>,
+    body_len: usize,
+    expect_continue: bool,
+    /// Multipart field names in order (uploads only).
+    fields: Vec<String>,
+    /// Text fields (uploads only).
+    text: HashMap<String, String>,
+    /// SHA-256 of the `file` part (uploads only).
+    file_sha256: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    uploads: VecDeque<UploadAct>,
+    confirms: VecDeque<ConfirmAct>,
+    arrivals: Vec<Arrival>,
+    /// recording ID -> (digest, size, bytes)
+    stored: HashMap<String, (String, u64, Vec<u8>)>,
+}
+
+#[derive(Clone)]
+struct FaultServer {
+    url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FaultServer {
+    fn start(uploads: Vec<UploadAct>, confirms: Vec<ConfirmAct>) -> FaultServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let inner = Arc::new(Mutex::new(Inner {
+            uploads: uploads.into(),
+            confirms: confirms.into(),
+            ..Inner::default()
+        }));
+        let shared = inner.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let shared = shared.clone();
+                thread::spawn(move || {
+                    let _ = handle(stream, &shared);
+                });
+            }
+        });
+        FaultServer { url, inner }
+    }
+
+    fn arrivals(&self, path: &str) -> Vec<Arrival> {
+        let g = self.inner.lock().unwrap();
+        g.arrivals
+            .iter()
+            .filter(|a| a.path == path)
+            .cloned()
+            .collect()
+    }
+
+    fn stored(&self, rec: &str) -> Option<Vec<u8>> {
+        self.inner
+            .lock()
+            .unwrap()
+            .stored
+            .get(rec)
+            .map(|s| s.2.clone())
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn respond(stream: &mut TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
+    let body = body.to_string();
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+fn error_body(code: &str) -> Value {
+    serde_json::json!({"success": false, "error": code, "message": format!("scripted {code}")})
+}
+
+/// Splits a multipart body into (name, content) in order.
+fn parse_multipart(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
+    let delim = format!("--{boundary}");
+    let d = delim.as_bytes();
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + d.len() <= body.len() {
+        if &body[i..i + d.len()] == d {
+            starts.push(i);
+            i += d.len();
+        } else {
+            i += 1;
+        }
+    }
+    let mut parts = Vec::new();
+    for w in starts.windows(2) {
+        let part = &body[w[0] + d.len() + 2..w[1] - 2]; // skip "\r\n", drop "\r\n" before next
+        let split = part.windows(4).position(|x| x == b"\r\n\r\n").unwrap();
+        let headers = String::from_utf8_lossy(&part[..split]).to_string();
+        let name = headers
+            .split("name=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        parts.push((name, part[split + 4..].to_vec()));
+    }
+    parts
+}
+
+fn handle(mut stream: TcpStream, shared: &Mutex<Inner>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let at = Instant::now();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let content_length: Option<u64> = headers.get("content-length").and_then(|v| v.parse().ok());
+    let expect_continue = headers
+        .get("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let mut arrival = Arrival {
+        path: path.clone(),
+        at,
+        content_length,
+        body_len: 0,
+        expect_continue,
+        fields: Vec::new(),
+        text: HashMap::new(),
+        file_sha256: None,
+    };
+    let len = content_length.unwrap_or(0) as usize;
+
+    if path == "/api/v1/upload" {
+        let act = shared
+            .lock()
+            .unwrap()
+            .uploads
+            .pop_front()
+            .unwrap_or(UploadAct::Ok);
+        if let UploadAct::Status(status, code, false) = act {
+            // Answer without looking at the body, like a server refusing on
+            // headers; drain it first (as rig-receive's tiny_http does) so the
+            // close is clean and the client reads the answer.
+            let mut sink = vec![0u8; len];
+            let _ = reader.read_exact(&mut sink);
+            shared.lock().unwrap().arrivals.push(arrival);
+            return respond(&mut stream, status, &error_body(code));
+        }
+        if expect_continue {
+            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        if let UploadAct::ResetMidBody = act {
+            let mut half = vec![0u8; len / 2];
+            reader.read_exact(&mut half)?;
+            arrival.body_len = half.len();
+            shared.lock().unwrap().arrivals.push(arrival);
+            // Let the rest arrive, then close with it unread: the kernel sends RST.
+            thread::sleep(Duration::from_millis(50));
+            drop(reader);
+            drop(stream);
+            return Ok(());
+        }
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body)?;
+        arrival.body_len = body.len();
+        let boundary = headers
+            .get("content-type")
+            .and_then(|v| v.split("boundary=").nth(1))
+            .unwrap_or("")
+            .to_string();
+        let parts = parse_multipart(&body, &boundary);
+        let mut file = Vec::new();
+        for (name, content) in parts {
+            arrival.fields.push(name.clone());
+            if name == "file" {
+                file = content;
+            } else {
+                arrival
+                    .text
+                    .insert(name, String::from_utf8_lossy(&content).into_owned());
+            }
+        }
+        let digest = sha256_hex(&file);
+        arrival.file_sha256 = Some(digest.clone());
+        let rec = format!(
+            "{}_{}",
+            arrival.text.get("session_id").cloned().unwrap_or_default(),
+            arrival.text.get("camera_id").cloned().unwrap_or_default()
+        );
+        let sent_checksum = arrival.text.get("checksum").cloned().unwrap_or_default();
+        shared.lock().unwrap().arrivals.push(arrival);
+        if let UploadAct::Status(status, code, true) = act {
+            return respond(&mut stream, status, &error_body(code));
+        }
+        if digest != sent_checksum {
+            return respond(&mut stream, 422, &error_body("checksum_mismatch"));
+        }
+        let size = file.len() as u64;
+        shared
+            .lock()
+            .unwrap()
+            .stored
+            .insert(rec.clone(), (digest, size, file));
+        return respond(
+            &mut stream,
+            200,
+            &serde_json::json!({"success": true, "recording_id": rec, "file_size": size,
+                                "checksum_verified": true}),
+        );
+    }
+
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body)?;
+    arrival.body_len = body.len();
+    shared.lock().unwrap().arrivals.push(arrival);
+    if path == "/api/v1/upload/confirm" {
+        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let (s, c) = (
+            req["session_id"].as_str().unwrap_or("").to_string(),
+            req["camera_id"].as_str().unwrap_or("").to_string(),
+        );
+        let act = shared
+            .lock()
+            .unwrap()
+            .confirms
+            .pop_front()
+            .unwrap_or(ConfirmAct::Ok);
+        let stored = shared
+            .lock()
+            .unwrap()
+            .stored
+            .get(&format!("{s}_{c}"))
+            .cloned();
+        let Some((digest, size, _)) = stored else {
+            return respond(&mut stream, 404, &error_body("recording_not_found"));
+        };
+        let digest = match act {
+            ConfirmAct::Ok => digest,
+            ConfirmAct::WrongDigest => "0".repeat(64),
+        };
+        return respond(
+            &mut stream,
+            200,
+            &serde_json::json!({"success": true, "session_id": s, "camera_id": c,
+                                "file_size": size, "checksum_sha256": digest}),
+        );
+    }
+    respond(&mut stream, 404, &error_body("not_found"))
+}
+
+// ---------------------------------------------------------------- Pi fixture
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+    clip: PathBuf,
+}
+
+impl Rig {
+    /// A Pi storage root and a config pointing at `url`, with tiny retry
+    /// delays; `extra` adds lines to the `offload:` section.
+    fn new(url: &str, extra: &str) -> Rig {
+        Rig::with_retries(url, 5, extra)
+    }
+
+    /// Like [`Rig::new`] with `retry_count` attempts.
+    fn with_retries(url: &str, retries: u32, extra: &str) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("nvme");
+        fs::create_dir_all(&root).unwrap();
+        let config = dir.path().join("config.yaml");
+        fs::write(
+            &config,
+            format!(
+                "offload:\n  server_url: \"{url}\"\n  retry_count: {retries}\n  retry_delay_sec: {DELAY}\n\
+                 \x20 connect_timeout_sec: 5\n  upload_timeout_sec: 20\n{extra}\
+                 node:\n  storage_root: \"{}\"\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let clip = common::small_clip(dir.path(), "clip.mp4");
+        Rig {
+            _dir: dir,
+            root,
+            config,
+            clip,
+        }
+    }
+
+    fn layout(&self) -> PiLayout {
+        PiLayout::new(&self.root)
+    }
+
+    /// A recording of the clip with a real manifest, starting at `start`.
+    fn add(&self, session: &str, camera: CameraId, start: &str) -> RecordingId {
+        let rec = RecordingId::new(SessionId::parse(session).unwrap(), camera);
+        let video = self.layout().recording(&rec);
+        fs::create_dir_all(video.parent().unwrap()).unwrap();
+        fs::copy(&self.clip, &video).unwrap();
+        let m = describe::describe(
+            &video,
+            &rec,
+            &DescribeOptions {
+                ffprobe: "ffprobe".into(),
+                start: Some(start.parse().unwrap()),
+                ..DescribeOptions::default()
+            },
+        )
+        .unwrap();
+        m.write_atomic(&self.layout().manifest(&rec)).unwrap();
+        rec
+    }
+
+    fn upload(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--config", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        common::run(BIN, &all)
+    }
+
+    fn state(&self, rec: &RecordingId) -> Value {
+        let text = fs::read_to_string(self.layout().offload_state(rec)).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn video(&self, rec: &RecordingId) -> PathBuf {
+        self.layout().recording(rec)
+    }
+}
+
+fn sess_cam(rec: &RecordingId) -> [String; 2] {
+    [rec.session.to_string(), rec.camera.to_string()]
+}
+
+fn upload_one(rig: &Rig, rec: &RecordingId, extra: &[&str]) -> Output {
+    let [s, c] = sess_cam(rec);
+    let mut args: Vec<&str> = vec![s.as_str(), c.as_str()];
+    args.extend_from_slice(extra);
+    rig.upload(&args)
+}
+
+/// Gaps between consecutive arrivals are at least the retry table's delays
+/// (DELAY x 1, 2, 4, ...): a lower bound, so never flaky.
+fn assert_backoff(arrivals: &[Arrival]) {
+    for (i, w) in arrivals.windows(2).enumerate() {
+        let gap = w[1].at.duration_since(w[0].at).as_secs_f64();
+        let want = DELAY * f64::from(1u32 << i);
+        assert!(
+            gap >= want,
+            "gap {i} is {gap:.3} s, the table says >= {want:.3} s"
+        );
+    }
+}
+
+fn assert_file_intact(rig: &Rig, rec: &RecordingId) {
+    let video = rig.video(rec);
+    assert!(
+        video.exists(),
+        "local recording {} must survive",
+        video.display()
+    );
+    assert_eq!(common::sha256sum(&video), common::sha256sum(&rig.clip));
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn happy_path_sends_fields_in_order_streams_exact_length_and_marks_offloaded() {
+    let server = FaultServer::start(vec![], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add(
+        "GAME_20240315_140000",
+        CameraId::Center,
+        "2024-03-15T14:00:00Z",
+    );
+    let out = upload_one(&rig, &rec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("GAME_20240315_140000_CAM_C offloaded (1 attempt"));
+
+    let ups = server.arrivals("/api/v1/upload");
+    assert_eq!(ups.len(), 1);
+    let up = &ups[0];
+    assert_eq!(
+        up.fields,
+        ["session_id", "camera_id", "checksum", "manifest", "file"]
+    );
+    assert_eq!(up.content_length, Some(up.body_len as u64));
+    // No Expect: 100-continue (ureq rejects tiny_http's 100 with headers).
+    assert!(!up.expect_continue);
+    let want = common::sha256sum(&rig.clip);
+    assert_eq!(up.text["checksum"], want);
+    assert_eq!(up.text["session_id"], "GAME_20240315_140000");
+    assert_eq!(up.text["camera_id"], "CAM_C");
+    assert_eq!(
+        up.text["manifest"],
+        fs::read_to_string(rig.layout().manifest(&rec)).unwrap()
+    );
+    assert_eq!(
+        server.stored(&rec.to_string()).unwrap(),
+        fs::read(&rig.clip).unwrap()
+    );
+    assert_eq!(server.arrivals("/api/v1/upload/confirm").len(), 1);
+
+    let st = rig.state(&rec);
+    assert_eq!(st["status"], "offloaded");
+    assert_eq!(st["attempts"], 1);
+    assert_eq!(st["server_checksum"], want.as_str());
+    assert_eq!(st["server_url"], server.url.as_str());
+    assert!(st["confirmed_at"].as_str().unwrap().ends_with('Z'));
+    assert_file_intact(&rig, &rec);
+
+    // A second run knows it is done and sends nothing.
+    let again = upload_one(&rig, &rec, &["--json"]);
+    assert_eq!(again.status.code(), Some(0));
+    let v: Value = serde_json::from_str(common::stdout(&again).trim()).unwrap();
+    assert_eq!(v["status"], "already_offloaded");
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 1);
+}
+
+#[test]
+fn two_503_then_success_is_three_attempts_with_doubling_delays() {
+    let server = FaultServer::start(
+        vec![
+            UploadAct::Status(503, "internal_error", false),
+            UploadAct::Status(503, "internal_error", true),
+        ],
+        vec![],
+    );
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S1", CameraId::Left, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let ups = server.arrivals("/api/v1/upload");
+    assert_eq!(ups.len(), 3);
+    assert_backoff(&ups);
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(v["success"], true);
+    assert_eq!(v["status"], "offloaded");
+    assert_eq!(v["attempts"], 3);
+    let st = rig.state(&rec);
+    assert_eq!(
+        (st["status"].as_str(), st["attempts"].as_u64()),
+        (Some("offloaded"), Some(3))
+    );
+    let log = common::stderr(&out);
+    assert!(
+        log.contains("waiting 0.05 s before attempt 2 of 5"),
+        "{log}"
+    );
+    assert!(
+        log.contains("waiting 0.10 s before attempt 3 of 5"),
+        "{log}"
+    );
+    assert!(log.contains("503"), "{log}");
+    assert_file_intact(&rig, &rec);
+}
+
+#[test]
+fn a_400_fails_at_once_with_the_servers_message() {
+    let server = FaultServer::start(vec![UploadAct::Status(400, "invalid_field", true)], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S2", CameraId::Right, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &["--delete-after-confirm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 1);
+    assert_eq!(server.arrivals("/api/v1/upload/confirm").len(), 0);
+    let text = common::stdout(&out);
+    assert!(text.contains("failed after 1 attempt"), "{text}");
+    assert!(text.contains("scripted invalid_field"), "{text}");
+    let st = rig.state(&rec);
+    assert_eq!(st["status"], "failed");
+    assert_eq!(st["attempts"], 1);
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("400 invalid_field")
+    );
+    assert_file_intact(&rig, &rec);
+}
+
+#[test]
+fn wrong_confirm_digest_five_times_fails_and_keeps_the_file() {
+    let server = FaultServer::start(vec![], vec![ConfirmAct::WrongDigest; 5]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S3", CameraId::Center, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &["--delete-after-confirm", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    // A differing digest means the server holds other bytes: each attempt re-sends.
+    let ups = server.arrivals("/api/v1/upload");
+    assert_eq!(ups.len(), 5);
+    assert_eq!(server.arrivals("/api/v1/upload/confirm").len(), 5);
+    assert_backoff(&ups);
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(v["success"], false);
+    assert_eq!(v["attempts"], 5);
+    assert_eq!(v["error"], "checksum_mismatch");
+    assert_eq!(v["local_deleted"], false);
+    let st = rig.state(&rec);
+    assert_eq!(
+        (st["status"].as_str(), st["attempts"].as_u64()),
+        (Some("failed"), Some(5))
+    );
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("differs from ours")
+    );
+    assert_file_intact(&rig, &rec);
+}
+
+#[test]
+fn reset_mid_body_and_422_are_retried() {
+    let server = FaultServer::start(
+        vec![
+            UploadAct::ResetMidBody,
+            UploadAct::Status(422, "checksum_mismatch", true),
+        ],
+        vec![],
+    );
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S4", CameraId::Center, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let ups = server.arrivals("/api/v1/upload");
+    assert_eq!(ups.len(), 3);
+    assert!(ups[0].body_len < ups[2].body_len);
+    assert_backoff(&ups);
+    assert_eq!(rig.state(&rec)["attempts"], 3);
+    assert_eq!(
+        server.stored(&rec.to_string()).unwrap(),
+        fs::read(&rig.clip).unwrap()
+    );
+}
+
+#[test]
+fn other_4xx_like_413_are_not_retried() {
+    let server = FaultServer::start(
+        vec![UploadAct::Status(413, "payload_too_large", false)],
+        vec![],
+    );
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S5", CameraId::Center, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 1);
+    assert!(common::stdout(&out).contains("413 payload_too_large"));
+    assert_file_intact(&rig, &rec);
+}
+
+#[test]
+fn delete_after_confirm_deletes_only_after_a_matching_digest() {
+    let server = FaultServer::start(vec![], vec![ConfirmAct::WrongDigest]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S6", CameraId::Left, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &["--delete-after-confirm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 2);
+    assert!(!rig.video(&rec).exists());
+    assert!(rig.layout().manifest(&rec).exists());
+    let st = rig.state(&rec);
+    assert_eq!(st["status"], "offloaded");
+    assert_eq!(st["local_deleted"], true);
+    assert_eq!(
+        server.stored(&rec.to_string()).unwrap(),
+        fs::read(&rig.clip).unwrap()
+    );
+}
+
+#[test]
+fn config_delete_after_confirm_is_honoured_but_not_without_verification() {
+    // verify_checksum: false skips the comparison, so a wrong digest is
+    // accepted, and therefore nothing may be deleted.
+    let server = FaultServer::start(vec![], vec![ConfirmAct::WrongDigest]);
+    let rig = Rig::new(
+        &server.url,
+        "  verify_checksum: false\n  delete_after_confirm: true\n",
+    );
+    let rec = rig.add("S7", CameraId::Left, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 1);
+    assert_eq!(rig.state(&rec)["server_checksum"], "0".repeat(64));
+    assert_file_intact(&rig, &rec);
+    assert!(common::stderr(&out).contains("not deleting"));
+}
+
+#[test]
+fn connection_refused_is_retried_then_failed() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rig = Rig::with_retries(&format!("http://127.0.0.1:{port}"), 3, "");
+    let rec = rig.add("S8", CameraId::Center, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(v["attempts"], 3);
+    assert_eq!(v["error"], "connection_refused");
+    assert_eq!(rig.state(&rec)["status"], "failed");
+    assert_file_intact(&rig, &rec);
+}
+
+#[test]
+fn missing_file_and_invalid_manifest_fail_at_once_without_a_request() {
+    let server = FaultServer::start(vec![], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let gone = rig.add("S9", CameraId::Center, "2024-03-15T14:00:00Z");
+    fs::remove_file(rig.video(&gone)).unwrap();
+    let out = upload_one(&rig, &gone, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (v["error"].as_str(), v["attempts"].as_u64()),
+        (Some("file_not_found"), Some(0))
+    );
+    assert_eq!(rig.state(&gone)["status"], "failed");
+
+    let bad = rig.add("S10", CameraId::Center, "2024-03-15T14:00:00Z");
+    let mpath = rig.layout().manifest(&bad);
+    let mut m: Value = serde_json::from_str(&fs::read_to_string(&mpath).unwrap()).unwrap();
+    m["video"]["fps"] = Value::from(-3);
+    fs::write(&mpath, m.to_string()).unwrap();
+    let out = upload_one(&rig, &bad, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(v["error"], "invalid_manifest");
+    assert!(v["message"].as_str().unwrap().contains("video.fps"), "{v}");
+    assert_file_intact(&rig, &bad);
+
+    // A file that grew or shrank since its manifest is refused up front.
+    let changed = rig.add("S11", CameraId::Center, "2024-03-15T14:00:00Z");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(rig.video(&changed))
+        .unwrap()
+        .write_all(b"x")
+        .unwrap();
+    let out = upload_one(&rig, &changed, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::stdout(&out).contains("file.size_bytes"));
+
+    assert!(server.arrivals("/api/v1/upload").is_empty());
+}
+
+#[test]
+fn rehash_refuses_changed_bytes_and_missing_checksum_is_computed() {
+    let server = FaultServer::start(vec![], vec![]);
+    let rig = Rig::new(&server.url, "");
+    // Same size, one byte flipped: only --rehash can tell.
+    let rec = rig.add("S12", CameraId::Center, "2024-03-15T14:00:00Z");
+    let video = rig.video(&rec);
+    let mut bytes = fs::read(&video).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&video, &bytes).unwrap();
+    let out = upload_one(&rig, &rec, &["--rehash", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(v["error"], "local_checksum_mismatch");
+    assert!(server.arrivals("/api/v1/upload").is_empty());
+    assert!(video.exists());
+
+    let rec2 = rig.add("S13", CameraId::Center, "2024-03-15T14:00:00Z");
+    let mpath = rig.layout().manifest(&rec2);
+    let mut m: Value = serde_json::from_str(&fs::read_to_string(&mpath).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("checksum");
+    fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let out = upload_one(&rig, &rec2, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let ups = server.arrivals("/api/v1/upload");
+    let want = common::sha256sum(&rig.clip);
+    assert_eq!(ups[0].text["checksum"], want);
+    let sent: Value = serde_json::from_str(&ups[0].text["manifest"]).unwrap();
+    assert_eq!(sent["checksum"]["value"], want.as_str());
+}
+
+#[test]
+fn all_goes_oldest_first_skips_offloaded_and_retries_failed() {
+    let server = FaultServer::start(vec![], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let late = rig.add("LATE", CameraId::Center, "2024-03-16T10:00:00Z");
+    let early = rig.add("EARLY", CameraId::Right, "2024-03-15T10:00:00Z");
+    let done = rig.add("DONE", CameraId::Left, "2024-03-14T10:00:00Z");
+    let failed = rig.add("FAILED", CameraId::Left, "2024-03-15T12:00:00Z");
+    let write_state = |rec: &RecordingId, status: &str| {
+        let mut s = soccer_rig::client::OffloadState::pending(&rec.to_string());
+        s.status = serde_json::from_value(Value::from(status)).unwrap();
+        soccer_rig::client::write_offload_state(&rig.layout().offload_state(rec), &s).unwrap();
+    };
+    write_state(&done, "offloaded");
+    write_state(&failed, "failed");
+    // Not manifests: a state file, a stray JSON, a temp file.
+    fs::write(rig.layout().manifest_dir(&late).join("notes.json"), "{}").unwrap();
+
+    let out = rig.upload(&["--all", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let order: Vec<String> = server
+        .arrivals("/api/v1/upload")
+        .iter()
+        .map(|a| a.text["session_id"].clone())
+        .collect();
+    assert_eq!(order, ["EARLY", "FAILED", "LATE"]);
+    let lines: Vec<Value> = common::stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|v| v["status"] == "offloaded"));
+    for rec in [&early, &failed, &late] {
+        assert_eq!(rig.state(rec)["status"], "offloaded");
+    }
+    assert_eq!(server.stored(&done.to_string()), None);
+
+    // Nothing left: a second --all sends nothing and succeeds.
+    let out = rig.upload(&["--all"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 3);
+}
+
+#[test]
+fn an_interrupted_run_is_resumed_by_confirm_without_resending() {
+    let server = FaultServer::start(vec![], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S14", CameraId::Center, "2024-03-15T14:00:00Z");
+    // First run stores it on the server; then pretend we died before the state write.
+    assert_eq!(upload_one(&rig, &rec, &[]).status.code(), Some(0));
+    let mut st = soccer_rig::client::read_offload_state(&rig.layout().offload_state(&rec))
+        .unwrap()
+        .unwrap();
+    st.status = soccer_rig::client::OffloadStatus::Uploading;
+    soccer_rig::client::write_offload_state(&rig.layout().offload_state(&rec), &st).unwrap();
+    let out = upload_one(&rig, &rec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 1);
+    assert_eq!(server.arrivals("/api/v1/upload/confirm").len(), 2);
+    assert_eq!(rig.state(&rec)["status"], "offloaded");
+}
+
+#[test]
+fn a_second_instance_exits_at_once_while_the_lock_is_held() {
+    let server = FaultServer::start(vec![], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S15", CameraId::Center, "2024-03-15T14:00:00Z");
+    let held = soccer_rig::fsx::LockFile::try_acquire(&rig.layout().upload_lock())
+        .unwrap()
+        .unwrap();
+    let out = rig.upload(&["--all", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::stderr(&out).contains("another rig-upload is running"));
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(v["error"], "locked");
+    assert!(server.arrivals("/api/v1/upload").is_empty());
+    drop(held);
+    assert_eq!(upload_one(&rig, &rec, &[]).status.code(), Some(0));
+}
+
+#[test]
+fn file_and_manifest_pair_dry_run_auto_and_usage() {
+    let server = FaultServer::start(vec![], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S16", CameraId::Right, "2024-03-15T14:00:00Z");
+    let video = rig.video(&rec);
+    let manifest = rig.layout().manifest(&rec);
+    let (v, m) = (video.to_str().unwrap(), manifest.to_str().unwrap());
+
+    let out = rig.upload(&["--file", v, "--manifest", m, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let text = common::stdout(&out);
+    assert!(text.contains("would be sent: POST"), "{text}");
+    assert!(text.contains("session_id=S16 camera_id=CAM_R"), "{text}");
+    assert!(text.contains(&common::sha256sum(&rig.clip)), "{text}");
+    assert!(server.arrivals("/api/v1/upload").is_empty());
+    assert!(!rig.layout().offload_state(&rec).exists());
+
+    // --auto does nothing while offload.auto_upload is false (the default).
+    let out = rig.upload(&["--all", "--auto"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(server.arrivals("/api/v1/upload").is_empty());
+
+    let out = rig.upload(&["--file", v, "--manifest", m]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(rig.state(&rec)["status"], "offloaded");
+    assert_eq!(
+        server.stored(&rec.to_string()).unwrap(),
+        fs::read(&video).unwrap()
+    );
+
+    // Usage and configuration errors exit 2.
+    for args in [
+        &[][..],
+        &["--all", "S", "CAM_C"][..],
+        &["--file", v][..],
+        &["S", "CAM_Z"][..],
+        &["../x", "CAM_C"][..],
+        &["--bogus", "--all"][..],
+        &["--all", "--server", "ftp://x"][..],
+        &["S", "CAM_C", "--root", "/nonexistent/nvme"][..],
+    ] {
+        let out = rig.upload(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            common::stderr(&out)
+        );
+    }
+    let out = common::run(BIN, &["--help"]);
+    assert!(common::stdout(&out).contains("--delete-after-confirm"));
+}
+
+#[test]
+fn node_config_example_parses_to_the_defaults() {
+    let text = include_str!("../scripts/node-config.example.yaml");
+    let c = soccer_rig::config::Config::from_yaml(text, None).unwrap();
+    assert_eq!(c.offload, soccer_rig::config::OffloadConfig::default());
+    assert_eq!(c.node, soccer_rig::config::NodeConfig::default());
+    assert_eq!(c.recording, soccer_rig::config::RecordingConfig::default());
+}
+
+#[test]
+fn offload_all_wrapper_runs_passes_until_everything_is_offloaded() {
+    // Pass 1: the only upload is refused (400, not retried) -> exit 1;
+    // pass 2 sends it again and succeeds.
+    let server = FaultServer::start(vec![UploadAct::Status(400, "invalid_field", true)], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("W1", CameraId::Center, "2024-03-15T14:00:00Z");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rig-offload-all");
+    let out = std::process::Command::new(script)
+        .arg("--delete-after-confirm")
+        .env("RIG_UPLOAD", BIN)
+        .env("SOCCER_RIG_CONFIG", &rig.config)
+        .env("PASSES", "2")
+        .env("PAUSE_SEC", "0")
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("pass 2 of 2"), "{err}");
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 2);
+    assert_eq!(rig.state(&rec)["status"], "offloaded");
+    assert!(!rig.video(&rec).exists());
+}
+
+// ---------------------------------------------------------------- real rig-receive
+
+const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
+
+/// rig-receive on 127.0.0.1:0 with a temp root; killed on drop.
+struct Receiver {
+    child: std::process::Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    url: String,
+    addr: std::net::SocketAddr,
+    layout: soccer_rig::layout::ServerLayout,
+    _dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("server");
+        let config = dir.path().join("server.yaml");
+        fs::write(&config, "storage:\n  min_free_space_gb: 0.0\n").unwrap();
+        let mut child = std::process::Command::new(RECEIVE)
+            .args(["--listen", "127.0.0.1:0", "--root"])
+            .arg(&root)
+            .env("SOCCER_RIG_CONFIG", &config)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("rig-receive printed {line:?}"))
+            .to_string();
+        let addr = url.trim_start_matches("http://").parse().unwrap();
+        Receiver {
+            child,
+            _stdout: stdout,
+            url,
+            addr,
+            layout: soccer_rig::layout::ServerLayout::under(&root),
+            _dir: dir,
+        }
+    }
+
+    fn stored(&self, rec: &RecordingId) -> PathBuf {
+        self.layout.recording(&rec.session, rec.camera)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn real_receiver_gets_three_cameras_byte_identical() {
+    let server = Receiver::start();
+    let rig = Rig::new(&server.url, "");
+    let recs: Vec<RecordingId> = CameraId::ALL
+        .iter()
+        .map(|&c| rig.add("GAME_20240315_140000", c, "2024-03-15T14:00:00Z"))
+        .collect();
+    let out = rig.upload(&["--all", "--json", "--delete-after-confirm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let clip = fs::read(&rig.clip).unwrap();
+    let want = common::sha256sum(&rig.clip);
+    for rec in &recs {
+        assert_eq!(fs::read(server.stored(rec)).unwrap(), clip, "{rec}");
+        let digest = fs::read_to_string(server.layout.digest(&rec.session, rec.camera)).unwrap();
+        assert_eq!(
+            soccer_rig::layout::parse_digest_line(&digest),
+            Some(want.clone())
+        );
+        let st = rig.state(rec);
+        assert_eq!(st["status"], "offloaded");
+        assert_eq!(st["server_checksum"], want.as_str());
+        assert_eq!(st["local_deleted"], true);
+        assert!(!rig.video(rec).exists());
+        assert!(rig.layout().manifest(rec).exists());
+    }
+    // All three cameras stored: the session is queued for stitching.
+    let queue = soccer_rig::jobs::JobQueue::new(&server.layout);
+    assert!(queue.latest_for(&recs[0].session).unwrap().is_some());
+}
+
+#[test]
+fn real_receiver_catches_a_flipped_byte_and_a_cut_and_the_retry_heals_both() {
+    let server = Receiver::start();
+    // Connection 1: one byte of the file part flipped in transit -> the
+    // server's digest differs -> 422 checksum_mismatch -> retried.
+    // Connection 2: cut mid-body -> reset -> retried. Then clean.
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("FAULTS", CameraId::Center, "2024-03-15T14:00:00Z");
+    let manifest_len = fs::metadata(rig.layout().manifest(&rec)).unwrap().len();
+    let clip_len = fs::metadata(&rig.clip).unwrap().len();
+    // Past the HTTP headers, the text fields and the manifest: inside the video.
+    let into_file = manifest_len + 1500;
+    assert!(
+        clip_len > 4000,
+        "the clip must reach past offset {into_file}"
+    );
+    let proxy = common::proxy::Proxy::start(
+        server.addr,
+        vec![
+            common::proxy::Fault::FlipAt(into_file),
+            common::proxy::Fault::CutAfter(into_file),
+        ],
+    );
+    let via = format!("http://{}", proxy.addr());
+    let out = upload_one(&rig, &rec, &["--json", "--server", &via]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert!(v["attempts"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(
+        fs::read(server.stored(&rec)).unwrap(),
+        fs::read(&rig.clip).unwrap()
+    );
+    let log = common::stderr(&out);
+    assert!(log.contains("checksum_mismatch"), "{log}");
+}
