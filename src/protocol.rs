@@ -11,6 +11,9 @@ pub const UPLOAD_PATH: &str = "/api/v1/upload";
 pub const CONFIRM_PATH: &str = "/api/v1/upload/confirm";
 /// `GET /api/v1/health`
 pub const HEALTH_PATH: &str = "/api/v1/health";
+/// `GET /api/v1/upload/status?session_id=S&camera_id=C&checksum=H`: how many
+/// bytes of an interrupted upload the server holds (PROTOCOL-EXTENSIONS.md).
+pub const UPLOAD_STATUS_PATH: &str = "/api/v1/upload/status";
 
 /// Multipart field names of the upload request.
 pub mod field {
@@ -24,6 +27,23 @@ pub mod field {
     pub const CHECKSUM: &str = "checksum";
     /// The manifest as JSON text (optional).
     pub const MANIFEST: &str = "manifest";
+    /// Resume extension (optional, before the file part): the byte of the
+    /// file the file part starts at.
+    pub const OFFSET: &str = "offset";
+}
+
+/// `200` reply of `GET /api/v1/upload/status` (PROTOCOL-EXTENSIONS.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStatusResponse {
+    /// Bytes of the file the server holds for this key: the `offset` to
+    /// resume from; 0 when there is nothing to resume.
+    pub received_bytes: u64,
+    /// Session identifier.
+    pub session_id: String,
+    /// Camera identifier.
+    pub camera_id: String,
+    /// The checksum asked about, lowercase hex.
+    pub checksum: String,
 }
 
 /// `200` reply to an upload.

@@ -35,11 +35,9 @@ use crate::ids::RecordingId;
 /// Name prefix of partials (data and sidecar) in `temp/`.
 pub const PARTIAL_PREFIX: &str = ".rig-partial-";
 
-/// `GET /api/v1/upload/status`.
-pub const STATUS_PATH: &str = "/api/v1/upload/status";
-
-/// Form field of a resumed upload: where the file part starts in the file.
-pub const OFFSET_FIELD: &str = "offset";
+pub use crate::protocol::UPLOAD_STATUS_PATH as STATUS_PATH;
+pub use crate::protocol::UploadStatusResponse as StatusResponse;
+pub use crate::protocol::field::OFFSET as OFFSET_FIELD;
 
 /// The sidecar of a partial; also the body of a status reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,20 +294,6 @@ fn remove_pair(data: &Path, sidecar: &Path) {
             Err(e) => log::error!("cannot remove partial {}: {e}", p.display()),
         }
     }
-}
-
-/// `200` reply of `GET /api/v1/upload/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusResponse {
-    /// Bytes of the file the server holds for this key: the `offset` to
-    /// resume from; 0 when there is nothing to resume.
-    pub received_bytes: u64,
-    /// Session identifier.
-    pub session_id: String,
-    /// Camera identifier.
-    pub camera_id: String,
-    /// The checksum asked about, lowercase hex.
-    pub checksum: String,
 }
 
 /// `GET /api/v1/upload/status?session_id=S&camera_id=C&checksum=H`.
