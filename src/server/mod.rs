@@ -67,6 +67,9 @@ pub const UPLOAD_TEMP_PREFIX: &str = ".rig-tmp-upload-";
 /// Largest confirm request body, bytes.
 const MAX_CONFIRM_BYTES: u64 = 64 * 1024;
 
+/// Longest a status request waits for an upload of its recording in flight.
+const STATUS_WAIT: Duration = Duration::from_secs(10);
+
 /// How often idle workers and the main thread look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -196,6 +199,14 @@ impl State {
             state: self,
             rec: rec.clone(),
         })
+    }
+
+    /// Whether an upload of `rec` is in flight.
+    fn in_flight(&self, rec: &RecordingId) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(rec)
     }
 
     fn active_upload(&self) -> ActiveUpload<'_> {
@@ -580,9 +591,14 @@ fn route(
             _ => Err(wrong_method("GET")),
         },
         partial::STATUS_PATH => match method {
-            Get | Head => {
-                partial::status(&state.partials, req.url(), trace).map(|r| json_reply(200, &r))
-            }
+            Get | Head => partial::status(
+                &state.partials,
+                req.url(),
+                trace,
+                |rec| state.in_flight(rec),
+                state.limits.stall_timeout.min(STATUS_WAIT),
+            )
+            .map(|r| json_reply(200, &r)),
             _ => Err(wrong_method("GET")),
         },
         _ if browse::allow(path).is_some() => browse::route(state, req, method, path, trace),

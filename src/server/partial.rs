@@ -297,10 +297,17 @@ fn remove_pair(data: &Path, sidecar: &Path) {
 }
 
 /// `GET /api/v1/upload/status?session_id=S&camera_id=C&checksum=H`.
+///
+/// While an upload of the recording is in flight (`busy`), the answer waits
+/// for it to end, up to `wait`: a client retrying after a drop usually asks
+/// before the server has finished closing the dropped upload, and the
+/// partial it is about to keep is the answer the client needs.
 pub fn status(
     store: &PartialStore,
     url: &str,
     trace: &mut super::upload::Trace,
+    busy: impl Fn(&RecordingId) -> bool,
+    wait: Duration,
 ) -> Result<StatusResponse, super::ApiError> {
     use crate::protocol::{code, field};
     let query = url.split_once('?').map_or("", |(_, q)| q);
@@ -337,6 +344,10 @@ pub fn status(
     }
     let rec = RecordingId::new(session, camera);
     trace.recording = Some(rec.to_string());
+    let until = std::time::Instant::now() + wait;
+    while busy(&rec) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(StatusResponse {
         received_bytes: store.received(&rec, &checksum),
         session_id: rec.session.to_string(),
