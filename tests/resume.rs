@@ -540,3 +540,33 @@ fn partials_survive_a_restart_expire_by_ttl_and_obey_the_cap() {
     assert_eq!(server.status(&r, &d.digest.sha256), 0);
     assert!(server.partials().is_empty(), "{:?}", server.partials());
 }
+
+#[test]
+fn rig_check_reports_partials_as_expected_not_as_leftovers() {
+    const CHECK: &str = env!("CARGO_BIN_EXE_rig-check");
+    let d = data();
+    let server = Receiver::start("");
+    let r = rec("CHECKED");
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 5);
+    let out = Command::new(CHECK)
+        .args(["--json", "server", "--quick", "--root"])
+        .arg(&server.root)
+        .env("SOCCER_RIG_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["leftovers"], serde_json::json!([]), "{v}");
+    assert_eq!(v["partials"][0]["recording_id"], "CHECKED_CAM_C", "{v}");
+    assert_eq!(v["partials"][0]["received_bytes"], n, "{v}");
+    let text = Command::new(CHECK)
+        .args(["server", "--quick", "--root"])
+        .arg(&server.root)
+        .env("SOCCER_RIG_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    let text = common::stdout(&text);
+    assert!(
+        text.contains(&format!("CHECKED_CAM_C partial, {n} bytes, age 0.0 h")),
+        "{text}"
+    );
+}

@@ -74,6 +74,14 @@ impl PartialStore {
         }
     }
 
+    /// A store over `temp` with the default TTL and cap, for readers
+    /// (rig-check lists partials; it expires nothing).
+    pub fn in_dir(temp: &Path) -> PartialStore {
+        let mut config = Config::default();
+        config.storage.temp_path = temp.to_path_buf();
+        PartialStore::from_config(&config)
+    }
+
     /// The data file of a partial.
     pub fn data_path(&self, rec: &RecordingId, checksum: &str) -> PathBuf {
         self.temp.join(format!("{PARTIAL_PREFIX}{rec}-{checksum}"))
