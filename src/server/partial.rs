@@ -133,7 +133,12 @@ impl PartialStore {
         let mut temp = NamedTempFile::from_parts(file, TempPath::try_from_path(&path)?);
 
         temp.as_file_mut().seek(io::SeekFrom::End(0))?;
+        let started = std::time::Instant::now();
         let writer = crate::checksum::HashingWriter::with_prefix(temp, reader)?;
+        log::info!(
+            "{rec}: re-hashed the {offset} bytes of its partial in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         if writer.bytes_written() != offset {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
