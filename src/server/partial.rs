@@ -368,3 +368,60 @@ pub fn status(
         checksum,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn store(dir: &Path, cap_gb: f64) -> PartialStore {
+        let mut c = Config::default();
+        c.storage.temp_path = dir.to_path_buf();
+        c.storage.partial_max_gb = cap_gb;
+        PartialStore::from_config(&c)
+    }
+
+    #[test]
+    fn kept_bytes_resume_to_the_digest_of_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1.0);
+        let rec = RecordingId::parse("GAME_1_CAM_C").unwrap();
+        let whole: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let sum = crate::checksum::hash_reader(&whole[..], 4096)
+            .unwrap()
+            .sha256;
+        let mut t = NamedTempFile::new_in(dir.path()).unwrap();
+        t.write_all(&whole[..40_000]).unwrap();
+        assert!(s.keep(&rec, &sum, t, 40_000).unwrap());
+        assert_eq!(s.received(&rec, &sum), 40_000);
+        assert_eq!(s.received(&rec, &"0".repeat(64)), 0);
+        // Unsynced bytes past the sidecar's count are cut before appending.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(s.data_path(&rec, &sum))
+            .unwrap();
+        f.write_all(b"garbage").unwrap();
+        let (mut w, head) = s.open_for_resume(&rec, &sum, 40_000).unwrap();
+        assert_eq!(head, whole[..8]);
+        w.write_all(&whole[40_000..]).unwrap();
+        let (file, digest) = w.finish();
+        assert_eq!(digest.sha256, sum);
+        assert_eq!(digest.size, whole.len() as u64);
+        assert_eq!(fs::read(file.path()).unwrap(), whole);
+        // A shorter partial of the same key does not replace a longer one.
+        let mut t = NamedTempFile::new_in(dir.path()).unwrap();
+        t.write_all(&whole[..10]).unwrap();
+        assert!(!s.keep(&rec, &sum, t, 10).unwrap());
+    }
+
+    #[test]
+    fn a_partial_over_the_cap_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1e-6); // 1000 bytes
+        let rec = RecordingId::parse("GAME_1_CAM_L").unwrap();
+        let mut t = NamedTempFile::new_in(dir.path()).unwrap();
+        t.write_all(&[1u8; 2000]).unwrap();
+        assert!(!s.keep(&rec, &"a".repeat(64), t, 2000).unwrap());
+        assert!(s.list().is_empty());
+    }
+}
