@@ -1445,6 +1445,8 @@ struct MultipartBody {
     remaining: u64,
     tail: io::Cursor<Vec<u8>>,
     size: u64,
+    /// The byte of the file the file part starts at (a resume).
+    start: u64,
     sent: u64,
     progress: Progress,
     local_error: Option<Failure>,
@@ -1484,6 +1486,7 @@ impl MultipartBody {
             remaining: size,
             tail: io::Cursor::new(tail),
             size,
+            start: 0,
             sent: 0,
             progress,
             local_error: None,
@@ -1498,6 +1501,7 @@ impl MultipartBody {
     /// already positioned there); progress counts the skipped bytes as done.
     fn resume_at(&mut self, offset: u64) {
         let offset = offset.min(self.size);
+        self.start = offset;
         self.remaining = self.size - offset;
         self.sent = offset;
         self.progress.update(offset);
@@ -1505,7 +1509,9 @@ impl MultipartBody {
 
     /// Exact body length in bytes.
     fn len(&self) -> u64 {
-        self.head.get_ref().len() as u64 + self.remaining + self.tail.get_ref().len() as u64
+        self.head.get_ref().len() as u64
+            + (self.size - self.start)
+            + self.tail.get_ref().len() as u64
     }
 }
 
@@ -1602,6 +1608,45 @@ mod tests {
         let mut out = Vec::new();
         body.read_to_end(&mut out).unwrap();
         (body, out)
+    }
+
+    #[test]
+    fn a_resumed_body_carries_the_rest_and_its_length_is_exact() {
+        use std::io::Seek;
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.mp4");
+        fs::write(&p, &data).unwrap();
+        let mut f = File::open(&p).unwrap();
+        f.seek(io::SeekFrom::Start(7_000)).unwrap();
+        let fields = [("session_id", "S"), ("offset", "7000")];
+        let mut body = MultipartBody::new(
+            &fields,
+            "S_CAM_C.mp4",
+            f,
+            data.len() as u64,
+            Progress::new("x", data.len() as u64, false),
+        );
+        body.resume_at(7_000);
+        let len = body.len();
+        let mut out = Vec::new();
+        body.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len() as u64, len);
+        assert_eq!(
+            body.sent,
+            data.len() as u64,
+            "progress counts resumed bytes"
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("name=\"offset\"\r\n\r\n7000\r\n"));
+        let start = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let file_start = out[start + 4..]
+            .windows(4)
+            .rposition(|w| w == b"\r\n\r\n")
+            .unwrap()
+            + start
+            + 8;
+        assert_eq!(&out[file_start..file_start + 3_000], &data[7_000..]);
     }
 
     #[test]
