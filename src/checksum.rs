@@ -95,6 +95,25 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
+    /// Wraps `inner`, which already holds the bytes `prefix` yields: they
+    /// are hashed (read once, not written) and counted, so writing the rest
+    /// through it ends with the digest of the whole (a resumed upload).
+    pub fn with_prefix<R: Read>(inner: W, mut prefix: R) -> io::Result<Self> {
+        let mut w = HashingWriter::new(inner);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match prefix.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            w.hasher.update(&buf[..n]);
+            w.size += n as u64;
+        }
+        Ok(w)
+    }
+
     /// Bytes accepted so far.
     pub fn bytes_written(&self) -> u64 {
         self.size

@@ -221,6 +221,10 @@ pub struct OffloadOptions {
     /// Wait for another rig-upload to finish instead of failing with
     /// [`ClientError::Locked`] (rig-record after a stop).
     pub wait_for_lock: bool,
+    /// Never resume: no status request, every attempt sends the whole file
+    /// (`--no-resume`). By default an upload continues from the bytes an
+    /// interrupted one left on the server (PROTOCOL-EXTENSIONS.md).
+    pub no_resume: bool,
 }
 
 /// What happened to one recording.
@@ -281,6 +285,10 @@ pub struct OffloadReport {
     pub elapsed_sec: f64,
     /// Upload throughput of the last attempt that sent the file, bytes/s.
     pub bytes_per_sec: Option<f64>,
+    /// The byte the last attempt that sent the file started at: 0 for a
+    /// whole upload, else the bytes an interrupted upload left on the
+    /// server, which were not sent again.
+    pub resumed_from: u64,
     /// A snake_case error code when failed (the server's, when it sent one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -661,6 +669,8 @@ struct Uploader<'a> {
     chunk: usize,
     /// `Authorization` value (offload.api_key); never logged.
     auth: Option<String>,
+    /// The server answered 404/405 to a status request: no resuming.
+    no_resume_ext: std::cell::Cell<bool>,
 }
 
 impl<'a> Uploader<'a> {
@@ -705,6 +715,7 @@ impl<'a> Uploader<'a> {
             agent,
             chunk,
             auth,
+            no_resume_ext: std::cell::Cell::new(false),
         })
     }
 
@@ -730,6 +741,7 @@ impl<'a> Uploader<'a> {
             local_deleted: false,
             elapsed_sec: 0.0,
             bytes_per_sec: None,
+            resumed_from: 0,
             error: None,
             message: None,
         };
@@ -1063,8 +1075,9 @@ impl<'a> Uploader<'a> {
         report: &mut OffloadReport,
     ) -> Result<String, Failure> {
         if !*uploaded {
-            let (reply, rate) = self.upload(src, p)?;
+            let (reply, rate, resumed_from) = self.upload(src, p)?;
             report.bytes_per_sec = Some(rate);
+            report.resumed_from = resumed_from;
             if !reply.success || !reply.checksum_verified {
                 return Err(Failure::retry(
                     protocol::code::CHECKSUM_MISMATCH,
@@ -1101,25 +1114,138 @@ impl<'a> Uploader<'a> {
         Ok(digest)
     }
 
-    /// Step 2: the streamed multipart upload. Returns the reply and the rate.
-    fn upload(&self, src: &Source, p: &Prepared) -> Result<(UploadResponse, f64), Failure> {
-        let file = File::open(&src.video).map_err(|e| {
+    /// How many bytes of this recording the server already holds from an
+    /// interrupted upload: 0 with `--no-resume`, when the server does not
+    /// know the extension (404/405, remembered for the run) or answers
+    /// anything unexpected. A network failure fails the attempt.
+    fn resume_point(&self, p: &Prepared) -> Result<u64, Failure> {
+        if self.opts.no_resume || self.no_resume_ext.get() {
+            return Ok(0);
+        }
+        let url = format!(
+            "{}{}?session_id={}&camera_id={}&checksum={}",
+            self.base,
+            protocol::UPLOAD_STATUS_PATH,
+            p.rec.session.as_str(),
+            p.rec.camera.as_str(),
+            p.checksum
+        );
+        let mut req = self.agent.get(&url);
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let response = req
+            .call()
+            .map_err(|e| transport_failure("upload status", &url, e))?;
+        let (status, text) = read_reply(response);
+        if status == 401 || status == 403 {
+            // The upload would be refused the same way: say so now, not retried.
+            return Err(status_failure("upload status", status, &text));
+        }
+        if status == 404 || status == 405 {
+            log::info!(
+                "{}: the server does not resume uploads ({status} on status); sending whole files",
+                p.rec
+            );
+            self.no_resume_ext.set(true);
+            return Ok(0);
+        }
+        let parsed: Option<protocol::UploadStatusResponse> = if (200..300).contains(&status) {
+            serde_json::from_str(&text).ok()
+        } else {
+            None
+        };
+        match parsed {
+            Some(r) if r.received_bytes <= p.size => Ok(r.received_bytes),
+            Some(r) => {
+                log::warn!(
+                    "{}: the server holds {} bytes, more than the file's {}; sending it whole",
+                    p.rec,
+                    r.received_bytes,
+                    p.size
+                );
+                Ok(0)
+            }
+            None => {
+                log::warn!(
+                    "{}: upload status answered {status} {:.200}; sending the whole file",
+                    p.rec,
+                    text.trim()
+                );
+                Ok(0)
+            }
+        }
+    }
+
+    /// Step 2: the streamed multipart upload, resumed when the server holds
+    /// a prefix; a 409 `offset_mismatch` is followed once by a resume from
+    /// the length the server names. Returns the reply, the rate and the
+    /// byte the upload started at.
+    fn upload(&self, src: &Source, p: &Prepared) -> Result<(UploadResponse, f64, u64), Failure> {
+        let mut offset = self.resume_point(p)?;
+        let mut corrected = false;
+        loop {
+            match self.upload_from(src, p, offset) {
+                Err((fail, Some(have))) if !corrected && have <= p.size => {
+                    log::warn!(
+                        "{}: {}; resuming from byte {have} instead",
+                        p.rec,
+                        fail.message
+                    );
+                    corrected = true;
+                    offset = have;
+                }
+                Err((fail, _)) => return Err(fail),
+                Ok((reply, rate)) => return Ok((reply, rate, offset)),
+            }
+        }
+    }
+
+    /// One upload request sending the file from `offset` on. On a 409
+    /// `offset_mismatch` the error carries the server's `received_bytes`.
+    fn upload_from(
+        &self,
+        src: &Source,
+        p: &Prepared,
+        offset: u64,
+    ) -> Result<(UploadResponse, f64), (Failure, Option<u64>)> {
+        let fail = |f: Failure| (f, None);
+        let mut file = File::open(&src.video).map_err(|e| {
             let code = if e.kind() == io::ErrorKind::NotFound {
                 "file_not_found"
             } else {
                 "file_unreadable"
             };
-            Failure::fatal(code, format!("recording {}: {e}", src.video.display()))
+            fail(Failure::fatal(
+                code,
+                format!("recording {}: {e}", src.video.display()),
+            ))
         })?;
-        let fields = [
+        let offset_text = offset.to_string();
+        let mut fields = vec![
             (protocol::field::SESSION_ID, p.rec.session.as_str()),
             (protocol::field::CAMERA_ID, p.rec.camera.as_str()),
             (protocol::field::CHECKSUM, p.checksum.as_str()),
             (protocol::field::MANIFEST, p.manifest_json.as_str()),
         ];
+        if offset > 0 {
+            io::Seek::seek(&mut file, io::SeekFrom::Start(offset)).map_err(|e| {
+                fail(Failure::fatal(
+                    "file_unreadable",
+                    format!("recording {}: {e}", src.video.display()),
+                ))
+            })?;
+            fields.push((protocol::field::OFFSET, offset_text.as_str()));
+            log::info!(
+                "{}: the server holds {offset} of {} bytes; sending the rest",
+                p.rec,
+                p.size
+            );
+        }
         let progress = Progress::new(&p.rec.to_string(), p.size, self.opts.progress);
         let mut body =
             MultipartBody::new(&fields, &p.rec.video_file_name(), file, p.size, progress);
+        body.resume_at(offset);
         let url = format!("{}{}", self.base, protocol::UPLOAD_PATH);
         let started = Instant::now();
         let result = self
@@ -1130,25 +1256,30 @@ impl<'a> Uploader<'a> {
         let secs = started.elapsed().as_secs_f64();
         body.progress.finish();
         if let Some(local) = body.local_error.take() {
-            return Err(local);
+            return Err(fail(local));
         }
-        let response = result.map_err(|e| transport_failure("upload", &url, e))?;
+        let response = result.map_err(|e| fail(transport_failure("upload", &url, e)))?;
         let (status, text) = read_reply(response);
         if (200..300).contains(&status) {
             let reply: UploadResponse = serde_json::from_str(&text).map_err(|e| {
-                Failure::retry(
+                fail(Failure::retry(
                     "bad_response",
                     format!("{url} answered {status} with an unexpected body ({e}): {text:.200}"),
-                )
+                ))
             })?;
             let rate = if secs > 0.0 {
-                p.size as f64 / secs
+                (p.size - offset) as f64 / secs
             } else {
                 0.0
             };
             return Ok((reply, rate));
         }
-        Err(status_failure("upload", status, &text))
+        let have = (status == 409)
+            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .flatten()
+            .filter(|v| v["error"] == protocol::code::OFFSET_MISMATCH)
+            .and_then(|v| v["received_bytes"].as_u64());
+        Err((status_failure("upload", status, &text), have))
     }
 
     /// A POST with the API key, when one is configured.
@@ -1341,6 +1472,8 @@ struct MultipartBody {
     remaining: u64,
     tail: io::Cursor<Vec<u8>>,
     size: u64,
+    /// The byte of the file the file part starts at (a resume).
+    start: u64,
     sent: u64,
     progress: Progress,
     local_error: Option<Failure>,
@@ -1380,6 +1513,7 @@ impl MultipartBody {
             remaining: size,
             tail: io::Cursor::new(tail),
             size,
+            start: 0,
             sent: 0,
             progress,
             local_error: None,
@@ -1390,9 +1524,21 @@ impl MultipartBody {
         format!("multipart/form-data; boundary={}", self.boundary)
     }
 
+    /// Makes the file part carry the bytes from `offset` on (the file is
+    /// already positioned there); progress counts the skipped bytes as done.
+    fn resume_at(&mut self, offset: u64) {
+        let offset = offset.min(self.size);
+        self.start = offset;
+        self.remaining = self.size - offset;
+        self.sent = offset;
+        self.progress.update(offset);
+    }
+
     /// Exact body length in bytes.
     fn len(&self) -> u64 {
-        self.head.get_ref().len() as u64 + self.size + self.tail.get_ref().len() as u64
+        self.head.get_ref().len() as u64
+            + (self.size - self.start)
+            + self.tail.get_ref().len() as u64
     }
 }
 
@@ -1489,6 +1635,45 @@ mod tests {
         let mut out = Vec::new();
         body.read_to_end(&mut out).unwrap();
         (body, out)
+    }
+
+    #[test]
+    fn a_resumed_body_carries_the_rest_and_its_length_is_exact() {
+        use std::io::Seek;
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.mp4");
+        fs::write(&p, &data).unwrap();
+        let mut f = File::open(&p).unwrap();
+        f.seek(io::SeekFrom::Start(7_000)).unwrap();
+        let fields = [("session_id", "S"), ("offset", "7000")];
+        let mut body = MultipartBody::new(
+            &fields,
+            "S_CAM_C.mp4",
+            f,
+            data.len() as u64,
+            Progress::new("x", data.len() as u64, false),
+        );
+        body.resume_at(7_000);
+        let len = body.len();
+        let mut out = Vec::new();
+        body.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len() as u64, len);
+        assert_eq!(
+            body.sent,
+            data.len() as u64,
+            "progress counts resumed bytes"
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("name=\"offset\"\r\n\r\n7000\r\n"));
+        let start = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let file_start = out[start + 4..]
+            .windows(4)
+            .rposition(|w| w == b"\r\n\r\n")
+            .unwrap()
+            + start
+            + 8;
+        assert_eq!(&out[file_start..file_start + 3_000], &data[7_000..]);
     }
 
     #[test]

@@ -138,6 +138,12 @@ pub struct StorageConfig {
     pub temp_path: PathBuf,
     /// Refuse uploads that would leave less free. Default 50.0 (GB).
     pub min_free_space_gb: f64,
+    /// Hours the partial of an interrupted upload is kept in `temp_path`
+    /// for a resume (PROTOCOL-EXTENSIONS.md). Default 48.
+    pub partial_ttl_hours: u64,
+    /// Most bytes of partials one camera may hold in `temp_path`, GB; the
+    /// oldest go first beyond it. Default 50.0 (GB).
+    pub partial_max_gb: f64,
 }
 
 impl Default for StorageConfig {
@@ -155,14 +161,22 @@ impl StorageConfig {
             processing_path: root.join("processing"),
             temp_path: root.join("temp"),
             min_free_space_gb: 50.0,
+            partial_ttl_hours: 48,
+            partial_max_gb: 50.0,
         }
     }
 
     /// Points the three directories at `root`, keeping the other settings.
     pub fn set_root(&mut self, root: &Path) {
-        let floor = self.min_free_space_gb;
+        let (floor, ttl, cap) = (
+            self.min_free_space_gb,
+            self.partial_ttl_hours,
+            self.partial_max_gb,
+        );
         *self = StorageConfig::under(root);
         self.min_free_space_gb = floor;
+        self.partial_ttl_hours = ttl;
+        self.partial_max_gb = cap;
     }
 }
 

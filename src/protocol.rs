@@ -11,6 +11,9 @@ pub const UPLOAD_PATH: &str = "/api/v1/upload";
 pub const CONFIRM_PATH: &str = "/api/v1/upload/confirm";
 /// `GET /api/v1/health`
 pub const HEALTH_PATH: &str = "/api/v1/health";
+/// `GET /api/v1/upload/status?session_id=S&camera_id=C&checksum=H`: how many
+/// bytes of an interrupted upload the server holds (PROTOCOL-EXTENSIONS.md).
+pub const UPLOAD_STATUS_PATH: &str = "/api/v1/upload/status";
 
 /// Multipart field names of the upload request.
 pub mod field {
@@ -24,6 +27,23 @@ pub mod field {
     pub const CHECKSUM: &str = "checksum";
     /// The manifest as JSON text (optional).
     pub const MANIFEST: &str = "manifest";
+    /// Resume extension (optional, before the file part): the byte of the
+    /// file the file part starts at.
+    pub const OFFSET: &str = "offset";
+}
+
+/// `200` reply of `GET /api/v1/upload/status` (PROTOCOL-EXTENSIONS.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStatusResponse {
+    /// Bytes of the file the server holds for this key: the `offset` to
+    /// resume from; 0 when there is nothing to resume.
+    pub received_bytes: u64,
+    /// Session identifier.
+    pub session_id: String,
+    /// Camera identifier.
+    pub camera_id: String,
+    /// The checksum asked about, lowercase hex.
+    pub checksum: String,
 }
 
 /// `200` reply to an upload.
@@ -111,6 +131,9 @@ pub mod code {
     pub const JOB_IN_PROGRESS: &str = "job_in_progress";
     /// 416: the `Range` asked for lies outside the file.
     pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
+    /// 409: a resumed upload's `offset` is not the length of the server's
+    /// partial; the reply's `received_bytes` says where to resume.
+    pub const OFFSET_MISMATCH: &str = "offset_mismatch";
     /// 409: the same recording is being uploaded right now.
     pub const UPLOAD_IN_PROGRESS: &str = "upload_in_progress";
     /// 413: the body is larger than `max_upload_size_gb`.

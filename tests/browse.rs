@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +19,6 @@ use soccer_rig::ids::{CameraId, RecordingId, SessionId};
 use soccer_rig::jobs::{JobQueue, JobStatus};
 use soccer_rig::layout::ServerLayout;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rig-receive");
 const STITCH: &str = env!("CARGO_BIN_EXE_rig-stitch");
 const CAMS: [&str; 3] = ["CAM_L", "CAM_C", "CAM_R"];
 
@@ -53,26 +52,15 @@ struct Daemon {
 impl Daemon {
     fn start() -> Daemon {
         let root = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--root"])
-            .arg(root.path())
-            .env("SOCCER_RIG_CONFIG", "/dev/null")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening on http://127.0.0.1:")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        Daemon { child, port, root }
+        // A tiny floor: the default 50 GB would tie the tests to the machine's disk.
+        let config = root.path().join("server.yaml");
+        std::fs::write(&config, "storage:\n  min_free_space_gb: 0.001\n").unwrap();
+        let (child, addr) = common::spawn_receive(&config, root.path(), "127.0.0.1:0");
+        Daemon {
+            child,
+            port: addr.port(),
+            root,
+        }
     }
 
     fn url(&self, path: &str) -> String {

@@ -43,6 +43,8 @@ OPTIONS:
     --auto                  Do nothing unless offload.auto_upload is true
                             (for cron)
     --wait                  Wait for a running rig-upload instead of exiting
+    --no-resume             Send whole files: do not continue from the bytes
+                            an interrupted upload left on the server
     --dry-run               Show what would be sent; send and change nothing
     --json                  One JSON result object per recording on stdout
     -h, --help              Show this help
@@ -80,6 +82,7 @@ fn run() -> Result<u8, Failure> {
         dry_run: args.contains("--dry-run"),
         progress: true,
         wait_for_lock: args.contains("--wait"),
+        no_resume: args.contains("--no-resume"),
     };
     let delete = args.contains("--delete-after-confirm");
     let auto = args.contains("--auto");

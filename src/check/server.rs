@@ -237,6 +237,46 @@ pub struct Leftover {
     pub hint: String,
 }
 
+/// One partial of an interrupted upload (rig-receive's resume extension).
+#[derive(Debug, Clone, Serialize)]
+pub struct PartialReport {
+    /// Its data file.
+    pub path: PathBuf,
+    /// `{session}_{camera}`.
+    pub recording_id: String,
+    /// Bytes kept, which a resume does not send again.
+    pub received_bytes: u64,
+    /// When it was last written, RFC 3339 UTC.
+    pub updated_at: String,
+    /// Hours since then.
+    pub age_hours: f64,
+}
+
+fn partial_reports(layout: &ServerLayout) -> Vec<PartialReport> {
+    let store = crate::server::partial::PartialStore::in_dir(layout.temp_dir());
+    let now = jiff::Timestamp::now();
+    let mut out: Vec<PartialReport> = store
+        .list()
+        .into_iter()
+        .map(|(path, info)| {
+            let age_hours = info
+                .updated_at
+                .parse::<jiff::Timestamp>()
+                .map(|t| ((now.as_second() - t.as_second()) as f64 / 360.0).round() / 10.0)
+                .unwrap_or(0.0);
+            PartialReport {
+                path,
+                recording_id: format!("{}_{}", info.session_id, info.camera_id),
+                received_bytes: info.received_bytes,
+                updated_at: info.updated_at,
+                age_hours,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
 /// `processing/jobs.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueReport {
@@ -315,6 +355,9 @@ pub struct ServerReport {
     pub sessions: Vec<SessionReport>,
     /// Temp and stray files.
     pub leftovers: Vec<Leftover>,
+    /// Partials of interrupted uploads in `temp/`, kept by rig-receive for
+    /// a resume: expected, not problems.
+    pub partials: Vec<PartialReport>,
     /// The processing queue.
     pub queue: QueueReport,
     /// Free space.
@@ -466,6 +509,7 @@ pub fn check_server(
         summary,
         sessions,
         leftovers: walk.leftovers,
+        partials: partial_reports(&layout),
         queue,
         storage: storage_report,
         walk_errors: walk.errors,
@@ -579,6 +623,10 @@ fn temp_leftovers(layout: &ServerLayout, errors: &mut Vec<Problem>) -> Vec<Lefto
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            if all && name.starts_with(crate::server::partial::PARTIAL_PREFIX) {
+                // A partial kept for a resume: reported apart, not a leftover.
+                continue;
+            }
             if all || name.starts_with(fsx::TEMP_PREFIX) {
                 let hint = all.then_some(
                     "an upload in flight, or left by a crash: remove it once rig-receive \
@@ -1123,6 +1171,20 @@ impl ServerReport {
             }
             for n in &session.notes {
                 let _ = writeln!(out, "  {}  {}", n.status, n.message);
+            }
+        }
+        if !self.partials.is_empty() {
+            let _ = writeln!(
+                out,
+                "\npartials of interrupted uploads, kept for a resume ({}):",
+                self.partials.len()
+            );
+            for p in &self.partials {
+                let _ = writeln!(
+                    out,
+                    "  OK    {} partial, {} bytes, age {:.1} h",
+                    p.recording_id, p.received_bytes, p.age_hours
+                );
             }
         }
         if !self.leftovers.is_empty() {

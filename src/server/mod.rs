@@ -37,6 +37,7 @@ pub mod access;
 pub mod browse;
 pub mod multipart;
 pub mod page;
+pub mod partial;
 pub mod upload;
 
 use std::collections::HashSet;
@@ -66,6 +67,9 @@ pub const UPLOAD_TEMP_PREFIX: &str = ".rig-tmp-upload-";
 
 /// Largest confirm request body, bytes.
 const MAX_CONFIRM_BYTES: u64 = 64 * 1024;
+
+/// Longest a status request waits for an upload of its recording in flight.
+const STATUS_WAIT: Duration = Duration::from_secs(10);
 
 /// How often idle workers and the main thread look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
@@ -117,6 +121,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What was wrong and what to do.
     pub message: String,
+    /// Sent as `received_bytes` beside the error (409 `offset_mismatch`).
+    pub received_bytes: Option<u64>,
 }
 
 impl ApiError {
@@ -126,7 +132,15 @@ impl ApiError {
             status,
             code,
             message,
+            received_bytes: None,
         }
+    }
+
+    /// The same error, telling the client how many bytes of a partial the
+    /// server holds.
+    pub fn with_received_bytes(mut self, n: u64) -> ApiError {
+        self.received_bytes = Some(n);
+        self
     }
 }
 
@@ -134,6 +148,7 @@ impl ApiError {
 pub struct State {
     layout: ServerLayout,
     limits: Limits,
+    partials: partial::PartialStore,
     ffprobe: PathBuf,
     ffmpeg: PathBuf,
     in_flight: Mutex<HashSet<RecordingId>>,
@@ -188,6 +203,14 @@ impl State {
         })
     }
 
+    /// Whether an upload of `rec` is in flight.
+    fn in_flight(&self, rec: &RecordingId) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(rec)
+    }
+
     fn active_upload(&self) -> ActiveUpload<'_> {
         self.active.fetch_add(1, Ordering::SeqCst);
         ActiveUpload(&self.active)
@@ -217,6 +240,7 @@ impl Receiver {
     pub fn bind(config: &Config) -> Result<Receiver, ServerError> {
         let layout = ServerLayout::from_config(&config.storage);
         prepare_storage(&layout)?;
+        partial::PartialStore::from_config(config).expire();
         let host = config.server.host.as_str();
         let host = host
             .strip_prefix('[')
@@ -261,6 +285,7 @@ impl Receiver {
         let state = State {
             layout,
             limits: Limits::from_config(config),
+            partials: partial::PartialStore::from_config(config),
             ffprobe: config.processing.ffprobe_path.clone(),
             ffmpeg: config.processing.ffmpeg_path.clone(),
             in_flight: Mutex::new(HashSet::new()),
@@ -483,14 +508,21 @@ fn json_reply<T: Serialize>(status: u16, value: &T) -> Reply {
 }
 
 fn error_reply(e: &ApiError) -> Reply {
-    json_reply(
-        e.status,
-        &ErrorResponse {
-            success: false,
-            error: e.code.to_string(),
-            message: e.message.clone(),
-        },
-    )
+    let body = ErrorResponse {
+        success: false,
+        error: e.code.to_string(),
+        message: e.message.clone(),
+    };
+    match e.received_bytes {
+        None => json_reply(e.status, &body),
+        Some(n) => {
+            let mut v = serde_json::to_value(&body).unwrap_or_default();
+            if let Some(map) = v.as_object_mut() {
+                map.insert("received_bytes".into(), n.into());
+            }
+            json_reply(e.status, &v)
+        }
+    }
 }
 
 fn handle(state: &State, mut req: tiny_http::Request) {
@@ -518,7 +550,7 @@ fn handle(state: &State, mut req: tiny_http::Request) {
     let mut response = response_of(reply);
     if status == 405 {
         let allow = match path.as_str() {
-            HEALTH_PATH => "GET",
+            HEALTH_PATH | partial::STATUS_PATH => "GET",
             UPLOAD_PATH | CONFIRM_PATH => "POST",
             other => browse::allow(other).unwrap_or("POST"),
         };
@@ -632,6 +664,17 @@ fn route(
         },
         HEALTH_PATH => match method {
             Get | Head => Ok(json_reply(200, &health(state))),
+            _ => Err(wrong_method("GET")),
+        },
+        partial::STATUS_PATH => match method {
+            Get | Head => partial::status(
+                &state.partials,
+                req.url(),
+                trace,
+                |rec| state.in_flight(rec),
+                state.limits.stall_timeout.min(STATUS_WAIT),
+            )
+            .map(|r| json_reply(200, &r)),
             _ => Err(wrong_method("GET")),
         },
         _ if browse::allow(path).is_some() => browse::route(state, req, method, path, trace),

@@ -69,6 +69,13 @@ struct Form<'s> {
     camera_id: Option<String>,
     checksum: Option<String>,
     manifest: Option<String>,
+    /// `offset` of a resumed upload (PROTOCOL-EXTENSIONS.md).
+    offset: Option<String>,
+    /// (recording, checksum) when both were known before the file part:
+    /// an interruption then keeps the bytes as a partial.
+    partial_key: Option<(RecordingId, String)>,
+    /// Bytes of the file part's start taken from a partial.
+    resumed_from: u64,
     file: Option<FilePart>,
     /// The recording, once both IDs are in and valid.
     rec: Option<RecordingId>,
@@ -114,11 +121,53 @@ pub fn upload(
     let mut form = Form::default();
     let result = read_form(state, &mut stream, &mut form, trace);
     trace.bytes = stream.received();
-    result.map_err(|e| e.into_api(limits))?;
+    if let Err(e) = result {
+        if let ReadError::Form(
+            FormError::Truncated { .. }
+            | FormError::Io(_)
+            | FormError::Stalled
+            | FormError::Deadline,
+        ) = &e
+        {
+            keep_partial(state, &mut form);
+        }
+        return Err(e.into_api(limits));
+    }
     if started.elapsed() > limits.upload_timeout {
+        keep_partial(state, &mut form);
         return Err(ReadError::Form(FormError::Deadline).into_api(limits));
     }
-    finish(state, form, trace)
+    let key = form.partial_key.clone();
+    let result = finish(state, form, trace);
+    // Whatever the outcome, the file part was whole: its partial is used up
+    // (stored, or proven wrong by the digest).
+    if let Some((rec, checksum)) = key {
+        match &result {
+            Ok(_) => state.partials.remove_recording(&rec),
+            Err(_) => state.partials.remove(&rec, &checksum),
+        }
+    }
+    result
+}
+
+/// The connection dropped mid-form: keep the file bytes received so far as
+/// the partial of the announced checksum, if the MP4 check passed.
+fn keep_partial(state: &State, form: &mut Form) {
+    let (Some((rec, checksum)), Some(file)) = (form.partial_key.clone(), form.file.take()) else {
+        return;
+    };
+    if file.head.len() < 8 {
+        return;
+    }
+    let (temp, digest) = file.writer.finish();
+    match state.partials.keep(&rec, &checksum, temp, digest.size) {
+        Ok(true) => log::info!(
+            "{rec}: interrupted after {} bytes of the file; kept them for a resume",
+            digest.size
+        ),
+        Ok(false) => log::info!("{rec}: interrupted after {} bytes; not kept", digest.size),
+        Err(e) => log::error!("{rec}: cannot keep the partial of an interrupted upload: {e}"),
+    }
 }
 
 /// Errors while reading the form: the form's own, or the upload's rules.
@@ -308,6 +357,7 @@ fn store_text<'s>(
         field::CAMERA_ID => &mut form.camera_id,
         field::CHECKSUM => &mut form.checksum,
         field::MANIFEST => &mut form.manifest,
+        super::partial::OFFSET_FIELD => &mut form.offset,
         other => {
             log::debug!("ignoring unknown upload field {other:?}");
             return Ok(());
@@ -338,11 +388,67 @@ fn store_text<'s>(
     Ok(())
 }
 
+/// Where the file part starts: 0, or a partial's length when the form
+/// asked to resume from it (409 with the partial's length otherwise).
+fn resume_point(state: &State, form: &mut Form) -> Result<u64, ApiError> {
+    let checksum = form
+        .checksum
+        .as_deref()
+        .map(parse_checksum)
+        .transpose()
+        .ok()
+        .flatten();
+    if let (Some(rec), Some(c)) = (form.rec.clone(), checksum) {
+        form.partial_key = Some((rec, c));
+    }
+    let Some(text) = form.offset.as_deref() else {
+        return Ok(0);
+    };
+    let offset: u64 = text.trim().parse().map_err(|_| {
+        invalid(
+            super::partial::OFFSET_FIELD,
+            &format!("must be a byte count, got {text:?}"),
+        )
+    })?;
+    let Some((rec, checksum)) = form.partial_key.clone() else {
+        return Err(invalid(
+            super::partial::OFFSET_FIELD,
+            "a resumed upload must send session_id, camera_id and checksum before the file part",
+        ));
+    };
+    let have = state.partials.received(&rec, &checksum);
+    if offset != have {
+        return Err(ApiError::new(
+            409,
+            code::OFFSET_MISMATCH,
+            format!(
+                "offset is {offset} but the server holds {have} bytes of {rec} with checksum \
+                 {checksum}; resume from received_bytes ({have})"
+            ),
+        )
+        .with_received_bytes(have));
+    }
+    Ok(offset)
+}
+
 fn read_file_part<R: io::Read>(
     state: &State,
     stream: &mut FormStream<R>,
     form: &mut Form,
 ) -> Result<(), ReadError> {
+    let offset = resume_point(state, form)?;
+    if offset > 0
+        && let Some((rec, checksum)) = form.partial_key.clone()
+    {
+        let (writer, head) = state
+            .partials
+            .open_for_resume(&rec, &checksum, offset)
+            .map_err(|e| internal(&format!("{rec}: cannot open its partial to resume"), e))?;
+        log::info!("{rec}: resuming from byte {offset}");
+        form.resumed_from = offset;
+        form.file = Some(FilePart { writer, head });
+        return read_file_data(state, stream, form);
+    }
     let temp = tempfile::Builder::new()
         .prefix(super::UPLOAD_TEMP_PREFIX)
         .tempfile_in(&state.layout.temp)
@@ -355,10 +461,22 @@ fn read_file_part<R: io::Read>(
                 e,
             )
         })?;
-    let part = form.file.insert(FilePart {
+    form.file = Some(FilePart {
         writer: HashingWriter::new(temp),
         head: Vec::with_capacity(8),
     });
+    read_file_data(state, stream, form)
+}
+
+/// Streams the file part's bytes into `form.file`.
+fn read_file_data<R: io::Read>(
+    state: &State,
+    stream: &mut FormStream<R>,
+    form: &mut Form,
+) -> Result<(), ReadError> {
+    let Some(part) = form.file.as_mut() else {
+        return Err(ApiError::new(500, code::INTERNAL, "file part lost".into()).into());
+    };
     let max = state.limits.max_upload_bytes;
     let mut next_space_check = FREE_SPACE_CHECK_EVERY;
     loop {
@@ -378,7 +496,7 @@ fn read_file_part<R: io::Read>(
                 part.writer
                     .write_all(&b)
                     .map_err(|e| internal("writing the upload to its temp file failed", e))?;
-                if part.writer.bytes_written() >= next_space_check {
+                if part.writer.bytes_written() - form.resumed_from >= next_space_check {
                     next_space_check += FREE_SPACE_CHECK_EVERY;
                     check_free_space(state, 0)?;
                 }

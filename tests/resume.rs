@@ -1,0 +1,572 @@
+//! Resumed uploads end to end (issue 11, PROTOCOL-EXTENSIONS.md): the real
+//! rig-receive, the real rig-upload and curl, with the fault proxy of
+//! tests/common/proxy.rs cutting connections after a chosen byte count and
+//! counting what each connection really sent.
+//!
+//! The 64 MiB recording is a real ffmpeg clip (so the server's ftyp check
+//! and ffprobe pass) padded with pseudo-random bytes.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::thread;
+
+use common::proxy::{Fault, Proxy};
+use serde_json::Value;
+use soccer_rig::checksum::{FileDigest, hash_file};
+use soccer_rig::describe::{self, DescribeOptions};
+use soccer_rig::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::layout::{PiLayout, ServerLayout};
+
+const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
+const UPLOAD: &str = env!("CARGO_BIN_EXE_rig-upload");
+const SIZE: u64 = 64 << 20;
+/// What a request adds to the file bytes: HTTP head, text fields, the
+/// manifest, multipart framing (generous).
+const OVERHEAD: u64 = 64 << 10;
+
+/// The 64 MiB recording (and a variant with other bytes), made once.
+struct Data {
+    _dir: tempfile::TempDir,
+    big: PathBuf,
+    digest: FileDigest,
+    other: PathBuf,
+    other_digest: FileDigest,
+}
+
+fn data() -> &'static Data {
+    static DATA: OnceLock<Data> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = common::small_clip(dir.path(), "clip.mp4");
+        let mut bytes = fs::read(&clip).unwrap();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        while (bytes.len() as u64) < SIZE {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        bytes.truncate(SIZE as usize);
+        let big = dir.path().join("big.mp4");
+        fs::write(&big, &bytes).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xFF;
+        let other = dir.path().join("other.mp4");
+        fs::write(&other, &bytes).unwrap();
+        let digest = hash_file(&big).unwrap();
+        assert_eq!(digest.sha256, common::sha256sum(&big));
+        let other_digest = hash_file(&other).unwrap();
+        Data {
+            _dir: dir,
+            big,
+            digest,
+            other,
+            other_digest,
+        }
+    })
+}
+
+/// rig-receive on 127.0.0.1:0 with a temp root; killed on drop.
+struct Receiver {
+    child: std::process::Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    url: String,
+    addr: SocketAddr,
+    layout: ServerLayout,
+    root: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    fn start(extra: &str) -> Receiver {
+        let dir = tempfile::tempdir().unwrap();
+        Receiver::start_in(dir, extra)
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &str) -> Receiver {
+        let root = dir.path().join("server");
+        let config = dir.path().join("server.yaml");
+        fs::write(
+            &config,
+            format!("storage:\n  min_free_space_gb: 0.0\n{extra}"),
+        )
+        .unwrap();
+        let mut child = Command::new(RECEIVE)
+            .args(["--listen", "127.0.0.1:0", "--root"])
+            .arg(&root)
+            .env("SOCCER_RIG_CONFIG", &config)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("rig-receive printed {line:?}"))
+            .to_string();
+        let addr = url.trim_start_matches("http://").parse().unwrap();
+        Receiver {
+            child,
+            _stdout: stdout,
+            url,
+            addr,
+            layout: ServerLayout::under(&root),
+            root,
+            dir,
+        }
+    }
+
+    /// Stops it and starts another on the same root.
+    fn restart(mut self, extra: &str) -> Receiver {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::mem::replace(&mut self.dir, dir);
+        Receiver::start_in(old, extra)
+    }
+
+    fn stored(&self, rec: &RecordingId) -> PathBuf {
+        self.layout.recording(&rec.session, rec.camera)
+    }
+
+    /// `received_bytes` of the status route.
+    fn status(&self, rec: &RecordingId, checksum: &str) -> u64 {
+        let (code, v) = curl(&[&format!(
+            "{}/api/v1/upload/status?session_id={}&camera_id={}&checksum={checksum}",
+            self.url,
+            rec.session.as_str(),
+            rec.camera.as_str()
+        )]);
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["checksum"], checksum);
+        v["received_bytes"].as_u64().unwrap()
+    }
+
+    /// Names of the partial files in temp/.
+    fn partials(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.root.join("temp"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".rig-partial-"))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl with `-s -w`, returning (status, JSON body).
+fn curl(args: &[&str]) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        status.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// A seed-style `curl -F` upload (optionally with `offset`) to `url`.
+fn curl_upload(
+    url: &str,
+    rec: &RecordingId,
+    checksum: &str,
+    offset: Option<u64>,
+    file: &Path,
+) -> (u16, Value) {
+    let s = format!("session_id={}", rec.session.as_str());
+    let c = format!("camera_id={}", rec.camera.as_str());
+    let k = format!("checksum={checksum}");
+    let o = offset.map(|n| format!("offset={n}"));
+    let f = format!("file=@{};type=video/mp4", file.display());
+    let u = format!("{url}/api/v1/upload");
+    let mut args = vec!["-F", &s, "-F", &c, "-F", &k];
+    if let Some(o) = &o {
+        args.extend(["-F", o.as_str()]);
+    }
+    args.extend(["-F", &f, &u]);
+    curl(&args)
+}
+
+/// Leaves a partial of `file` for `rec` by cutting a curl upload after
+/// `cut` bytes; returns the server's `received_bytes`.
+fn leave_partial(server: &Receiver, rec: &RecordingId, file: &Path, sum: &str, cut: u64) -> u64 {
+    let proxy = Proxy::start(server.addr, vec![Fault::CutAfter(cut)]);
+    let (code, _) = curl_upload(&proxy.url(), rec, sum, None, file);
+    assert_ne!(code, 200, "the cut upload must fail");
+    let n = server.status(rec, sum);
+    assert!(
+        n <= cut && n + OVERHEAD + (1 << 20) >= cut,
+        "kept {n} of {cut}"
+    );
+    n
+}
+
+/// A Pi storage root holding `file` as `rec` with its manifest, and a
+/// config pointing at `url`.
+struct Pi {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Pi {
+    fn new(url: &str) -> Pi {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        fs::write(
+            &config,
+            format!(
+                "offload:\n  server_url: \"{url}\"\n  retry_count: 5\n  retry_delay_sec: 0.05\n\
+                 \x20 connect_timeout_sec: 5\n  upload_timeout_sec: 60\n\
+                 node:\n  storage_root: \"{}\"\n",
+                dir.path().join("nvme").display()
+            ),
+        )
+        .unwrap();
+        Pi { dir, config }
+    }
+
+    fn add(&self, rec: &RecordingId, file: &Path, digest: &FileDigest) {
+        let layout = PiLayout::new(self.dir.path().join("nvme"));
+        let video = layout.recording(rec);
+        fs::create_dir_all(video.parent().unwrap()).unwrap();
+        let _ = fs::remove_file(&video);
+        fs::hard_link(file, &video)
+            .or_else(|_| fs::copy(file, &video).map(|_| ()))
+            .unwrap();
+        let m = describe::describe(
+            &video,
+            rec,
+            &DescribeOptions {
+                ffprobe: "ffprobe".into(),
+                start: Some("2024-03-15T14:00:00Z".parse().unwrap()),
+                digest: Some(digest.clone()),
+                ..DescribeOptions::default()
+            },
+        )
+        .unwrap();
+        let _ = fs::remove_file(layout.offload_state(rec));
+        m.write_atomic(&layout.manifest(rec)).unwrap();
+    }
+
+    /// rig-upload --json for `rec` via `url`; (exit code, JSON, stderr).
+    fn upload(&self, rec: &RecordingId, url: &str, extra: &[&str]) -> (i32, Value, String) {
+        let mut args = vec![
+            "--config",
+            self.config.to_str().unwrap(),
+            "--server",
+            url,
+            "--json",
+            rec.session.as_str(),
+            rec.camera.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let out: Output = Command::new(UPLOAD)
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        let v = serde_json::from_str(common::stdout(&out).trim()).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), v, common::stderr(&out))
+    }
+}
+
+fn rec(session: &str) -> RecordingId {
+    RecordingId::new(SessionId::parse(session).unwrap(), CameraId::Center)
+}
+
+fn assert_stored(server: &Receiver, rec: &RecordingId, file: &Path) {
+    let stored = server.stored(rec);
+    assert_eq!(
+        common::sha256sum(&stored),
+        common::sha256sum(file),
+        "{rec} stored byte-identical"
+    );
+    assert_eq!(fs::read(&stored).unwrap(), fs::read(file).unwrap());
+    assert!(server.partials().is_empty(), "{:?}", server.partials());
+}
+
+#[test]
+fn cut_at_10_50_99_percent_then_the_retry_sends_only_the_rest() {
+    let d = data();
+    let server = Receiver::start("");
+    for pct in [10u64, 50, 99] {
+        let r = rec(&format!("CUT{pct}"));
+        let pi = Pi::new(&server.url);
+        pi.add(&r, &d.big, &d.digest);
+        let cut = SIZE * pct / 100;
+        let proxy = Proxy::start(server.addr, vec![Fault::CutAfter(cut)]);
+        let (code, v, log) = pi.upload(&r, &proxy.url(), &[]);
+        assert_eq!(code, 0, "{pct}%: {log}");
+        assert_eq!(v["status"], "offloaded", "{v}");
+        assert_eq!(v["attempts"], 2, "{v}");
+        let resumed = v["resumed_from"].as_u64().unwrap();
+        assert!(
+            resumed <= cut && resumed + OVERHEAD + (1 << 20) >= cut,
+            "{pct}%: resumed from {resumed}, cut at {cut}"
+        );
+        let sent = proxy.upstream_bytes();
+        assert_eq!(sent[0], cut, "{pct}%: the first connection was cut");
+        let retry: u64 = sent[1..].iter().sum();
+        assert!(
+            retry >= SIZE - resumed && retry <= SIZE - resumed + OVERHEAD,
+            "{pct}%: the retry sent {retry} bytes for the {} missing",
+            SIZE - resumed
+        );
+        assert!(log.contains("sending the rest"), "{log}");
+        assert_stored(&server, &r, &d.big);
+    }
+}
+
+#[test]
+fn a_partial_with_another_checksum_is_not_reused() {
+    let d = data();
+    let server = Receiver::start("");
+    let r = rec("OTHERSUM");
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 2);
+    assert!(n > 0);
+    assert_eq!(server.status(&r, &d.other_digest.sha256), 0);
+    // Asking to resume the other file from the first one's length is refused.
+    let tail = tempfile::NamedTempFile::new().unwrap();
+    fs::write(tail.path(), &fs::read(&d.other).unwrap()[n as usize..]).unwrap();
+    let (code, v) = curl_upload(
+        &server.url,
+        &r,
+        &d.other_digest.sha256,
+        Some(n),
+        tail.path(),
+    );
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["error"], "offset_mismatch");
+    assert_eq!(v["received_bytes"], 0);
+    // rig-upload of the other bytes sends the whole file and stores them.
+    let pi = Pi::new(&server.url);
+    pi.add(&r, &d.other, &d.other_digest);
+    let proxy = Proxy::start(server.addr, vec![]);
+    let (code, v, log) = pi.upload(&r, &proxy.url(), &[]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(v["resumed_from"], 0, "{v}");
+    assert!(proxy.upstream_bytes().iter().sum::<u64>() >= SIZE);
+    assert_stored(&server, &r, &d.other);
+}
+
+#[test]
+fn a_seed_curl_upload_works_while_a_partial_exists() {
+    let d = data();
+    let server = Receiver::start("");
+    let r = rec("SEEDCURL");
+    leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 3);
+    assert_eq!(server.partials().len(), 2, "data and sidecar");
+    let (code, v) = curl_upload(&server.url, &r, &d.digest.sha256, None, &d.big);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["file_size"], SIZE);
+    assert_stored(&server, &r, &d.big);
+    assert_eq!(server.status(&r, &d.digest.sha256), 0);
+}
+
+/// A front for rig-receive that answers every status request with
+/// `received_bytes: lie` and forwards everything else.
+fn lying_front(upstream: SocketAddr, lie: u64) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                if head.starts_with(b"GET /api/v1/upload/status") {
+                    let body = format!(
+                        "{{\"received_bytes\": {lie}, \"session_id\": \"x\", \
+                         \"camera_id\": \"CAM_C\", \"checksum\": \"x\"}}"
+                    );
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
+                let Ok(mut server) = TcpStream::connect(upstream) else {
+                    return;
+                };
+                let _ = server.write_all(&head);
+                let (mut cr, mut sw) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let up = thread::spawn(move || {
+                    let _ = std::io::copy(&mut cr, &mut sw);
+                });
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                let _ = up.join();
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_wrong_offset_is_409_with_the_servers_length_and_the_client_recovers() {
+    let d = data();
+    let server = Receiver::start("");
+    let r = rec("WRONGOFF");
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 2);
+    // curl with a wrong offset: 409 naming the server's length; nothing changes.
+    let tail = tempfile::NamedTempFile::new().unwrap();
+    fs::write(
+        tail.path(),
+        &fs::read(&d.big).unwrap()[(n - 1000) as usize..],
+    )
+    .unwrap();
+    let (code, v) = curl_upload(
+        &server.url,
+        &r,
+        &d.digest.sha256,
+        Some(n - 1000),
+        tail.path(),
+    );
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["success"], false);
+    assert_eq!(v["error"], "offset_mismatch");
+    assert_eq!(v["received_bytes"], n);
+    assert_eq!(server.status(&r, &d.digest.sha256), n);
+    // rig-upload told a wrong length by status gets the 409 and resumes
+    // from the length the server named.
+    let front = lying_front(server.addr, n / 2);
+    let pi = Pi::new(&server.url);
+    pi.add(&r, &d.big, &d.digest);
+    let (code, v, log) = pi.upload(&r, &format!("http://{front}"), &[]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(v["resumed_from"], n, "{v}");
+    assert!(log.contains("offset_mismatch"), "{log}");
+    assert_stored(&server, &r, &d.big);
+}
+
+#[test]
+fn no_resume_sends_everything_and_a_server_without_the_extension_is_fine() {
+    let d = data();
+    let server = Receiver::start("");
+    let r = rec("NORESUME");
+    leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 2);
+    let pi = Pi::new(&server.url);
+    pi.add(&r, &d.big, &d.digest);
+    let proxy = Proxy::start(server.addr, vec![]);
+    let (code, v, log) = pi.upload(&r, &proxy.url(), &["--no-resume"]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(v["resumed_from"], 0);
+    assert!(proxy.upstream_bytes().iter().sum::<u64>() >= SIZE);
+    assert_stored(&server, &r, &d.big);
+}
+
+#[test]
+fn status_route_checks_its_parameters() {
+    let server = Receiver::start("");
+    let base = format!("{}/api/v1/upload/status", server.url);
+    let sum = "a".repeat(64);
+    let (code, v) = curl(&[&format!(
+        "{base}?session_id=../etc&camera_id=CAM_C&checksum={sum}"
+    )]);
+    assert_eq!((code, v["error"].as_str()), (400, Some("invalid_field")));
+    let (code, v) = curl(&[&format!(
+        "{base}?session_id=GAME_1&camera_id=CAM_X&checksum={sum}"
+    )]);
+    assert_eq!((code, v["error"].as_str()), (400, Some("invalid_field")));
+    let (code, v) = curl(&[&format!(
+        "{base}?session_id=GAME_1&camera_id=CAM_C&checksum=abc"
+    )]);
+    assert_eq!((code, v["error"].as_str()), (400, Some("invalid_field")));
+    let (code, v) = curl(&[&format!("{base}?session_id=GAME_1&camera_id=CAM_C")]);
+    assert_eq!((code, v["error"].as_str()), (400, Some("missing_field")));
+    let (code, v) = curl(&[&format!(
+        "{base}?session_id=GAME_1&camera_id=CAM_C&checksum={sum}"
+    )]);
+    assert_eq!(code, 200);
+    assert_eq!(v["received_bytes"], 0);
+    assert_eq!(v["session_id"], "GAME_1");
+    let (code, v) = curl(&["-X", "POST", &base]);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+}
+
+#[test]
+fn partials_survive_a_restart_expire_by_ttl_and_obey_the_cap() {
+    let d = data();
+    let server = Receiver::start("");
+    let r = rec("RESTART");
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 4);
+    // An upload temp file left by a crash goes at start-up; the partial stays.
+    fs::write(server.root.join("temp/.rig-tmp-upload-crash"), b"x").unwrap();
+    let server = server.restart("");
+    assert_eq!(server.status(&r, &d.digest.sha256), n);
+    assert!(!server.root.join("temp/.rig-tmp-upload-crash").exists());
+    // With a TTL of 0 hours it has expired: removed at start-up.
+    let server = server.restart("  partial_ttl_hours: 0\n");
+    assert_eq!(server.status(&r, &d.digest.sha256), 0);
+    assert!(server.partials().is_empty(), "{:?}", server.partials());
+    // A cap of 10 MB per camera keeps no 16 MiB partial.
+    let server = server.restart("  partial_max_gb: 0.01\n");
+    let proxy = Proxy::start(server.addr, vec![Fault::CutAfter(SIZE / 4)]);
+    let (code, _) = curl_upload(&proxy.url(), &r, &d.digest.sha256, None, &d.big);
+    assert_ne!(code, 200);
+    assert_eq!(server.status(&r, &d.digest.sha256), 0);
+    assert!(server.partials().is_empty(), "{:?}", server.partials());
+}
+
+#[test]
+fn rig_check_reports_partials_as_expected_not_as_leftovers() {
+    const CHECK: &str = env!("CARGO_BIN_EXE_rig-check");
+    let d = data();
+    let server = Receiver::start("");
+    let r = rec("CHECKED");
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 5);
+    let out = Command::new(CHECK)
+        .args(["--json", "server", "--quick", "--root"])
+        .arg(&server.root)
+        .env("SOCCER_RIG_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["leftovers"], serde_json::json!([]), "{v}");
+    assert_eq!(v["partials"][0]["recording_id"], "CHECKED_CAM_C", "{v}");
+    assert_eq!(v["partials"][0]["received_bytes"], n, "{v}");
+    let text = Command::new(CHECK)
+        .args(["server", "--quick", "--root"])
+        .arg(&server.root)
+        .env("SOCCER_RIG_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    let text = common::stdout(&text);
+    assert!(
+        text.contains(&format!("CHECKED_CAM_C partial, {n} bytes, age 0.0 h")),
+        "{text}"
+    );
+}
