@@ -712,9 +712,10 @@ fn stitch_route_queues_refuses_and_the_panorama_downloads() {
     let temp: Vec<_> = std::fs::read_dir(&d.layout().temp).unwrap().collect();
     assert!(temp.is_empty(), "{temp:?}");
     let out = Command::new(env!("CARGO_BIN_EXE_rig-check"))
+        .arg("--config")
+        .arg(d.root.path().join("server.yaml"))
         .args(["server", "--quick", "--root"])
         .arg(d.root.path())
-        .env("SOCCER_RIG_CONFIG", "/dev/null")
         .output()
         .unwrap();
     let report = common::stdout(&out);

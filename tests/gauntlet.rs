@@ -108,14 +108,21 @@ struct Node {
 }
 
 impl Node {
+    /// A node whose retries wait 0.05 s unless `offload_yaml` sets its own
+    /// `retry_delay_sec`.
     fn new(dir: &Path, name: &str, server_url: &str, offload_yaml: &str) -> Node {
         let root = dir.join(name);
         fs::create_dir_all(&root).unwrap();
         let config = dir.join(format!("{name}.yaml"));
+        let delay = if offload_yaml.contains("retry_delay_sec") {
+            ""
+        } else {
+            "  retry_delay_sec: 0.05\n"
+        };
         fs::write(
             &config,
             format!(
-                "offload:\n  server_url: \"{server_url}\"\n  retry_delay_sec: 0.05\n{offload_yaml}\
+                "offload:\n  server_url: \"{server_url}\"\n{delay}{offload_yaml}\
                  node:\n  storage_root: \"{}\"\n",
                 root.display()
             ),
@@ -201,8 +208,18 @@ fn assert_server_clean(layout: &ServerLayout, session: &str, cam: CameraId, orig
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        // Kept partials of interrupted uploads (the resume extension) are
+        // expected in temp/; anything else must drain away.
         let left: Vec<_> = fs::read_dir(&layout.temp)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        !p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(".rig-partial-"))
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         if left.is_empty() {
             break;
@@ -225,6 +242,27 @@ fn assert_offloaded(o: &Output, node: &Node, session: &str, cam: CameraId) -> Va
     let state = node.state(session, cam);
     assert_eq!(state["status"], "offloaded", "{state}");
     state
+}
+
+/// Waits until the proxy holds the upload mid-body; panics with the client's
+/// output if it exits first or nothing happens for 60 s (a bug must not hang
+/// the suite).
+fn wait_for_stall(proxy: &Proxy, client: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proxy.stalled() {
+        if let Ok(Some(status)) = client.try_wait() {
+            let mut err = String::new();
+            if let Some(e) = client.stderr.as_mut() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("rig-upload exited ({status}) before the stall: {err}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upload never reached the stall"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Connection cut at 20 random offsets: every time the client retries and the
@@ -321,15 +359,14 @@ fn server_killed_mid_upload_and_restarted() {
     let proxy = Proxy::start(addr, vec![Fault::StallAfter(original.len() as u64 / 2)]);
     let node = Node::new(dir.path(), "pi", &proxy.url(), "  retry_delay_sec: 1\n");
     let video = node.add(&clip, "KILLSRV", CameraId::Center);
-    let client = node
+    let mut client = node
         .upload_cmd("KILLSRV", CameraId::Center)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
 
-    while !proxy.stalled() {
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_stall(&proxy, &mut client);
     let layout = server.layout();
     let temp_files = || fs::read_dir(&layout.temp).unwrap().count();
     assert_eq!(temp_files(), 1, "the upload in flight lives in temp/");
@@ -376,12 +413,10 @@ fn client_killed_mid_upload_and_rerun() {
     let node = Node::new(dir.path(), "pi", &proxy.url(), "");
     let video = node.add(&clip, "KILLCLI", CameraId::Left);
     let mut client = node.upload_cmd("KILLCLI", CameraId::Left).spawn().unwrap();
-    while !proxy.stalled() {
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_stall(&proxy, &mut client);
     client.kill().unwrap();
     client.wait().unwrap();
-    proxy.release();
+    proxy.cut_stalled();
 
     assert_eq!(fs::read(&video).unwrap(), original, "Pi file intact");
     let state = node.state("KILLCLI", CameraId::Left);

@@ -39,6 +39,7 @@ struct Shared {
     stop: AtomicBool,
     release: AtomicBool,
     stalled: AtomicBool,
+    cut: AtomicBool,
 }
 
 /// A running proxy; stops when dropped.
@@ -94,6 +95,12 @@ impl Proxy {
     /// Lets stalled connections go on.
     pub fn release(&self) {
         self.shared.release.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes stalled connections without forwarding what they still hold:
+    /// what a network cut looks like to both ends.
+    pub fn cut_stalled(&self) {
+        self.shared.cut.store(true, Ordering::SeqCst);
     }
 
     /// True once some connection is stalled at its limit.
@@ -156,7 +163,13 @@ fn copy_up(mut from: TcpStream, mut to: TcpStream, fault: Fault, index: usize, s
             s.upstream_bytes.lock().unwrap()[index] = sent;
             s.stalled.store(true, Ordering::SeqCst);
             while !s.release.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
+                if s.cut.load(Ordering::SeqCst) {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(10));
+            }
+            if s.cut.load(Ordering::SeqCst) || s.stop.load(Ordering::SeqCst) {
+                break;
             }
             chunk = &mut buf[head..n];
         }

@@ -201,7 +201,7 @@ impl Iterator for ClientConnection {
             let rq = match self.read() {
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = json_error(400, "bad_request", "malformed HTTP request line");
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -211,7 +211,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::WrongHeader(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = json_error(400, "bad_request", "malformed HTTP header");
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
@@ -220,7 +220,11 @@ impl Iterator for ClientConnection {
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
+                    let response = json_error(
+                        408,
+                        "request_timeout",
+                        "the request headers did not arrive in time",
+                    );
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -229,7 +233,11 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
+                    let response = json_error(
+                        417,
+                        "expectation_failed",
+                        "only Expect: 100-continue is supported",
+                    );
                     response.raw_print(writer, ver, &[], true, None).ok();
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
@@ -242,10 +250,11 @@ impl Iterator for ClientConnection {
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
                 let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
+                let response = json_error(
+                    505,
+                    "http_version_not_supported",
+                    "this server only supports HTTP versions 1.0 and 1.1",
+                );
                 response
                     .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();
@@ -320,4 +329,20 @@ mod test {
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
     }
+}
+
+/// soccer-rig patch: the errors tiny_http answers on its own carry the same
+/// JSON body as every rig-receive error (`{"success": false, "error",
+/// "message"}`), so a client never has to parse two formats.
+fn json_error(
+    status: u16,
+    code: &str,
+    message: &str,
+) -> crate::Response<std::io::Cursor<Vec<u8>>> {
+    let body = format!(r#"{{"success":false,"error":"{code}","message":"{message}"}}"#);
+    let header = crate::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+        .expect("a static, valid header");
+    crate::Response::from_data(body.into_bytes())
+        .with_status_code(crate::StatusCode(status))
+        .with_header(header)
 }
