@@ -51,11 +51,8 @@ fn create_and_compare(encoder: &str, codec: &str) {
     assert_eq!(m["video"]["resolution"]["height"], stream["height"]);
     assert_eq!(stream["r_frame_rate"], "15/1");
     assert_eq!(m["video"]["fps"], 15);
-    let want: f64 = probe["format"]["duration"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    // The video stream's duration (here the only stream, so also the file's).
+    let want: f64 = stream["duration"].as_str().unwrap().parse().unwrap();
     let got = m["video"]["duration_sec"].as_f64().unwrap();
     assert!(
         (got - want).abs() < 1e-3,
@@ -740,6 +737,111 @@ fn verify_finds_the_recording_through_the_server_layout() {
     assert_eq!(r[0]["status"], "OK");
     assert_eq!(r[0]["video"], clip.to_str().unwrap());
     assert_eq!(r[0]["actual_sha256"], sha256sum(&clip));
+}
+
+/// Runs ffmpeg with `args` (after the quiet, overwrite flags).
+fn ffmpeg(args: &[&str]) {
+    let o = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ffmpeg {args:?}: {}", stderr(&o));
+}
+
+#[test]
+fn create_refuses_a_quicktime_mov() {
+    let dir = tempfile::tempdir().unwrap();
+    let mov = dir.path().join("clip.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x180:rate=15:duration=1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "mov",
+        mov.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        ffprobe_json(&mov)["format"]["tags"]["major_brand"],
+        "qt  ",
+        "the test clip is QuickTime"
+    );
+    let o = run(
+        BIN,
+        &[
+            "create",
+            mov.to_str().unwrap(),
+            "--session",
+            "S",
+            "--camera",
+            "CAM_C",
+            "--out",
+            "-",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("file.container: must be one of mp4, got \"mov\""),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn duration_is_the_video_streams_when_audio_runs_longer() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("av.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x180:rate=15:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=3",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        clip.to_str().unwrap(),
+    ]);
+    let format: f64 = ffprobe_json(&clip)["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        format > 2.9,
+        "the file lasts as long as its audio: {format}"
+    );
+    let o = run(
+        BIN,
+        &[
+            "create",
+            clip.to_str().unwrap(),
+            "--session",
+            "S",
+            "--camera",
+            "CAM_C",
+            "--start",
+            "2024-03-15T14:00:00Z",
+            "--out",
+            "-",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(m["video"]["duration_sec"], 2.0);
+    assert_eq!(m["timing"]["end_time"], "2024-03-15T14:00:02.000000Z");
 }
 
 #[test]
