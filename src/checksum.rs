@@ -228,6 +228,37 @@ mod tests {
     }
 
     #[test]
+    fn parallel_hashing_matches_known_digests_in_input_order() {
+        // FIPS 180-2's vectors: "abc", the empty string and a million 'a's
+        // (close to READ_BUF_SIZE, so a chunking slip would show).
+        const MILLION_A: &str = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
+        let dir = tempfile::tempdir().unwrap();
+        let files: [(&str, Vec<u8>); 3] = [
+            ("million.bin", vec![b'a'; 1_000_000]),
+            ("abc.bin", b"abc".to_vec()),
+            ("empty.bin", Vec::new()),
+        ];
+        let mut paths: Vec<PathBuf> = files
+            .iter()
+            .map(|(name, data)| {
+                let p = dir.path().join(name);
+                std::fs::write(&p, data).unwrap();
+                p
+            })
+            .collect();
+        paths.insert(1, dir.path().join("missing.bin"));
+        let results = hash_files_parallel(&paths);
+        assert_eq!(results.len(), 4);
+        let got = |i: usize| results[i].as_ref().map(|d| (d.sha256.as_str(), d.size));
+        assert_eq!(got(0).unwrap(), (MILLION_A, 1_000_000));
+        let err = results[1].as_ref().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("missing.bin"), "{err}");
+        assert_eq!(got(2).unwrap(), (ABC, 3));
+        assert_eq!(got(3).unwrap(), (EMPTY, 0));
+    }
+
+    #[test]
     fn hex_rule() {
         assert!(is_sha256_hex(ABC));
         assert!(!is_sha256_hex(&ABC.to_uppercase()));

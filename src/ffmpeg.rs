@@ -4,6 +4,14 @@
 //! extracts what a manifest needs: frame size, integer fps (from
 //! `r_frame_rate`), codec in manifest spelling (`hevc` becomes `h265`),
 //! bitrate, duration and container.
+//!
+//! The duration is the *video stream's*: a file's `format.duration` is its
+//! longest stream, and a camera whose audio outlasts its video would
+//! otherwise promise frames that do not exist (a stitch would plan past the
+//! last frame and trim the audio longer than the picture). The container is
+//! `mov` for a QuickTime file even though ffprobe names its demuxer
+//! `mov,mp4,...` for both: only the `major_brand` tells them apart, and the
+//! protocol wants MP4.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -94,9 +102,12 @@ pub struct Probe {
     pub codec: String,
     /// Overall bitrate in bits per second, when known.
     pub bitrate_bps: Option<u64>,
-    /// Duration in seconds.
+    /// Duration of the video stream in seconds (see the module docs): the
+    /// stream's own duration, else its frame count over the frame rate,
+    /// else the container's.
     pub duration_sec: f64,
-    /// `mp4` for ISO media files, else ffprobe's format name.
+    /// `mp4` for ISO media files, `mov` for QuickTime ones (major brand
+    /// `qt  `), else ffprobe's format name.
     pub container: String,
     /// The container's `creation_time` tag, when present.
     pub creation_time: Option<String>,
@@ -188,27 +199,14 @@ pub fn parse_probe_json(json: &Value, file: &Path) -> Result<Probe, ProbeError> 
         None => return Err(field("codec_name")),
     };
 
-    // Fragmented MP4 often lacks per-stream duration and bitrate; the
-    // format-level values are the reliable ones.
-    let number = |v: &Value| -> Option<f64> {
-        v.as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-            .or_else(|| v.as_f64())
-    };
-    let duration_sec = number(&format["duration"])
-        .or_else(|| number(&video["duration"]))
-        .filter(|d| d.is_finite() && *d >= 0.0)
-        .ok_or_else(|| field("a duration"))?;
+    let duration_sec =
+        video_duration(video, format, fps_exact).ok_or_else(|| field("a duration"))?;
+    // Fragmented MP4 often lacks a per-stream bitrate; the format-level
+    // value is the reliable one.
     let bitrate_bps = number(&format["bit_rate"])
         .or_else(|| number(&video["bit_rate"]))
         .map(|b| b as u64);
-
-    let format_name = format["format_name"].as_str().unwrap_or("");
-    let container = if format_name.split(',').any(|f| f == "mp4") {
-        "mp4".to_string()
-    } else {
-        format_name.to_string()
-    };
+    let container = container_name(format);
     let creation_time = format["tags"]["creation_time"].as_str().map(str::to_string);
 
     Ok(Probe {
@@ -223,6 +221,45 @@ pub fn parse_probe_json(json: &Value, file: &Path) -> Result<Probe, ProbeError> 
         creation_time,
         has_audio,
     })
+}
+
+/// A number ffprobe printed as a string (`"3.000000"`) or, rarely, as one.
+fn number(v: &Value) -> Option<f64> {
+    v.as_str()
+        .and_then(|s| s.parse::<f64>().ok())
+        .or_else(|| v.as_f64())
+}
+
+/// The video stream's duration: its own `duration`, else `nb_frames / fps`
+/// (streams of some muxers carry only the count), else the container's as
+/// a last resort (all a stream-less report offers).
+fn video_duration(video: &Value, format: &Value, fps: f64) -> Option<f64> {
+    let valid = |d: &f64| d.is_finite() && *d >= 0.0;
+    number(&video["duration"])
+        .filter(valid)
+        .or_else(|| {
+            number(&video["nb_frames"])
+                .filter(|n| *n > 0.0)
+                .map(|n| n / fps)
+        })
+        .or_else(|| number(&format["duration"]))
+        .filter(valid)
+}
+
+/// `mp4`, `mov` or ffprobe's format name. ffprobe's one demuxer reads ISO
+/// MP4 and QuickTime alike (`mov,mp4,m4a,3gp,3g2,mj2`); a QuickTime file
+/// says so with the major brand `qt  `.
+fn container_name(format: &Value) -> String {
+    let format_name = format["format_name"].as_str().unwrap_or("");
+    if !format_name.split(',').any(|f| f == "mp4") {
+        return format_name.to_string();
+    }
+    let brand = format["tags"]["major_brand"].as_str().unwrap_or("");
+    if brand.trim() == "qt" {
+        "mov".to_string()
+    } else {
+        "mp4".to_string()
+    }
 }
 
 /// Parses `30/1` or `30000/1001`; `None` for `0/0` and junk.
@@ -512,6 +549,46 @@ mod tests {
         assert_eq!(p.duration_sec, 3.0);
         assert_eq!(p.bitrate_bps, Some(123456));
         assert!(!p.has_audio);
+    }
+
+    #[test]
+    fn duration_is_the_video_streams() {
+        let probe = |streams: &str, format: &str| {
+            let json: Value = serde_json::from_str(&format!(
+                r#"{{"streams":[{{"codec_type":"video","codec_name":"h264","width":320,
+                   "height":180,"r_frame_rate":"15/1"{streams}}},
+                   {{"codec_type":"audio","duration":"3.000000"}}],
+                   "format":{{"format_name":"mov,mp4,m4a,3gp,3g2,mj2"{format}}}}}"#
+            ))
+            .unwrap();
+            parse_probe_json(&json, Path::new("x.mp4"))
+                .unwrap()
+                .duration_sec
+        };
+        // Audio 3 s, video 2 s: the video's, not the container's 3 s.
+        assert_eq!(
+            probe(r#","duration":"2.000000""#, r#","duration":"3.0""#),
+            2.0
+        );
+        assert_eq!(probe(r#","nb_frames":"30""#, r#","duration":"3.0""#), 2.0);
+        assert_eq!(probe("", r#","duration":"3.0""#), 3.0);
+    }
+
+    #[test]
+    fn quicktime_is_mov_not_mp4() {
+        let container = |brand: &str| {
+            container_name(&serde_json::json!({
+                "format_name": "mov,mp4,m4a,3gp,3g2,mj2",
+                "tags": {"major_brand": brand}
+            }))
+        };
+        assert_eq!(container("qt  "), "mov");
+        assert_eq!(container("isom"), "mp4");
+        assert_eq!(container("iso5"), "mp4");
+        assert_eq!(
+            container_name(&serde_json::json!({"format_name": "matroska,webm"})),
+            "matroska,webm"
+        );
     }
 
     #[test]

@@ -24,6 +24,22 @@ use std::path::{Path, PathBuf};
 use crate::config::StorageConfig;
 use crate::ids::{CameraId, RecordingId, SessionId};
 
+/// The recording's name in a server camera directory `sessions/S/C/`.
+pub const SERVER_RECORDING: &str = "recording.mp4";
+
+/// The manifest's name in a server camera directory `sessions/S/C/`.
+pub const SERVER_MANIFEST: &str = "manifest.json";
+
+/// The server recording that belongs to a server manifest: the
+/// `recording.mp4` beside a file named `manifest.json`. `None` for any other
+/// file name, which is then not in the server layout.
+pub fn server_recording_beside(manifest: &Path) -> Option<PathBuf> {
+    if manifest.file_name()? != SERVER_MANIFEST {
+        return None;
+    }
+    Some(manifest.with_file_name(SERVER_RECORDING))
+}
+
 /// The Pi's layout under its storage root (default `/mnt/nvme`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PiLayout {
@@ -120,12 +136,12 @@ impl ServerLayout {
 
     /// `sessions/S/C/recording.mp4`
     pub fn recording(&self, session: &SessionId, camera: CameraId) -> PathBuf {
-        self.camera_dir(session, camera).join("recording.mp4")
+        self.camera_dir(session, camera).join(SERVER_RECORDING)
     }
 
     /// `sessions/S/C/manifest.json`
     pub fn manifest(&self, session: &SessionId, camera: CameraId) -> PathBuf {
-        self.camera_dir(session, camera).join("manifest.json")
+        self.camera_dir(session, camera).join(SERVER_MANIFEST)
     }
 
     /// `sessions/S/C/recording.sha256`: the digest computed at receive time.
@@ -201,7 +217,7 @@ impl ServerLayout {
 
 /// The line `recording.sha256` holds: `sha256sum` format.
 pub fn digest_line(sha256: &str) -> String {
-    format!("{sha256}  recording.mp4\n")
+    format!("{sha256}  {SERVER_RECORDING}\n")
 }
 
 /// The digest from a `recording.sha256` line, if it is well-formed.
@@ -255,6 +271,21 @@ mod tests {
             s.jobs_file(),
             Path::new("/data/soccer-rig/processing/jobs.json")
         );
+    }
+
+    #[test]
+    fn recording_beside_a_server_manifest() {
+        let s = ServerLayout::under(Path::new("/srv"));
+        let r = rec();
+        assert_eq!(
+            server_recording_beside(&s.manifest(&r.session, r.camera)),
+            Some(s.recording(&r.session, r.camera))
+        );
+        assert_eq!(
+            server_recording_beside(Path::new("manifest.json")),
+            Some(PathBuf::from("recording.mp4"))
+        );
+        assert_eq!(server_recording_beside(Path::new("/srv/x/S_C.json")), None);
     }
 
     #[test]

@@ -233,10 +233,68 @@ pub fn format_time(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
-/// Parses an RFC 3339 timestamp (any offset; manifests we write use `Z`).
+/// What [`parse_time`] says about a time it refuses.
+const TIME_RULE: &str = "must be an RFC 3339 time like 2024-03-15T14:00:00.123456Z \
+                         (YYYY-MM-DDTHH:MM:SS[.fraction] then Z or +HH:MM/-HH:MM)";
+
+/// Parses an RFC 3339 timestamp as PROTOCOL.md writes it:
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (manifests we write use `Z`).
+///
+/// jiff's own parser is lenient ISO 8601: it takes a space for `T`, the
+/// basic format `20240315T140000Z`, times without minutes or seconds and
+/// `[Zone]` annotations. Other readers of a manifest (the peer server, a
+/// Python script) may not, so the shape is checked first and jiff only
+/// judges the values (month 13, second 61).
 pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
+    check_time_shape(s).map_err(|why| format!("{TIME_RULE}; {why}, got {s:?}"))?;
     s.parse::<jiff::Timestamp>()
-        .map_err(|e| format!("must be an RFC 3339 time like 2024-03-15T14:00:00.123456Z ({e})"))
+        .map_err(|e| format!("{TIME_RULE} ({e})"))
+}
+
+/// Checks the character shape of an RFC 3339 time, saying what is off.
+fn check_time_shape(s: &str) -> Result<(), &'static str> {
+    let b = s.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    let date_ok = digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10);
+    if !date_ok {
+        return Err("the date must be YYYY-MM-DD");
+    }
+    if b.get(10) != Some(&b'T') {
+        return Err("date and time must be joined by an upper-case T");
+    }
+    let time_ok = digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19);
+    if !time_ok {
+        return Err("the time must be HH:MM:SS");
+    }
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return Err("a fraction of a second needs digits after the dot");
+        }
+        rest = &frac[n..];
+    }
+    let offset_ok = rest == b"Z"
+        || (rest.len() == 6
+            && (rest[0] == b'+' || rest[0] == b'-')
+            && rest[1..3].iter().all(u8::is_ascii_digit)
+            && rest[3] == b':'
+            && rest[4..6].iter().all(u8::is_ascii_digit));
+    if !offset_ok {
+        return Err("the time must end in Z or an offset +HH:MM/-HH:MM, and nothing after it");
+    }
+    Ok(())
 }
 
 impl Manifest {
@@ -648,6 +706,45 @@ mod tests {
         assert_eq!(format_time(t), "2024-03-15T14:00:00.123456Z");
         let t: jiff::Timestamp = "2024-03-15T14:00:00Z".parse().unwrap();
         assert_eq!(format_time(t), "2024-03-15T14:00:00.000000Z");
+    }
+
+    #[test]
+    fn parse_time_takes_rfc3339_only() {
+        for ok in [
+            "2024-03-15T14:00:00Z",
+            "2024-03-15T14:00:00.123456Z",
+            "2024-03-15T14:00:00.1Z",
+            "2024-03-15T16:00:00+02:00",
+            "2024-03-15T09:00:00.5-05:00",
+        ] {
+            assert!(parse_time(ok).is_ok(), "{ok}: {:?}", parse_time(ok));
+        }
+        assert_eq!(
+            parse_time("2024-03-15T16:00:00+02:00").unwrap(),
+            parse_time("2024-03-15T14:00:00Z").unwrap()
+        );
+        for (bad, why) in [
+            ("2024-03-15 14:00:00Z", "upper-case T"),
+            ("2024-03-15t14:00:00Z", "upper-case T"),
+            ("20240315T140000Z", "YYYY-MM-DD"),
+            ("2024-03-15T14Z", "HH:MM:SS"),
+            ("2024-03-15T14:00Z", "HH:MM:SS"),
+            ("2024-03-15T14:00:00Z[Europe/Paris]", "nothing after it"),
+            (
+                "2024-03-15T14:00:00+02:00[Europe/Paris]",
+                "nothing after it",
+            ),
+            ("2024-03-15T14:00:00", "end in Z"),
+            ("2024-03-15T14:00:00+0200", "end in Z"),
+            ("2024-03-15T14:00:00.Z", "digits after the dot"),
+            ("2024-03-15T14:00:00z", "end in Z"),
+            ("2024-13-15T14:00:00Z", "RFC 3339"),
+            ("", "YYYY-MM-DD"),
+            ("2024-03-15T14:00:0\u{e9}Z", "HH:MM:SS"),
+        ] {
+            let err = parse_time(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

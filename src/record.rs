@@ -62,8 +62,21 @@
 //! Before anything is created: the storage root exists and is writable,
 //! free space covers `bitrate x duration x 1.1` (or `node.min_free_space_gb`
 //! without a duration), ffmpeg runs and has the encoder (and lavfi for the
-//! test source), the source exists, and neither the recording nor its
-//! manifest exists yet. Each failure is its own [`RecordError`] code.
+//! test source), ffprobe runs (the manifest is built from its report, so
+//! without it a whole match would record and end with no manifest), the
+//! source exists, and neither the recording nor its manifest exists yet.
+//! Each failure is its own [`RecordError`] code.
+//!
+//! # The live lock
+//!
+//! While it records, and until the manifest is written, rig-record holds an
+//! exclusive advisory lock (`File::try_lock`) on the recording file itself,
+//! through a handle of its own. `rig-manifest create --recover` asks for a
+//! shared lock on the same file ([`recording_is_live`]) and refuses when it
+//! cannot have it, so a recording still being written is never "recovered"
+//! with a digest of half a match. Locking the file, not a lock file beside
+//! it, leaves nothing behind, and the kernel drops the lock when rig-record
+//! dies, which is exactly when a recovery is wanted.
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -133,7 +146,7 @@ pub struct RecordOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordError {
     /// `invalid_config`, `storage_root_missing`, `storage_not_writable`,
-    /// `insufficient_space`, `ffmpeg_missing`, `source_unavailable`,
+    /// `insufficient_space`, `ffmpeg_missing`, `ffprobe_missing`, `source_unavailable`,
     /// `target_exists`, `capture_failed` or `manifest_failed`.
     pub code: &'static str,
     /// What went wrong and what to do.
@@ -291,7 +304,34 @@ pub struct SelfTest {
     pub checks: Vec<Check>,
 }
 
+/// The self test's checks, in report order (see [`judge`]).
+pub const SELF_TEST_CHECKS: [&str; 6] = [
+    "frames written",
+    "dropped frames",
+    "fps reached",
+    "file playable",
+    "checksum ok",
+    "manifest valid",
+];
+
 impl SelfTest {
+    /// The report of a test whose recording failed: the failure, then every
+    /// check as FAIL, so a node that cannot record never looks half ready
+    /// (and a script finds each check it looks for).
+    pub fn not_recorded(e: &RecordError) -> SelfTest {
+        let mut checks = vec![Check {
+            name: "recording",
+            pass: false,
+            detail: format!("{}: {}", e.code, e.message),
+        }];
+        checks.extend(SELF_TEST_CHECKS.iter().map(|&name| Check {
+            name,
+            pass: false,
+            detail: "not checked: the recording failed".to_string(),
+        }));
+        SelfTest { checks }
+    }
+
     /// True when every check passed.
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.pass)
@@ -453,7 +493,81 @@ fn preflight(
         ));
     }
     check_ffmpeg(&config.processing.ffmpeg_path, source, settings)?;
+    check_ffprobe(&config.processing.ffprobe_path)?;
     check_source(source)
+}
+
+/// ffprobe runs: the manifest is built from what it reports, so a missing
+/// ffprobe must stop the recording before it starts, not after 90 minutes.
+fn check_ffprobe(ffprobe: &Path) -> Result<(), RecordError> {
+    let missing = |why: String| {
+        RecordError::new(
+            "ffprobe_missing",
+            format!(
+                "cannot run ffprobe at {} ({why}): install ffmpeg (apt-get install ffmpeg) \
+                 or set processing.ffprobe_path; without it no manifest can be written",
+                ffprobe.display()
+            ),
+        )
+    };
+    let out = Command::new(ffprobe)
+        .args(["-hide_banner", "-version"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| missing(e.to_string()))?;
+    if !out.status.success() {
+        return Err(missing(format!("`-version` exited with {}", out.status)));
+    }
+    Ok(())
+}
+
+/// Takes the live lock on a recording being written (see the module docs):
+/// an exclusive lock through a handle of its own, held until it is dropped.
+/// `Ok(None)` when the filesystem cannot lock; the recording goes on
+/// unguarded rather than not at all.
+fn hold_live_lock(video: &Path) -> Result<Option<File>, RecordError> {
+    let file = File::open(video).map_err(|e| {
+        RecordError::new(
+            "storage_not_writable",
+            format!("{}: cannot open to lock ({e})", video.display()),
+        )
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Err(RecordError::new(
+            "target_exists",
+            format!(
+                "{}: another process holds this recording's lock; is a second rig-record \
+                 running?",
+                video.display()
+            ),
+        )),
+        Err(fs::TryLockError::Error(e)) => {
+            log::warn!(
+                "{}: cannot lock ({e}); rig-manifest create --recover will not see that \
+                 this recording is live",
+                video.display()
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Whether rig-record is writing `video` right now: it holds the live lock
+/// (see the module docs). A missing file is not live; other errors are
+/// returned, so a caller never treats "could not tell" as "not live".
+pub fn recording_is_live(video: &Path) -> io::Result<bool> {
+    let file = match File::open(video) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(fsx::with_path(video)(e)),
+    };
+    // The shared lock, if granted, is released when `file` drops.
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(fs::TryLockError::WouldBlock) => Ok(true),
+        Err(fs::TryLockError::Error(e)) => Err(fsx::with_path(video)(e)),
+    }
 }
 
 /// The storage root exists, is a directory, and is writable.
@@ -970,6 +1084,8 @@ pub fn record(
     let rec = RecordingId::new(session, camera);
     let layout = PiLayout::new(&config.node.storage_root);
     let (file, video) = create_target(&layout, &rec)?;
+    // Held to the end of this function, past the manifest's write.
+    let _live = hold_live_lock(&video)?;
     let clock = host::clock_sync();
     if !clock.synced {
         log::warn!(
@@ -1290,8 +1406,6 @@ fn write_manifest_new(m: &Manifest, path: &Path) -> Result<(), RecordError> {
     f.commit_new().map_err(|e| fail(e.to_string()))
 }
 
-/// `offload.upload_on_record_stop`: the offload client (issue 5) is not in
-/// this build yet, so this reports the gap instead of uploading.
 /// Offloads the recording just made (`offload.upload_on_record_stop`) with
 /// the same code as rig-upload. Its outcome is reported, not fatal: the
 /// recording and its manifest are safe on disk either way, and the offload
@@ -1360,15 +1474,7 @@ pub fn self_test(
     let recorded = match record(&cfg, &test_opts, stop) {
         Ok(r) => r,
         Err(e) if e.code == "invalid_config" => return Err(e),
-        Err(e) => {
-            return Ok(SelfTest {
-                checks: vec![Check {
-                    name: "recording",
-                    pass: false,
-                    detail: format!("{}: {}", e.code, e.message),
-                }],
-            });
-        }
+        Err(e) => return Ok(SelfTest::not_recorded(&e)),
     };
     Ok(SelfTest {
         checks: judge(&cfg, &recorded, duration),

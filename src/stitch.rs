@@ -878,17 +878,22 @@ impl StitchReport {
 pub fn plan_lines(p: &Plan) -> String {
     let mut s = format!("  frame 0 = {}\n", p.common_start);
     for c in &p.cameras {
-        s.push_str(&format!(
-            "  {}  start {}  skip {:>9.3} ms (wanted {:.3} ms, {} frames){}\n",
-            c.camera,
-            c.start_time,
-            c.applied_ms,
-            c.offset_ms,
-            c.skipped_frames,
-            if c.ntp_synced { "" } else { "  NOT NTP-SYNCED" }
-        ));
+        s.push_str(&camera_line(c));
     }
     s
+}
+
+/// One camera's row of the alignment table.
+fn camera_line(c: &CameraOffset) -> String {
+    format!(
+        "  {}  start {}  skip {:>9.3} ms (wanted {:.3} ms, {} frames){}\n",
+        c.camera,
+        c.start_time,
+        c.applied_ms,
+        c.offset_ms,
+        c.skipped_frames,
+        if c.ntp_synced { "" } else { "  NOT NTP-SYNCED" }
+    )
 }
 
 /// Stitches a session's panorama now, with no queue involved: plan, encode
@@ -994,6 +999,35 @@ pub struct PendingItem {
     pub output: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Per camera, left to right, the offsets the plan applied, when the
+    /// stitch got as far as a plan. Cron runs `--pending`, so this is where
+    /// a misaligned panorama can be explained without the logs.
+    pub cameras: Vec<CameraOffset>,
+    /// The plan's warnings (unsynced clocks, normalized inputs).
+    pub warnings: Vec<String>,
+}
+
+impl PendingItem {
+    /// The item's lines for people: the verdict, then each camera's offset
+    /// and each warning.
+    pub fn human(&self) -> String {
+        let detail = self
+            .output
+            .as_deref()
+            .or(self.error.as_deref())
+            .unwrap_or("");
+        let mut s = format!(
+            "{} {}: {} {detail}\n",
+            self.job_id, self.session_id, self.status
+        );
+        for c in &self.cameras {
+            s.push_str(&camera_line(c));
+        }
+        for w in &self.warnings {
+            s.push_str(&format!("  warning: {w}\n"));
+        }
+        s
+    }
 }
 
 /// What `rig-stitch --pending` did.
@@ -1154,31 +1188,28 @@ impl Runner {
                 break;
             };
             let result = self.run_job(&job);
+            let item = |status, output, error, plan: Option<Plan>| {
+                let (cameras, warnings) = plan.map(|p| (p.cameras, p.warnings)).unwrap_or_default();
+                PendingItem {
+                    job_id: job.id.clone(),
+                    session_id: job.session_id.clone(),
+                    status,
+                    output,
+                    error,
+                    cameras,
+                    warnings,
+                }
+            };
             let item = match result {
-                Ok(r) => PendingItem {
-                    job_id: job.id,
-                    session_id: job.session_id,
-                    status: JobStatus::Done,
-                    output: Some(r.output),
-                    error: None,
-                },
+                Ok(r) => item(JobStatus::Done, Some(r.output), None, Some(r.plan)),
                 Err(StitchError::Interrupted) => {
-                    report.jobs.push(PendingItem {
-                        job_id: job.id,
-                        session_id: job.session_id,
-                        status: JobStatus::Queued,
-                        output: None,
-                        error: Some(StitchError::Interrupted.to_string()),
-                    });
+                    let e = Some(StitchError::Interrupted.to_string());
+                    report.jobs.push(item(JobStatus::Queued, None, e, None));
                     return Err(StitchError::Interrupted);
                 }
-                Err(e) => PendingItem {
-                    job_id: job.id,
-                    session_id: job.session_id,
-                    status: JobStatus::Failed,
-                    output: None,
-                    error: Some(e.to_string()),
-                },
+                // A failed job has no plan to show: the failure came before
+                // one (an input missing or unreadable) or the error says why.
+                Err(e) => item(JobStatus::Failed, None, Some(e.to_string()), None),
             };
             report.jobs.push(item);
         }

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::checksum;
 use crate::ids::RecordingId;
-use crate::layout::PiLayout;
+use crate::layout::{self, PiLayout};
 use crate::manifest::{Manifest, ManifestError, Problem};
 
 /// The outcome of validating one manifest file.
@@ -80,14 +80,11 @@ pub fn validate_files(paths: &[PathBuf]) -> Vec<Validation> {
 
 /// Where the video of `manifest` (read from `manifest_path`) lives.
 pub fn locate_video(manifest_path: &Path, manifest: &Manifest) -> PathBuf {
-    let dir = manifest_path.parent().unwrap_or(Path::new("."));
     // Server layout: sessions/S/C/manifest.json beside recording.mp4.
-    if manifest_path
-        .file_name()
-        .is_some_and(|n| n == "manifest.json")
-    {
-        return dir.join("recording.mp4");
+    if let Some(video) = layout::server_recording_beside(manifest_path) {
+        return video;
     }
+    let dir = manifest_path.parent().unwrap_or(Path::new("."));
     // Pi layout: ROOT/manifests/S/C/S_C.json.
     if let Ok(rec) = manifest.recording_id() {
         let camera = dir;

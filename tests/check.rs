@@ -493,6 +493,13 @@ fn leftovers_are_reported_and_warn() {
     fs::write(layout.session_dir(&s1).join("notes.txt"), b"stray").unwrap();
     fs::create_dir_all(layout.sessions.join("not a session")).unwrap();
     fs::write(layout.sessions.join("not a session/big"), vec![1u8; 300]).unwrap();
+    // processing/: the queue and both locks belong there, nothing else.
+    assert!(layout.jobs_file().exists() && layout.jobs_lock().exists());
+    fs::write(layout.stitch_lock(), b"").unwrap();
+    fs::write(layout.processing.join(".rig-tmp-q1"), b"tmp").unwrap();
+    fs::write(layout.processing.join("jobs.json.bak"), b"old queue").unwrap();
+    fs::create_dir_all(layout.processing.join("scratch")).unwrap();
+    fs::write(layout.processing.join("scratch/frame.png"), vec![2u8; 77]).unwrap();
     // Allowed: a thumbnail, and a stitched panorama.
     fs::write(layout.session_dir(&s1).join("thumb.jpg"), b"jpg").unwrap();
     fs::create_dir_all(layout.stitched_dir(&s1)).unwrap();
@@ -515,6 +522,9 @@ fn leftovers_are_reported_and_warn() {
         })
         .collect();
     let want = [
+        ("processing/.rig-tmp-q1", "temp", 3),
+        ("processing/jobs.json.bak", "stray", 9),
+        ("processing/scratch", "stray", 77),
         ("sessions/S1/CAM_C/.rig-tmp-x1", "temp", 4),
         ("sessions/S1/notes.txt", "stray", 5),
         ("sessions/not a session", "stray", 300),
@@ -527,6 +537,47 @@ fn leftovers_are_reported_and_warn() {
     let mut found_sorted = found.clone();
     found_sorted.sort();
     assert_eq!(found_sorted, want);
+    let bak = doc["leftovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["path"].as_str().unwrap().ends_with("jobs.json.bak"))
+        .unwrap();
+    assert!(
+        bak["hint"]
+            .as_str()
+            .unwrap()
+            .contains("move it out of processing/"),
+        "{bak}"
+    );
+    assert_eq!(doc["summary"]["leftovers"], want.len());
+    // The stable keys rig-check(1) lists for `server`, no more, no fewer.
+    let mut keys: Vec<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let mut documented = [
+        "check",
+        "status",
+        "checked_at",
+        "mode",
+        "session_filter",
+        "sessions_path",
+        "summary",
+        "sessions",
+        "leftovers",
+        "partials",
+        "queue",
+        "storage",
+        "walk_errors",
+    ];
+    documented.sort_unstable();
+    assert_eq!(keys, documented);
+    let man = include_str!("../man/rig-check.1");
+    assert!(man.contains(".Cm partials"), "rig-check(1) lists partials");
     assert_eq!(doc["sessions"][0]["panorama"]["present"], true);
     assert_eq!(doc["summary"]["recordings_ok"], 3);
 

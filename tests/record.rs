@@ -332,6 +332,58 @@ fn sigkill_leaves_a_playable_file_that_recover_describes() {
     assert!((m.video.duration_sec - d).abs() < 1e-5);
 }
 
+/// `create --recover` is for a recording whose rig-record died: while
+/// rig-record is still writing, it refuses and writes nothing; once
+/// rig-record has stopped (and written its own manifest), the file is no
+/// longer live.
+#[test]
+fn recover_refuses_a_recording_that_is_still_live() {
+    let rig = Rig::new("h264", "");
+    let child = rig.spawn(&["--session", "S_LIVE"]);
+    let video = rig.video("S_LIVE");
+    wait_for_bytes(&video, 1000);
+    let cfg = rig.config();
+    let recover = |out: &str| {
+        common::run(
+            MANIFEST_BIN,
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "create",
+                "--session",
+                "S_LIVE",
+                "--camera",
+                "CAM_L",
+                "--recover",
+                "--out",
+                out,
+            ],
+        )
+    };
+    let o = recover("-");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&video.display().to_string()) && err.contains("still recording"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty(), "no manifest printed");
+    // Without --out, it would have written the Pi layout's manifest.
+    let o = recover(rig.manifest("S_LIVE").to_str().unwrap());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    signal(&child, rustix::process::Signal::INT);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // rig-record's own manifest, not one from the refused recoveries.
+    let m = assert_recording(&rig, "S_LIVE", "h264");
+    assert_eq!(m.extra.get("recovered"), None);
+    let o = recover("-");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["checksum"]["value"], m.checksum.value.as_str());
+}
+
 #[test]
 fn refuses_an_existing_recording_and_leaves_it_alone() {
     let rig = Rig::new("h264", "");
@@ -407,6 +459,22 @@ fn guards_name_what_is_wrong() {
             .contains("apt-get install ffmpeg")
     );
 
+    // ffprobe builds the manifest: without it nothing may start.
+    let rig = Rig::new(
+        "h264",
+        "processing:\n  ffprobe_path: /nonexistent/ffprobe\n",
+    );
+    let o = rig.run(&["--duration", "1", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["error"], "ffprobe_missing", "{j}");
+    let msg = j["message"].as_str().unwrap();
+    assert!(
+        msg.contains("/nonexistent/ffprobe") && msg.contains("processing.ffprobe_path"),
+        "{msg}"
+    );
+    assert!(!rig.root().join("recordings").exists(), "nothing created");
+
     let rig = Rig::new("h264", "");
     let o = rig.run(&["--duration", "1", "--source", "v4l2:/dev/video-none"]);
     assert_eq!(o.status.code(), Some(1));
@@ -474,6 +542,62 @@ fn self_test_reports_every_check_and_cleans_up() {
     // The scratch session is gone; the layout was never touched.
     let left: Vec<_> = fs::read_dir(rig.root()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A self test whose recording cannot even start still reports every
+/// check, each as FAIL, and exits 1.
+#[test]
+fn self_test_fails_every_check_when_the_recording_fails() {
+    let rig = Rig::new("h264", "");
+    let o = rig.run(&[
+        "--test",
+        "--duration",
+        "2",
+        "--source",
+        "v4l2:/dev/video-none",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{}", stderr(&o));
+    let recording = out
+        .lines()
+        .find(|l| l.starts_with("FAIL  recording: "))
+        .unwrap_or_else(|| panic!("no recording line:\n{out}"));
+    assert!(
+        recording.contains("source_unavailable") && recording.contains("/dev/video-none"),
+        "{recording}"
+    );
+    for name in [
+        "frames written",
+        "dropped frames",
+        "fps reached",
+        "file playable",
+        "checksum ok",
+        "manifest valid",
+    ] {
+        assert!(
+            out.contains(&format!("FAIL  {name}: not checked")),
+            "{name}:\n{out}"
+        );
+    }
+    assert!(!out.contains("PASS"), "{out}");
+    assert!(out.contains("node NOT ready"), "{out}");
+
+    let o = rig.run(&[
+        "--test",
+        "--duration",
+        "2",
+        "--source",
+        "v4l2:/dev/video-none",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["success"], false);
+    let checks = j["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 7, "{j}");
+    assert!(checks.iter().all(|c| c["pass"] == false), "{j}");
+    let left: Vec<_> = fs::read_dir(rig.root()).unwrap().collect();
+    assert!(left.is_empty(), "scratch removed: {left:?}");
 }
 
 #[test]

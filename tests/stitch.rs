@@ -486,6 +486,181 @@ fn queue_goes_queued_running_done_and_records_the_running_pid() {
     assert_eq!(common::stdout(&again), "no queued jobs\n");
 }
 
+/// What cron sees: `--pending` reports, per job, the offsets each camera
+/// was shifted by and the plan's warnings, in JSON and in text.
+#[test]
+fn pending_reports_offsets_and_warnings() {
+    let rig = Rig::new();
+    rig.standard_session();
+    // CAM_R's clock was not NTP-synced: the plan must warn about it.
+    let s = rig.session();
+    let m_path = rig.layout.manifest(&s, CameraId::Right);
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&m_path).unwrap()).unwrap();
+    m["timing"]["ntp_synced"] = Value::Bool(false);
+    std::fs::write(&m_path, m.to_string()).unwrap();
+    let (job, _) = rig.queue().enqueue(&s).unwrap();
+
+    let out = rig.stitch(&["--pending", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let report = json_of(&out);
+    let item = &report["jobs"][0];
+    assert_eq!(item["job_id"], job.id.as_str());
+    assert_eq!(item["status"], "done");
+    let cams: Vec<(String, f64, u64, bool)> = item["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["camera"].as_str().unwrap().to_string(),
+                c["applied_ms"].as_f64().unwrap(),
+                c["skipped_frames"].as_u64().unwrap(),
+                c["ntp_synced"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cams,
+        [
+            ("CAM_L".to_string(), 800.0, 24, true),
+            ("CAM_C".to_string(), 300.0, 9, true),
+            ("CAM_R".to_string(), 0.0, 0, false),
+        ]
+    );
+    let warnings: Vec<&str> = item["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("CAM_R: clock was not NTP-synced"),
+        "{warnings:?}"
+    );
+
+    // The same in text, after a forced re-run through the queue.
+    std::fs::remove_file(rig.panorama()).unwrap();
+    rig.queue().enqueue(&s).unwrap();
+    let out = rig.stitch(&["--pending"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let text = common::stdout(&out);
+    assert!(
+        text.contains("CAM_L  start 2024-03-15T14:00:00.000000Z  skip   800.000 ms")
+            && text.contains("CAM_C  start 2024-03-15T14:00:00.500000Z  skip   300.000 ms")
+            && text.contains("CAM_R  start 2024-03-15T14:00:00.800000Z  skip     0.000 ms")
+            && text.contains("NOT NTP-SYNCED")
+            && text.contains("  warning: CAM_R: clock was not NTP-synced"),
+        "{text}"
+    );
+}
+
+/// CAM_C's audio outlasts its video by 1 s: the common span is the
+/// video's, and the panorama's audio ends with its picture.
+#[test]
+fn audio_longer_than_video_does_not_stretch_the_panorama() {
+    let c = clips();
+    let dir = tempfile::tempdir().unwrap();
+    // CAM_C: truth frames 15..75 (0.5 .. 2.5 s, 2.0 s of video), 3.0 s of audio.
+    let center = dir.path().join("center-av.mp4");
+    ffmpeg(&[
+        "-i",
+        c.truth.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=3",
+        "-filter_complex",
+        &format!(
+            "[0:v]trim=start_frame=15:end_frame=75,setpts=PTS-STARTPTS,crop={W}:{H}:{}:0[v]",
+            window_x(CameraId::Center)
+        ),
+        "-map",
+        "[v]",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        center.to_str().unwrap(),
+    ]);
+    let probe = common::ffprobe_json(&center);
+    let format_duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        format_duration >= 2.99,
+        "the file lasts as its audio: {format_duration}"
+    );
+
+    let rig = Rig::new();
+    rig.add_camera(
+        CameraId::Left,
+        &c.camera[0],
+        "2024-03-15T14:00:00.000000Z",
+        None,
+    );
+    rig.add_camera(
+        CameraId::Center,
+        &center,
+        "2024-03-15T14:00:00.500000Z",
+        None,
+    );
+    rig.add_camera(
+        CameraId::Right,
+        &c.camera[2],
+        "2024-03-15T14:00:00.800000Z",
+        None,
+    );
+    let out = rig.stitch(&["--json", SESSION]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let report = json_of(&out);
+    // Frame 0 at 0.8 s; CAM_C's video ends at 2.5 s (its audio at 3.5 s,
+    // CAM_L's video at 3.0 s): 1.7 s, 51 frames.
+    let want_frames = 51u64;
+    let span = want_frames as f64 / f64::from(FPS);
+    assert_eq!(report["plan"]["frames"], want_frames, "{}", report["plan"]);
+    assert_eq!(report["plan"]["audio"], true);
+
+    let probe = common::ffprobe_json(&rig.panorama());
+    let stream = |kind: &str| {
+        probe["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["codec_type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} stream: {probe}"))
+            .clone()
+    };
+    let secs = |v: &Value| -> f64 { v["duration"].as_str().unwrap().parse().unwrap() };
+    let video = stream("video");
+    let frames: u64 = video["nb_frames"].as_str().unwrap().parse().unwrap();
+    let frame = 1.0 / f64::from(FPS);
+    assert!(
+        frames.abs_diff(want_frames) <= 1,
+        "{frames} frames, want {want_frames}"
+    );
+    let video_secs = secs(&video);
+    assert!(
+        (video_secs - span).abs() <= frame + 1e-6,
+        "video {video_secs} s, want {span}"
+    );
+    let audio_secs = secs(&stream("audio"));
+    assert!(
+        audio_secs <= video_secs + frame + 1e-6,
+        "audio {audio_secs} s outlasts video {video_secs} s"
+    );
+    assert!(
+        audio_secs >= span - frame,
+        "audio {audio_secs} s is cut short"
+    );
+}
+
 #[test]
 fn missing_camera_fails_naming_it_and_the_job_is_failed() {
     let rig = Rig::new();

@@ -9,6 +9,7 @@ use soccer_rig::describe::{self, DescribeOptions};
 use soccer_rig::ids::{CameraId, RecordingId, SessionId};
 use soccer_rig::layout::PiLayout;
 use soccer_rig::manifest::parse_time;
+use soccer_rig::record;
 use soccer_rig::verify::{self, VerifyStatus};
 
 const PROGRAM: &str = "rig-manifest";
@@ -52,16 +53,29 @@ fn run() -> Result<u8, Failure> {
         return Ok(EXIT_OK);
     }
     let config_flag: Option<PathBuf> = args.opt_value_from_str("--config")?;
-    match args.subcommand()?.as_deref() {
-        Some("create") => create(args, config_flag.as_deref()),
+    let command = args.subcommand()?;
+    let known = ["create", "validate", "verify"];
+    match command.as_deref() {
+        Some(c) if known.contains(&c) => {}
+        Some(other) => {
+            return Err(Failure::usage(format!(
+                "unknown command {other:?}: expected create, validate or verify"
+            )));
+        }
+        None => {
+            return Err(Failure::usage(
+                "missing command: create, validate or verify; see --help",
+            ));
+        }
+    }
+    // Loaded for every command, even those that read nothing from it, so a
+    // mistyped --config is an error (exit 2, naming the file) and never a
+    // silent run on the defaults.
+    let config = Config::load(config_flag.as_deref())?;
+    match command.as_deref() {
+        Some("create") => create(args, &config),
         Some("validate") => validate(args),
-        Some("verify") => verify_cmd(args),
-        Some(other) => Err(Failure::usage(format!(
-            "unknown command {other:?}: expected create, validate or verify"
-        ))),
-        None => Err(Failure::usage(
-            "missing command: create, validate or verify; see --help",
-        )),
+        _ => verify_cmd(args),
     }
 }
 
@@ -71,7 +85,7 @@ fn parse_ts(flag: &str, value: Option<String>) -> Result<Option<jiff::Timestamp>
         .transpose()
 }
 
-fn create(mut args: pico_args::Arguments, config_flag: Option<&Path>) -> Result<u8, Failure> {
+fn create(mut args: pico_args::Arguments, config: &Config) -> Result<u8, Failure> {
     let session: String = args
         .opt_value_from_str("--session")?
         .ok_or_else(|| Failure::usage("create needs --session ID"))?;
@@ -90,7 +104,6 @@ fn create(mut args: pico_args::Arguments, config_flag: Option<&Path>) -> Result<
         SessionId::parse(&session).map_err(|e| Failure::usage(format!("--session: {e}")))?;
     let camera = CameraId::parse(&camera).map_err(|e| Failure::usage(format!("--camera: {e}")))?;
     let rec = RecordingId::new(session, camera);
-    let config = Config::load(config_flag)?;
     let pi = PiLayout::new(&config.node.storage_root);
     let video = video.unwrap_or_else(|| pi.recording(&rec));
     let out_path = match out.as_deref() {
@@ -102,6 +115,9 @@ fn create(mut args: pico_args::Arguments, config_flag: Option<&Path>) -> Result<
         return Err(Failure::usage(
             "--recover takes its timing from the file; drop --start/--end",
         ));
+    }
+    if recover {
+        refuse_live(&video)?;
     }
     if let Some(p) = &out_path
         && p.exists()
@@ -144,6 +160,23 @@ fn create(mut args: pico_args::Arguments, config_flag: Option<&Path>) -> Result<
         }
     }
     Ok(EXIT_OK)
+}
+
+/// `--recover` is for a recording whose rig-record died: one that is still
+/// being written would get the digest and duration of half a match.
+fn refuse_live(video: &Path) -> Result<(), Failure> {
+    match record::recording_is_live(video) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(Failure::failed(format!(
+            "{}: rig-record is still recording it (it holds the recording's lock); \
+             --recover is for a recording whose rig-record died. Stop rig-record and it \
+             writes the manifest itself",
+            video.display()
+        ))),
+        Err(e) => Err(Failure::failed(format!(
+            "{e}; cannot tell whether rig-record is still writing it, so --recover refuses"
+        ))),
+    }
 }
 
 fn need_paths(args: pico_args::Arguments, what: &str) -> Result<Vec<PathBuf>, Failure> {

@@ -244,8 +244,7 @@ fn do_pending(runner: &Runner, json: bool) -> Result<u8, Error> {
         println!("no queued jobs");
     } else {
         for j in &report.jobs {
-            let detail = j.output.as_deref().or(j.error.as_deref()).unwrap_or("");
-            println!("{} {}: {} {detail}", j.job_id, j.session_id, j.status);
+            print!("{}", j.human());
         }
     }
     Ok(if report.all_ok() {

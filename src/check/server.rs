@@ -598,7 +598,26 @@ fn walk_sessions(layout: &ServerLayout, only: Option<&SessionId>) -> Walk {
     walk
 }
 
-/// Everything in `temp/`, and [`fsx::TEMP_PREFIX`] files in `processing/`.
+/// What `processing/` may hold besides [`fsx::TEMP_PREFIX`] files: the
+/// queue, its lock and rig-stitch's lock. Anything else there is read by
+/// nothing, so it is reported as a stray.
+fn processing_allows(layout: &ServerLayout, path: &Path) -> bool {
+    [layout.jobs_file(), layout.jobs_lock(), layout.stitch_lock()]
+        .iter()
+        .any(|p| p == path)
+        // A sessions or temp directory configured inside processing/ is
+        // not a stray; it is walked on its own.
+        || path == layout.sessions
+        || path == layout.temp
+}
+
+/// What to do about a stray in `processing/`.
+const PROCESSING_STRAY_HINT: &str = "not part of the processing layout (jobs.json, jobs.lock, \
+                                     stitch.lock) and read by nothing: move it out of \
+                                     processing/";
+
+/// Everything in `temp/` but partials; in `processing/`, [`fsx::TEMP_PREFIX`]
+/// files and anything [`processing_allows`] does not.
 fn temp_leftovers(layout: &ServerLayout, errors: &mut Vec<Problem>) -> Vec<Leftover> {
     let mut out = Vec::new();
     for (dir, all) in [
@@ -633,6 +652,10 @@ fn temp_leftovers(layout: &ServerLayout, errors: &mut Vec<Problem>) -> Vec<Lefto
                      is idle (no upload running)",
                 );
                 out.push(leftover(&path, &name, hint));
+            } else if !processing_allows(layout, &path) {
+                let mut stray = leftover(&path, &name, None);
+                stray.hint = PROCESSING_STRAY_HINT.to_string();
+                out.push(stray);
             }
         }
     }
