@@ -259,3 +259,28 @@ fn bad_role_and_values_are_refused_naming_them() {
         "nothing installed"
     );
 }
+
+#[test]
+fn the_man_pages_give_the_cron_line_scripts_rig_upload_cron_gives() {
+    let cron = example("rig-upload.cron");
+    let line = cron
+        .lines()
+        .find(|l| l.starts_with("* * * * * "))
+        .expect("rig-upload.cron has an every-minute line");
+    // "* * * * * USER COMMAND": the manual pages show the same command.
+    let fields: Vec<&str> = line.splitn(7, ' ').collect();
+    assert_eq!(fields[5], "root", "{line}");
+    let command = fields[6];
+    assert!(command.starts_with("rig-upload --all --auto"), "{line}");
+    let man = |name: &str| {
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man").join(name)).unwrap()
+    };
+    assert!(
+        man("soccer-rig.7").contains(&format!(".Dl {line}")),
+        "soccer-rig.7 shows {line:?}"
+    );
+    assert!(
+        man("rig-upload.1").contains(&format!(".Dl * * * * * {command}")),
+        "rig-upload.1 shows {command:?}"
+    );
+}
