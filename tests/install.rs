@@ -164,7 +164,7 @@ fn server_role_gets_units_running_as_the_rig_user_and_prints_its_setup() {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines.contains(&"User=soccer-rig"), "{name}: {text}");
         assert!(lines.contains(&"Group=soccer-rig"), "{name}: {text}");
-        assert!(!lines.iter().any(|l| *l == "User=root"), "{name}");
+        assert!(!lines.contains(&"User=root"), "{name}");
     }
     assert_server_setup_printed(&out, dest);
 }
