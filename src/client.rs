@@ -25,10 +25,14 @@
 //! 2^(n-2)` (5, 10, 20, 40 s by default), up to `retry_count` attempts, then
 //! the recording is failed. Retried: network timeouts, refused or reset
 //! connections, 5xx, the server's 422 `checksum_mismatch`, a confirm digest
-//! that differs from ours, and 408 (the server's own "network timeout").
-//! Never retried: any other 4xx, a missing file, an invalid manifest, a file
-//! that no longer matches its manifest. Every attempt and every wait is
-//! logged with its reason.
+//! that differs from ours, 408 (the server's own "network timeout") and 409
+//! `upload_in_progress`: after a Wi-Fi drop the server holds the recording
+//! as in flight until its stall timeout (`server.stall_timeout_sec`, 60 s by
+//! default) while we retry at once, so the claim is usually our own dead
+//! attempt's and the backoff outlasts it. Never retried: any other 4xx
+//! (other 409s included), a missing file, an invalid manifest, a file that
+//! no longer matches its manifest. Every attempt and every wait is logged
+//! with its reason.
 //!
 //! When an upload was accepted but its confirm failed on the network, the
 //! next attempt only repeats the confirm: a 20 GB file is not sent twice
@@ -289,6 +293,10 @@ pub struct OffloadReport {
     /// whole upload, else the bytes an interrupted upload left on the
     /// server, which were not sent again.
     pub resumed_from: u64,
+    /// The report of a `--dry-run` (only written when true): nothing was
+    /// sent or changed, whatever `status` says.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// A snake_case error code when failed (the server's, when it sent one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -326,6 +334,9 @@ impl OffloadReport {
                 }
                 s.push(')');
                 s
+            }
+            Outcome::AlreadyOffloaded if self.dry_run => {
+                format!("{id} already offloaded; nothing would be sent")
             }
             Outcome::AlreadyOffloaded => format!("{id} already offloaded"),
             Outcome::DryRun => {
@@ -742,13 +753,15 @@ impl<'a> Uploader<'a> {
             elapsed_sec: 0.0,
             bytes_per_sec: None,
             resumed_from: 0,
+            dry_run: self.opts.dry_run,
             error: None,
             message: None,
         };
         let previous = read_state_lenient(&src.state);
+        // A dry run reports this too: a real run would send nothing, so
+        // "would be sent" would be false (and --all skips it the same way).
         if let Some(prev) = &previous
             && prev.status == OffloadStatus::Offloaded
-            && !self.opts.dry_run
         {
             report.success = true;
             report.status = Outcome::AlreadyOffloaded;
@@ -756,7 +769,15 @@ impl<'a> Uploader<'a> {
             report.checksum = prev.checksum.clone();
             report.server_checksum = prev.server_checksum.clone();
             report.local_deleted = prev.local_deleted;
-            log::info!("{}: already offloaded, nothing to do", report.recording_id);
+            log::info!(
+                "{}: already offloaded, {}",
+                report.recording_id,
+                if self.opts.dry_run {
+                    "nothing would be sent"
+                } else {
+                    "nothing to do"
+                }
+            );
             return Ok(report);
         }
 
@@ -1340,8 +1361,8 @@ fn read_reply(mut response: ureq::http::Response<ureq::Body>) -> (u16, String) {
     (status, text)
 }
 
-/// Classifies a non-2xx reply: 5xx, 408 and 422 `checksum_mismatch` are
-/// retried, every other status is final. The server's message is kept.
+/// Classifies a non-2xx reply: 5xx, 408, 422 `checksum_mismatch` and 409
+/// `upload_in_progress` are retried, every other status is final. The server's message is kept.
 fn status_failure(step: &str, status: u16, text: &str) -> Failure {
     let parsed: Option<ErrorResponse> = serde_json::from_str(text).ok();
     let (code, message) = match parsed {
@@ -1351,9 +1372,14 @@ fn status_failure(step: &str, status: u16, text: &str) -> Failure {
             text.trim().chars().take(200).collect::<String>(),
         ),
     };
+    // 409 `upload_in_progress` is the server's claim on the recording, most
+    // often held by our own attempt that died with the Wi-Fi: the server
+    // lets it go at its stall timeout, so waiting (like a 503) succeeds
+    // where giving up would fail a resumable run. Other 409s stay final.
     let retry = status >= 500
         || status == 408
-        || (status == 422 && code == protocol::code::CHECKSUM_MISMATCH);
+        || (status == 422 && code == protocol::code::CHECKSUM_MISMATCH)
+        || (status == 409 && code == protocol::code::UPLOAD_IN_PROGRESS);
     let message = format!("{step}: server answered {status} {code}: {message}");
     Failure {
         retry,
@@ -1436,17 +1462,37 @@ impl Progress {
         if !self.enabled || self.total == 0 {
             return;
         }
-        // The highest tenth reached; one line even when a read crosses several.
-        let tenth = (u128::from(done) * 10 / u128::from(self.total)).min(10) as u64;
-        if tenth >= self.next_tenth {
+        // One line per tenth, also when one read crosses several (a small
+        // file, a large chunk): a log reader counts ten lines per upload.
+        let tenth = self.tenth_of(done);
+        while self.next_tenth <= tenth {
             log::info!(
                 "{}: sent {}% ({done} of {} bytes)",
                 self.label,
-                tenth * 10,
+                self.next_tenth * 10,
                 self.total
             );
-            self.next_tenth = tenth + 1;
+            self.next_tenth += 1;
         }
+    }
+
+    /// Starts counting at `done` (a resume): the bytes the server already
+    /// holds were not sent now, so their tenths get no lines.
+    fn skip_to(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+        if self.total > 0 {
+            self.next_tenth = self.tenth_of(done) + 1;
+        }
+    }
+
+    /// How many whole tenths of the file `done` bytes are (0 to 10).
+    fn tenth_of(&self, done: u64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        (u128::from(done) * 10 / u128::from(self.total)).min(10) as u64
     }
 
     fn finish(&self) {
@@ -1531,7 +1577,7 @@ impl MultipartBody {
         self.start = offset;
         self.remaining = self.size - offset;
         self.sent = offset;
-        self.progress.update(offset);
+        self.progress.skip_to(offset);
     }
 
     /// Exact body length in bytes.
@@ -1732,6 +1778,10 @@ mod tests {
         assert!(status_failure("upload", 422, &e("checksum_mismatch")).retry);
         assert!(status_failure("upload", 408, &e("request_timeout")).retry);
         assert!(!status_failure("upload", 422, &e("other")).retry);
+        assert!(status_failure("upload", 409, &e("upload_in_progress")).retry);
+        assert!(!status_failure("upload", 409, &e("offset_mismatch")).retry);
+        assert!(!status_failure("upload", 409, &e("job_in_progress")).retry);
+        assert!(!status_failure("upload", 409, "not json").retry);
         let f = status_failure("upload", 400, &e("missing_field"));
         assert!(!f.retry);
         assert_eq!(f.code, "missing_field");

@@ -171,26 +171,73 @@ impl Node {
     }
 }
 
-/// A ~1 MB clip, so cuts and flips land inside a real body.
+/// Clip size in MiB for heavier runs (`scripts/gauntlet`); unset, the
+/// default ~1 MB clip keeps CI within its budget.
+const MIB_VAR: &str = "RIG_GAUNTLET_MIB";
+
+/// The clip size asked for with [`MIB_VAR`], if any; a value that is not a
+/// positive number fails loudly rather than silently running the light suite.
+fn heavy_mib() -> Option<f64> {
+    let text = std::env::var(MIB_VAR).ok()?;
+    match text.trim().parse::<f64>() {
+        Ok(n) if n > 0.0 && n.is_finite() => Some(n),
+        _ => panic!("{MIB_VAR}={text:?}: expected a clip size in MiB, e.g. 256"),
+    }
+}
+
+/// A ~1 MB clip, so cuts and flips land inside a real body; with
+/// `RIG_GAUNTLET_MIB=N`, a clip of about N MiB (constant-bitrate H.264, so
+/// the size follows the duration).
 fn clip(dir: &Path) -> PathBuf {
     let out = dir.join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=640x360:rate=25:duration=3")
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-b:v",
-            "3M",
-            "-pix_fmt",
-            "yuv420p",
-        ])
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"]);
+    match heavy_mib() {
+        None => {
+            cmd.arg("testsrc2=size=640x360:rate=25:duration=3").args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-b:v",
+                "3M",
+            ]);
+        }
+        Some(mib) => {
+            // 20 Mbit/s with filler (nal-hrd=cbr): N MiB is N*8.39/20 s.
+            let secs = (mib * 1.048_576 * 8.0 / 20.0).max(1.0);
+            cmd.arg(format!("testsrc2=size=1280x720:rate=25:duration={secs:.2}"))
+                .args([
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-b:v",
+                    "20M",
+                    "-minrate",
+                    "20M",
+                    "-maxrate",
+                    "20M",
+                    "-bufsize",
+                    "4M",
+                    "-x264-params",
+                    "nal-hrd=cbr",
+                ]);
+        }
+    }
+    let status = cmd
+        .args(["-pix_fmt", "yuv420p"])
         .arg(&out)
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(status.success(), "ffmpeg could not make {}", out.display());
+    if let Some(mib) = heavy_mib() {
+        let len = fs::metadata(&out).unwrap().len();
+        eprintln!(
+            "{MIB_VAR}={mib}: clip of {len} bytes ({:.1} MiB)",
+            len as f64 / 1_048_576.0
+        );
+    }
     out
 }
 
@@ -265,8 +312,32 @@ fn wait_for_stall(proxy: &Proxy, client: &mut Child) {
     }
 }
 
-/// Connection cut at 20 random offsets: every time the client retries and the
-/// server ends up with the exact file.
+/// Where the upload ends in a connection's upstream stream: the absolute
+/// offsets of the `\r\n` before its closing boundary (the file's end) and
+/// just past `--BOUNDARY--\r\n`. `tail` ends at byte `total`.
+fn upload_end(tail: &[u8], total: u64) -> (u64, u64) {
+    let start = tail.len() as u64;
+    let close = tail
+        .windows(b"--\r\n".len())
+        .enumerate()
+        .filter(|(_, w)| *w == b"--\r\n")
+        .map(|(i, _)| i)
+        .find(|&i| {
+            // "\r\n--rig-upload-<32 hex>--\r\n": the 47 bytes before "--\r\n".
+            i >= 47 && tail[i - 47..i].starts_with(b"\r\n--rig-upload-")
+        })
+        .expect("the upload's closing boundary lies in the stream's tail");
+    let file_end = total - start + (close - 47) as u64;
+    let end = total - start + (close + 4) as u64;
+    (file_end, end)
+}
+
+/// Connection cut at 20 offsets through the whole upload connection: 15
+/// spread at random over all of it (status request, headers, fields, file,
+/// closing boundary, confirm), and 5 placed where the request ends: the last
+/// file byte, the file's end, inside the closing boundary, its last byte,
+/// and the confirm after it. Every time the client retries and the server
+/// ends up with the exact file.
 #[test]
 fn cuts_at_twenty_random_offsets() {
     let dir = tempfile::tempdir().unwrap();
@@ -284,16 +355,36 @@ fn cuts_at_twenty_random_offsets() {
         "CAL",
         CameraId::Center,
     );
+    // One connection carries status, upload and confirm (ureq keeps it).
+    assert_eq!(proxy.upstream_bytes().len(), 1, "one connection per run");
     let request_len = proxy.upstream_bytes()[0];
     assert!(request_len > original.len() as u64);
+    let (file_end, upload_end) = upload_end(&proxy.upstream_tail(0), request_len);
+    assert!(file_end > original.len() as u64 && upload_end < request_len);
 
-    // A small deterministic generator: offsets spread over the whole request.
+    // A small deterministic generator: offsets spread over the whole
+    // connection, then the ends that random offsets would rarely hit.
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    for i in 0..20 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let offset = 1 + (seed >> 11) % (original.len() as u64 - 1);
+    let mut offsets: Vec<u64> = (0..15)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            1 + (seed >> 11) % (request_len - 1)
+        })
+        .collect();
+    offsets.extend([
+        file_end - 1,
+        file_end,
+        file_end + 10,
+        upload_end - 1,
+        upload_end + 5,
+    ]);
+    assert!(
+        offsets.iter().any(|&o| o > original.len() as u64 + 200),
+        "the tail is covered: {offsets:?}"
+    );
+    for (i, offset) in offsets.into_iter().enumerate() {
         let session = format!("CUT{i}");
         let video = node.add(&clip, &session, CameraId::Left);
         proxy.push_faults(&[Fault::CutAfter(offset)]);
@@ -565,6 +656,359 @@ fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     req.extend_from_slice(body);
     req
 }
+
+/// A request with exactly these parts: `host` None sends no Host header,
+/// `pad` adds an `X-Pad` header of that many bytes, `Content-Length` is
+/// the body's.
+fn raw_request(method: &str, path: &str, host: Option<&str>, pad: usize, body: &[u8]) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if let Some(h) = host {
+        head.push_str(&format!("Host: {h}\r\n"));
+    }
+    if pad > 0 {
+        head.push_str(&format!("X-Pad: {}\r\n", "p".repeat(pad)));
+    }
+    head.push_str(&format!(
+        "Connection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    let mut req = head.into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+/// The generated part of the malformed set, each request different from the
+/// others: traversal IDs in every route that takes one (plain, percent-,
+/// double- and overlong-encoded), multipart boundaries and framings,
+/// header sizes and counts, truncated and mistyped JSON, wrong methods, and
+/// Host headers. Each is refused whatever the server makes of it: bad IDs,
+/// a checksum of zeros no file has, or a method a route does not take.
+fn more_malformed(requests: &mut Vec<(String, Vec<u8>)>, mp4: &[u8], zeros: &str) {
+    let upload_ct = "multipart/form-data; boundary=B";
+    let form = |session: &[u8], camera: &[u8]| {
+        multipart(
+            "B",
+            &[
+                ("session_id", session),
+                ("camera_id", camera),
+                ("checksum", zeros.as_bytes()),
+                ("file", mp4),
+            ],
+        )
+    };
+    let get = |path: &str| raw_request("GET", path, Some("x"), 0, b"");
+
+    // Traversal IDs, encoded forms, in the query and path routes.
+    let encoded = [
+        "..",
+        "..%2f..%2fetc",
+        "%2e%2e",
+        "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "%252e%252e%252f",
+        "..%5c..%5cwindows",
+        "%c0%ae%c0%ae%c0%af",
+        "%ef%bc%8e%ef%bc%8e",
+        "..%00",
+        "GAME%00.mp4",
+        "....%2f%2f",
+        "..;",
+        "%2F",
+        "%2fetc%2fpasswd",
+        "~%2f.ssh",
+        "a%20b",
+        "%3Cscript%3E",
+        "x%0d%0aSet-Cookie:%20a",
+    ];
+    for e in encoded {
+        let status =
+            format!("/api/v1/upload/status?session_id={e}&camera_id=CAM_C&checksum={zeros}");
+        requests.push((format!("status session {e}"), get(&status)));
+        for route in [
+            format!("/api/v1/sessions/{e}"),
+            format!("/api/v1/sessions/{e}/CAM_C/recording.mp4"),
+            format!("/api/v1/sessions/S/{e}/recording.mp4"),
+            format!("/api/v1/sessions/{e}/stitched/panorama.mp4"),
+        ] {
+            requests.push((format!("GET {route}"), get(&route)));
+        }
+        let stitch = format!("/api/v1/sessions/{e}/stitch");
+        requests.push((
+            format!("POST {stitch}"),
+            raw_request("POST", &stitch, Some("x"), 0, b""),
+        ));
+    }
+    for c in ["..%2fCAM_C", "CAM_C%00", "%43AM_C", "CAM_C/../x", "CAM_Q"] {
+        let status = format!("/api/v1/upload/status?session_id=S&camera_id={c}&checksum={zeros}");
+        requests.push((format!("status camera {c}"), get(&status)));
+    }
+    for q in [
+        "",
+        "?",
+        "?session_id=S",
+        "?session_id=S&camera_id=CAM_C",
+        "?session_id=S&camera_id=CAM_C&checksum=xyz",
+        "?session_id=S&camera_id=CAM_C&checksum=%zz",
+        "?session_id=S&session_id=..&camera_id=CAM_C",
+    ] {
+        requests.push((
+            format!("status {q:?}"),
+            get(&format!("/api/v1/upload/status{q}")),
+        ));
+    }
+    // Traversal file names: the server ignores them, and the checksum of
+    // zeros fails the upload anyway.
+    for name in [
+        "../../evil.mp4",
+        "/etc/passwd",
+        "..\\..\\x.mp4",
+        "%2e%2e/x.mp4",
+    ] {
+        let mut body = Vec::new();
+        for (n, v) in [
+            ("session_id", "S"),
+            ("camera_id", "CAM_C"),
+            ("checksum", zeros),
+        ] {
+            body.extend_from_slice(
+                format!("--B\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n")
+                    .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!(
+                "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(mp4);
+        body.extend_from_slice(b"\r\n--B--\r\n");
+        requests.push((
+            format!("file name {name:?}"),
+            post("/api/v1/upload", upload_ct, &body),
+        ));
+    }
+
+    // Boundaries: the Content-Type's against the body's.
+    let long70 = "b".repeat(70);
+    let long71 = "b".repeat(71);
+    let long500 = "b".repeat(500);
+    for (param, body_boundary) in [
+        ("\"B\"", "B"),
+        ("B; charset=utf-8", "B"),
+        ("b", "B"),
+        ("B ", "B"),
+        (" B", "B"),
+        ("\"\"", "B"),
+        ("--", "--"),
+        ("B,C", "B,C"),
+        ("a=b", "a=b"),
+        ("ü", "ü"),
+        ("B\tC", "B\tC"),
+        (long70.as_str(), long70.as_str()),
+        (long71.as_str(), long71.as_str()),
+        (long500.as_str(), long500.as_str()),
+        ("B", "BB"),
+        ("BB", "B"),
+    ] {
+        let body = multipart(
+            body_boundary,
+            &[
+                ("session_id", b"S"),
+                ("camera_id", b"CAM_C"),
+                ("checksum", zeros.as_bytes()),
+                ("file", mp4),
+            ],
+        );
+        requests.push((
+            format!("boundary {param:.20?} vs body {body_boundary:.20?}"),
+            post(
+                "/api/v1/upload",
+                &format!("multipart/form-data; boundary={param}"),
+                &body,
+            ),
+        ));
+    }
+    // Framings of an otherwise plausible form.
+    let good = form(b"S", b"CAM_C");
+    let lf_only: Vec<u8> = String::from_utf8_lossy(&good[..200])
+        .replace("\r\n", "\n")
+        .into_bytes();
+    let no_close = good[..good.len() - b"--B--\r\n".len()].to_vec();
+    let no_final_crlf = good[..good.len() - 2].to_vec();
+    let mut preamble = b"preamble text\r\n".to_vec();
+    preamble.extend_from_slice(&good);
+    let mut epilogue = good.clone();
+    epilogue.extend_from_slice(b"epilogue after the end");
+    let fields = |extra: &[(&str, &[u8])], file_first: bool| {
+        let mut f: Vec<(&str, &[u8])> = vec![
+            ("session_id", b"S"),
+            ("camera_id", b"CAM_C"),
+            ("checksum", zeros.as_bytes()),
+        ];
+        f.extend_from_slice(extra);
+        if file_first {
+            f.insert(0, ("file", mp4));
+        } else {
+            f.push(("file", mp4));
+        }
+        multipart("B", &f)
+    };
+    let no_disposition = b"--B\r\nContent-Type: text/plain\r\n\r\nS\r\n--B--\r\n".to_vec();
+    let unquoted =
+        b"--B\r\nContent-Disposition: form-data; name=session_id\r\n\r\nS\r\n--B--\r\n".to_vec();
+    let header_only = b"--B\r\nContent-Disposition: form-data; name=\"file\"".to_vec();
+    let huge_part_header = format!(
+        "--B\r\nContent-Disposition: form-data; name=\"session_id\"\r\nX-Part: {}\r\n\r\nS\r\n--B--\r\n",
+        "h".repeat(100_000)
+    )
+    .into_bytes();
+    for (what, body) in [
+        ("LF-only line ends", lf_only),
+        ("no closing boundary", no_close),
+        ("closing boundary without CRLF", no_final_crlf),
+        ("preamble", preamble),
+        ("epilogue", epilogue),
+        (
+            "duplicate session_id",
+            fields(&[("session_id", b"..")], false),
+        ),
+        ("file before the IDs", fields(&[], true)),
+        ("two file parts", fields(&[("file", mp4)], false)),
+        ("offset -1", fields(&[("offset", b"-1")], false)),
+        (
+            "offset beyond u64",
+            fields(&[("offset", b"99999999999999999999999")], false),
+        ),
+        (
+            "offset past the file",
+            fields(&[("offset", b"5000")], false),
+        ),
+        ("part without Content-Disposition", no_disposition),
+        ("unquoted name", unquoted),
+        ("part header only", header_only),
+        ("100 kB part header", huge_part_header),
+    ] {
+        requests.push((what.into(), post("/api/v1/upload", upload_ct, &body)));
+    }
+
+    // Header sizes and counts, on requests refused for their body.
+    for pad in [
+        64, 512, 1024, 2048, 4095, 4096, 8000, 8192, 16_384, 32_768, 65_536,
+    ] {
+        requests.push((
+            format!("{pad}-byte header, bad JSON"),
+            raw_request("POST", "/api/v1/upload/confirm", Some("x"), pad, b"{"),
+        ));
+    }
+    for count in [50, 100, 200, 1000] {
+        let many: String = (0..count).map(|i| format!("X-N{i}: v\r\n")).collect();
+        requests.push((
+            format!("{count} headers, bad JSON"),
+            format!(
+                "POST /api/v1/upload/confirm HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\
+                 Content-Length: 1\r\n\r\n{{"
+            )
+            .into_bytes(),
+        ));
+    }
+
+    // JSON: every truncation of a confirm body, then wrong types and shapes.
+    let whole = r#"{"session_id": "S", "camera_id": "CAM_C"}"#;
+    for cut in 0..whole.len() {
+        requests.push((
+            format!("confirm cut at {cut}"),
+            post(
+                "/api/v1/upload/confirm",
+                "application/json",
+                &whole.as_bytes()[..cut],
+            ),
+        ));
+    }
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    for j in [
+        r#"{"session_id": "S", "camera_id": "CAM_C"} trailing"#,
+        r#"{"session_id": null, "camera_id": "CAM_C"}"#,
+        r#"{"session_id": "S", "camera_id": null}"#,
+        r#"{"session_id": {"a": 1}, "camera_id": "CAM_C"}"#,
+        r#"{"session_id": "S", "camera_id": 3}"#,
+        r#"{"session_id": true, "camera_id": false}"#,
+        r#"{"session_id": "S\u0000", "camera_id": "CAM_C"}"#,
+        r#"{"session_id": "\ud800", "camera_id": "CAM_C"}"#,
+        r#"{"session_id": "../S", "camera_id": "CAM_C", "extra": 1}"#,
+        r#"{'session_id': 'S'}"#,
+        r#"{"session_id": "S", "camera_id": "CAM_C",}"#,
+        r#""just a string""#,
+        "1e999",
+        deep.as_str(),
+    ] {
+        requests.push((
+            format!("confirm json {j:.40?}"),
+            post("/api/v1/upload/confirm", "application/json", j.as_bytes()),
+        ));
+    }
+    requests.push((
+        "confirm with a form body".into(),
+        post("/api/v1/upload/confirm", upload_ct, &good),
+    ));
+
+    // Wrong methods on every API route (the right one would be answered 2xx).
+    let status_path =
+        format!("/api/v1/upload/status?session_id=S&camera_id=CAM_C&checksum={zeros}");
+    for m in [
+        "GET", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO", "get", "post",
+    ] {
+        for (path, allowed) in [
+            ("/api/v1/upload", "POST"),
+            ("/api/v1/upload/confirm", "POST"),
+            (status_path.as_str(), "GET"),
+            ("/api/v1/health", "GET"),
+            ("/api/v1/sessions", "GET"),
+            ("/api/v1/jobs", "GET"),
+            ("/api/v1/stats", "GET"),
+        ] {
+            if m == allowed {
+                continue;
+            }
+            requests.push((
+                format!("{m} {path}"),
+                raw_request(m, path, Some("x"), 0, b""),
+            ));
+        }
+    }
+
+    // Host headers, on a traversal upload, bad JSON and a wrong method.
+    let long_host = "h".repeat(5000);
+    let traversal = form(b"../x", b"CAM_C");
+    for host in [
+        None,
+        Some(""),
+        Some("evil.example.com"),
+        Some("127.0.0.1:1"),
+        Some("[::1]:8081"),
+        Some("host with spaces"),
+        Some("xn--n3h.example"),
+        Some("x\r\nX-Injected: 1"),
+        Some("x\r\nHost: y"),
+        Some(long_host.as_str()),
+    ] {
+        let label = format!("{host:.20?}");
+        requests.push((
+            format!("host {label}: traversal upload"),
+            raw_request("POST", "/api/v1/upload", host, 0, &traversal),
+        ));
+        requests.push((
+            format!("host {label}: bad JSON"),
+            raw_request("POST", "/api/v1/upload/confirm", host, 0, b"{\"a\":"),
+        ));
+        requests.push((
+            format!("host {label}: PUT"),
+            raw_request("PUT", "/api/v1/upload", host, 0, b""),
+        ));
+    }
+}
+
+/// A slow body's next bytes: sent after a pause of this many milliseconds.
+type Piece = (u64, Vec<u8>);
 
 /// 200+ malformed requests: every reply is a 4xx JSON error or a clean close,
 /// the server keeps serving, and nothing appears outside the storage root.
@@ -861,34 +1305,90 @@ fn two_hundred_malformed_requests() {
             ),
         ),
     ));
-    // Repeat the whole set with keep-alive off and varied Host headers until past 200.
-    let base = requests.clone();
-    let mut round = 0;
-    while requests.len() < 210 {
-        round += 1;
-        for (what, r) in &base {
-            requests.push((format!("{what} (again {round})"), r.clone()));
-        }
-    }
+    more_malformed(&mut requests, &mp4, &good_sum);
+    // Every request is a different one: a repeat tests nothing new.
+    let mut seen = std::collections::HashSet::new();
+    requests.retain(|(_, r)| seen.insert(r.clone()));
+    assert!(
+        requests.len() >= 200,
+        "{} distinct malformed requests",
+        requests.len()
+    );
 
-    // Send them 8 at a time; slow-loris bodies run alongside.
+    // Send them 8 at a time; slow bodies run alongside, each stalling in a
+    // different place: a part header, the file data, a trickle that stops,
+    // a confirm body, no body at all. The server's 1 s stall timeout ends
+    // each (a 4xx JSON or a close).
     let addr = server.addr;
-    let lorises: Vec<_> = (0..6)
-        .map(|i| {
+    let upload_head = |len: usize| {
+        format!(
+            "POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; \
+             boundary=B\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let mut file_head = multipart(
+        "B",
+        &[
+            ("session_id", b"SLOW"),
+            ("camera_id", b"CAM_C"),
+            ("checksum", good_sum.as_bytes()),
+            ("file", &mp4),
+        ],
+    );
+    file_head.truncate(file_head.len() - 2000);
+    let slow: Vec<(String, Vec<u8>, Vec<Piece>)> = vec![
+        (
+            "stops in a part header".into(),
+            [upload_head(100_000), b"--B\r\n".to_vec()].concat(),
+            vec![(300, b"Content-Disp".to_vec())],
+        ),
+        (
+            "stops in a part header later".into(),
+            [upload_head(100_000), b"--B\r\n".to_vec()].concat(),
+            vec![(900, b"Content-Disposition: form-da".to_vec())],
+        ),
+        (
+            "stops in the file data".into(),
+            [upload_head(file_head.len() + 50_000), file_head.clone()].concat(),
+            vec![(200, mp4[..100].to_vec())],
+        ),
+        (
+            "trickles a byte per 150 ms, then stops".into(),
+            upload_head(100_000),
+            b"--B\r\nContent-Disposition"
+                .iter()
+                .map(|&b| (150, vec![b]))
+                .collect(),
+        ),
+        (
+            "confirm body stops".into(),
+            b"POST /api/v1/upload/confirm HTTP/1.1\r\nHost: x\r\nContent-Type: \
+              application/json\r\nContent-Length: 100\r\n\r\n{\"session"
+                .to_vec(),
+            vec![(400, b"_id\": \"S".to_vec())],
+        ),
+        ("headers only, no body".into(), upload_head(100_000), vec![]),
+    ];
+    let lorises: Vec<_> = slow
+        .into_iter()
+        .map(|(what, head, pieces)| {
             thread::spawn(move || {
                 let mut s = TcpStream::connect(addr).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-                let head = "POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n--B\r\n";
-                let _ = s.write_all(head.as_bytes());
-                thread::sleep(Duration::from_millis(300 * i));
-                let _ = s.write_all(b"Content-Disp");
+                let _ = s.write_all(&head);
+                for (ms, bytes) in pieces {
+                    thread::sleep(Duration::from_millis(ms));
+                    let _ = s.write_all(&bytes);
+                }
                 let mut buf = Vec::new();
                 let _ = s.read_to_end(&mut buf);
-                parse_reply(&buf)
+                (what, parse_reply(&buf))
             })
         })
         .collect();
     let total = requests.len();
+    eprintln!("malformed: {total} distinct requests, 8 at a time, 6 slow bodies alongside");
     let chunks: Vec<Vec<(String, Vec<u8>)>> = requests
         .chunks(total.div_ceil(8))
         .map(|c| c.to_vec())
@@ -923,11 +1423,21 @@ fn two_hundred_malformed_requests() {
         }
     }
     for l in lorises {
-        let (status, body) = l.join().unwrap();
+        let (what, (status, body)) = l.join().unwrap();
         if let Some(status) = status {
-            assert!((400..500).contains(&status), "slow loris: {status} {body}");
+            assert!(
+                (400..500).contains(&status),
+                "slow body {what}: {status} {body}"
+            );
+            let v: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|_| panic!("slow body {what}: {status} not JSON: {body:?}"));
+            assert_eq!(v["success"], false, "slow body {what}");
         }
     }
+    eprintln!(
+        "malformed: {replies} answered 4xx JSON, {} closed",
+        total - replies
+    );
     assert!(
         total >= 200 && replies > 150,
         "{total} sent, {replies} answered"

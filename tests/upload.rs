@@ -69,6 +69,9 @@ struct Inner {
     arrivals: Vec<Arrival>,
     /// recording ID -> (digest, size, bytes)
     stored: HashMap<String, (String, u64, Vec<u8>)>,
+    /// The status of every `GET /api/v1/upload/status` answer: 404 (a
+    /// server without the resume extension) unless a test says otherwise.
+    status_answer: u16,
 }
 
 #[derive(Clone)]
@@ -79,11 +82,17 @@ struct FaultServer {
 
 impl FaultServer {
     fn start(uploads: Vec<UploadAct>, confirms: Vec<ConfirmAct>) -> FaultServer {
+        FaultServer::with_status(uploads, confirms, 404)
+    }
+
+    /// Like [`FaultServer::start`], answering upload status with `status`.
+    fn with_status(uploads: Vec<UploadAct>, confirms: Vec<ConfirmAct>, status: u16) -> FaultServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let inner = Arc::new(Mutex::new(Inner {
             uploads: uploads.into(),
             confirms: confirms.into(),
+            status_answer: status,
             ..Inner::default()
         }));
         let shared = inner.clone();
@@ -104,6 +113,16 @@ impl FaultServer {
         g.arrivals
             .iter()
             .filter(|a| a.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Requests whose path (query included) starts with `prefix`.
+    fn arrivals_under(&self, prefix: &str) -> Vec<Arrival> {
+        let g = self.inner.lock().unwrap();
+        g.arrivals
+            .iter()
+            .filter(|a| a.path.starts_with(prefix))
             .cloned()
             .collect()
     }
@@ -287,6 +306,15 @@ fn handle(mut stream: TcpStream, shared: &Mutex<Inner>) -> std::io::Result<()> {
     reader.read_exact(&mut body)?;
     arrival.body_len = body.len();
     shared.lock().unwrap().arrivals.push(arrival);
+    if path.starts_with("/api/v1/upload/status") {
+        let status = shared.lock().unwrap().status_answer;
+        let code = if status == 405 {
+            "method_not_allowed"
+        } else {
+            "not_found"
+        };
+        return respond(&mut stream, status, &error_body(code));
+    }
     if path == "/api/v1/upload/confirm" {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let (s, c) = (
@@ -918,6 +946,220 @@ fn offload_all_wrapper_runs_passes_until_everything_is_offloaded() {
     assert_eq!(server.arrivals("/api/v1/upload").len(), 2);
     assert_eq!(rig.state(&rec)["status"], "offloaded");
     assert!(!rig.video(&rec).exists());
+}
+
+#[test]
+fn upload_in_progress_409_twice_then_success_is_three_attempts_and_offloaded() {
+    // After a Wi-Fi drop the server still holds our dead attempt as in
+    // flight: its 409 upload_in_progress is waited out like a 503.
+    let server = FaultServer::start(
+        vec![
+            UploadAct::Status(409, "upload_in_progress", false),
+            UploadAct::Status(409, "upload_in_progress", true),
+        ],
+        vec![],
+    );
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S17", CameraId::Center, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let ups = server.arrivals("/api/v1/upload");
+    assert_eq!(ups.len(), 3);
+    assert_backoff(&ups);
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["attempts"].as_u64()),
+        (Some("offloaded"), Some(3))
+    );
+    let st = rig.state(&rec);
+    assert_eq!(
+        (st["status"].as_str(), st["attempts"].as_u64()),
+        (Some("offloaded"), Some(3))
+    );
+    assert_eq!(
+        server.stored(&rec.to_string()).unwrap(),
+        fs::read(&rig.clip).unwrap()
+    );
+    let log = common::stderr(&out);
+    assert!(log.contains("409 upload_in_progress"), "{log}");
+    assert!(!log.contains("not retried"), "{log}");
+    assert_file_intact(&rig, &rec);
+}
+
+#[test]
+fn other_409s_are_still_final() {
+    let server = FaultServer::start(
+        vec![UploadAct::Status(409, "recording_exists", true)],
+        vec![],
+    );
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S18", CameraId::Center, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 1);
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (v["error"].as_str(), v["attempts"].as_u64()),
+        (Some("recording_exists"), Some(1))
+    );
+    assert_eq!(rig.state(&rec)["status"], "failed");
+    assert_file_intact(&rig, &rec);
+}
+
+#[test]
+fn a_server_without_resume_404_or_405_on_status_gets_whole_uploads() {
+    for status in [404u16, 405] {
+        // One 503 so that a second attempt shows the answer is remembered:
+        // status is asked once, and neither upload carries an offset.
+        let server = FaultServer::with_status(
+            vec![UploadAct::Status(503, "internal_error", true)],
+            vec![],
+            status,
+        );
+        let rig = Rig::new(&server.url, "");
+        let rec = rig.add("S19", CameraId::Right, "2024-03-15T14:00:00Z");
+        let out = upload_one(&rig, &rec, &["--json"]);
+        let log = common::stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{status}: {log}");
+        let asked = server.arrivals_under("/api/v1/upload/status");
+        assert_eq!(asked.len(), 1, "{status}: status asked once per run");
+        assert!(
+            asked[0]
+                .path
+                .contains("session_id=S19&camera_id=CAM_R&checksum="),
+            "{}",
+            asked[0].path
+        );
+        let ups = server.arrivals("/api/v1/upload");
+        assert_eq!(ups.len(), 2, "{status}");
+        for up in &ups {
+            assert_eq!(
+                up.fields,
+                ["session_id", "camera_id", "checksum", "manifest", "file"],
+                "{status}: a whole upload has no offset field"
+            );
+            assert!(!up.text.contains_key("offset"), "{status}");
+            assert_eq!(up.content_length, Some(up.body_len as u64));
+        }
+        assert_eq!(
+            ups[1].file_sha256.as_deref(),
+            Some(common::sha256sum(&rig.clip).as_str())
+        );
+        assert_eq!(
+            server.stored(&rec.to_string()).unwrap(),
+            fs::read(&rig.clip).unwrap()
+        );
+        let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+        assert_eq!(v["status"], "offloaded", "{status}");
+        assert_eq!(v["resumed_from"], 0, "{status}");
+        assert_eq!(rig.state(&rec)["status"], "offloaded");
+        assert!(
+            log.contains(&format!("does not resume uploads ({status} on status)")),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_of_an_offloaded_recording_says_nothing_would_be_sent() {
+    let server = FaultServer::start(vec![], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S20", CameraId::Left, "2024-03-15T14:00:00Z");
+    assert_eq!(upload_one(&rig, &rec, &[]).status.code(), Some(0));
+    let state_path = rig.layout().offload_state(&rec);
+    let before = fs::read(&state_path).unwrap();
+
+    let out = upload_one(&rig, &rec, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let text = common::stdout(&out);
+    assert_eq!(
+        text.trim(),
+        "S20_CAM_L already offloaded; nothing would be sent",
+        "{text}"
+    );
+    let out = upload_one(&rig, &rec, &["--dry-run", "--json"]);
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(v["status"], "already_offloaded");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["attempts"], 0);
+    // A real run's report carries no dry_run key.
+    let out = upload_one(&rig, &rec, &["--json"]);
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(v["status"], "already_offloaded");
+    assert!(v.get("dry_run").is_none(), "{v}");
+
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 1);
+    assert_eq!(fs::read(&state_path).unwrap(), before, "state untouched");
+}
+
+/// The waits the client logged, as (seconds text, attempt it precedes).
+fn logged_waits(log: &str) -> Vec<(String, u32)> {
+    log.lines()
+        .filter_map(|l| {
+            let rest = l.split("waiting ").nth(1)?;
+            let (secs, rest) = rest.split_once(" s before attempt ")?;
+            let attempt = rest.split_whitespace().next()?.parse().ok()?;
+            Some((secs.to_string(), attempt))
+        })
+        .collect()
+}
+
+#[test]
+fn retry_delays_are_exactly_the_table_for_five_attempts() {
+    // retry_count 5, every attempt fails: the client plans exactly four
+    // waits, retry_delay_sec x 1, 2, 4, 8. Asserted on what it logged (the
+    // planned delays), not on the clock.
+    let server = FaultServer::start(
+        vec![UploadAct::Status(503, "internal_error", true); 5],
+        vec![],
+    );
+    let rig = Rig::with_retries(&server.url, 5, "");
+    let rec = rig.add("S21", CameraId::Center, "2024-03-15T14:00:00Z");
+    let out = upload_one(&rig, &rec, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let log = common::stderr(&out);
+    let want: Vec<(String, u32)> = [1.0, 2.0, 4.0, 8.0]
+        .iter()
+        .zip(2..)
+        .map(|(k, n)| (format!("{:.2}", DELAY * k), n))
+        .collect();
+    assert_eq!(want[3], ("0.40".to_string(), 5), "the table itself");
+    assert_eq!(logged_waits(&log), want, "{log}");
+    assert_eq!(server.arrivals("/api/v1/upload").len(), 5);
+    let v: Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+    assert_eq!(v["attempts"], 5);
+    assert_eq!(rig.state(&rec)["attempts"], 5);
+}
+
+#[test]
+fn without_a_tty_progress_is_one_log_line_per_tenth() {
+    let server = FaultServer::start(vec![], vec![]);
+    let rig = Rig::new(&server.url, "");
+    let rec = rig.add("S22", CameraId::Center, "2024-03-15T14:00:00Z");
+    let [s, c] = sess_cam(&rec);
+    // stderr is a pipe here, so no bar: log lines.
+    let out = std::process::Command::new(BIN)
+        .args(["--config", rig.config.to_str().unwrap(), &s, &c])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let log = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let size = fs::metadata(rig.video(&rec)).unwrap().len();
+    let tenths: Vec<u32> = log
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("S22_CAM_C: sent ").nth(1)?;
+            let (pct, rest) = rest.split_once("% (")?;
+            assert!(rest.ends_with(&format!(" of {size} bytes)")), "{l}");
+            pct.parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        tenths,
+        [10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+        "one line per 10% of a {size}-byte file:\n{log}"
+    );
 }
 
 // ---------------------------------------------------------------- real rig-receive

@@ -22,7 +22,8 @@ USAGE:
 
 Uploads the recording, confirms the server's SHA-256 matches the manifest's,
 and marks it offloaded in S_C.offload.json beside the manifest. Retries
-network errors, 5xx and checksum mismatches after 5, 10, 20, 40 s (by default).
+network errors, 5xx, checksum mismatches and 409 upload_in_progress (the
+server still holding a dropped attempt) after 5, 10, 20, 40 s (by default).
 
 OPTIONS:
     --all                   Every recording under the storage root not yet

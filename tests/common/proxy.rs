@@ -5,7 +5,9 @@
 //! Faults are consumed one per accepted connection, in order; once the list is
 //! empty every further connection passes through untouched. The proxy counts
 //! the bytes each connection sent upstream so tests can assert how much a
-//! retry or a resume really sent.
+//! retry or a resume really sent, and keeps the last [`TAIL_BYTES`] of each
+//! so tests can find where a request ends in the stream (its closing
+//! multipart boundary) and cut exactly there.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -31,11 +33,18 @@ pub enum Fault {
     StallAfter(u64),
 }
 
+/// How much of each connection's upstream stream [`Proxy::upstream_tail`]
+/// keeps: more than a confirm request and a multipart tail, far less than a
+/// clip.
+pub const TAIL_BYTES: usize = 64 * 1024;
+
 #[derive(Default)]
 struct Shared {
     faults: Mutex<VecDeque<Fault>>,
     /// Client-to-server bytes forwarded, one entry per connection.
     upstream_bytes: Mutex<Vec<u64>>,
+    /// The last [`TAIL_BYTES`] forwarded upstream, one entry per connection.
+    upstream_tails: Mutex<Vec<Vec<u8>>>,
     stop: AtomicBool,
     release: AtomicBool,
     stalled: AtomicBool,
@@ -68,6 +77,7 @@ impl Proxy {
                 let index = {
                     let mut v = s.upstream_bytes.lock().unwrap();
                     v.push(0);
+                    s.upstream_tails.lock().unwrap().push(Vec::new());
                     v.len() - 1
                 };
                 let s2 = Arc::clone(&s);
@@ -90,6 +100,12 @@ impl Proxy {
     /// Client-to-server bytes forwarded per connection so far.
     pub fn upstream_bytes(&self) -> Vec<u64> {
         self.shared.upstream_bytes.lock().unwrap().clone()
+    }
+
+    /// The last [`TAIL_BYTES`] (or fewer) client-to-server bytes of
+    /// connection `index`; they end at `upstream_bytes()[index]`.
+    pub fn upstream_tail(&self, index: usize) -> Vec<u8> {
+        self.shared.upstream_tails.lock().unwrap()[index].clone()
     }
 
     /// Lets stalled connections go on.
@@ -160,7 +176,7 @@ fn copy_up(mut from: TcpStream, mut to: TcpStream, fault: Fault, index: usize, s
                 break;
             }
             sent += head as u64;
-            s.upstream_bytes.lock().unwrap()[index] = sent;
+            forwarded(s, index, sent, &chunk[..head]);
             s.stalled.store(true, Ordering::SeqCst);
             while !s.release.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
                 if s.cut.load(Ordering::SeqCst) {
@@ -189,11 +205,23 @@ fn copy_up(mut from: TcpStream, mut to: TcpStream, fault: Fault, index: usize, s
             break;
         }
         sent += chunk.len() as u64;
-        s.upstream_bytes.lock().unwrap()[index] = sent;
+        forwarded(s, index, sent, chunk);
         if matches!(fault, Fault::CutAfter(limit) if sent >= limit) {
             break;
         }
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
+}
+
+/// Records that `chunk` went upstream on connection `index`, `sent` in all.
+fn forwarded(s: &Shared, index: usize, sent: u64, chunk: &[u8]) {
+    s.upstream_bytes.lock().unwrap()[index] = sent;
+    let mut tails = s.upstream_tails.lock().unwrap();
+    let tail = &mut tails[index];
+    tail.extend_from_slice(chunk);
+    if tail.len() > TAIL_BYTES {
+        let extra = tail.len() - TAIL_BYTES;
+        tail.drain(..extra);
+    }
 }
