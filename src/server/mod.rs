@@ -530,6 +530,7 @@ fn handle(state: &State, mut req: tiny_http::Request) {
     let method = req.method().clone();
     let path = req.url().split('?').next().unwrap_or("").to_string();
     let mut trace = upload::Trace::default();
+    let mut admitted = false;
     let result = if state.stopping.load(Ordering::SeqCst) {
         Err(ApiError::new(
             503,
@@ -538,6 +539,7 @@ fn handle(state: &State, mut req: tiny_http::Request) {
         ))
     } else {
         admit(state, &req, &method, &path).and_then(|grant| {
+            admitted = true;
             trace.grant = grant;
             route(state, &mut req, &method, &path, &mut trace)
         })
@@ -547,6 +549,25 @@ fn handle(state: &State, mut req: tiny_http::Request) {
         Err(e) => (error_reply(&e), Some(e)),
     };
     let status = reply.status;
+    if admitted && status == 409 {
+        // A 409 tells an admitted client where to resume (offset_mismatch)
+        // or to come back later; ureq reads no reply before it has sent its
+        // whole body, so the rest of the body is read, as much as a real
+        // upload may send in the time one may take. Every other early reply
+        // reads at most 1 MiB and closes the connection (vendored tiny_http,
+        // patch 7): a refused client cannot push gigabytes.
+        let cap = state
+            .limits
+            .max_upload_bytes
+            .saturating_add(upload::FORM_OVERHEAD);
+        req.set_drain_limit(
+            usize::try_from(cap).unwrap_or(usize::MAX),
+            state
+                .limits
+                .upload_timeout
+                .saturating_sub(started.elapsed()),
+        );
+    }
     let mut response = response_of(reply);
     if status == 405 {
         let allow = match path.as_str() {
