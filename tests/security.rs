@@ -646,3 +646,49 @@ fn refused_uploads_are_cut_off_before_their_body_is_read() {
         "{got}"
     );
 }
+
+#[test]
+fn upload_status_obeys_the_keys_camera_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Receiver::start(
+        dir.path(),
+        &format!("  api_keys:\n    - {{key: {LEFT_KEY}, cameras: [CAM_L]}}\n    - {OPEN_KEY}\n"),
+    );
+    let status = |camera: &str, key: Option<&str>| {
+        let url = format!(
+            "{}/api/v1/upload/status?session_id={SESSION}&camera_id={camera}&checksum={}",
+            server.url,
+            "a".repeat(64)
+        );
+        let auth = key.map(|k| format!("Authorization: Bearer {k}"));
+        let mut args: Vec<&str> = Vec::new();
+        if let Some(a) = &auth {
+            args.extend(["-H", a.as_str()]);
+        }
+        args.push(&url);
+        let (code, body) = curl(&args);
+        (
+            code,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    // The CAM_L key asking about CAM_C: refused as the upload would be.
+    let (code, v) = status("CAM_C", Some(LEFT_KEY));
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (403, Some("camera_not_allowed")),
+        "{v}"
+    );
+    // Its own camera, and any camera with the unbound key: answered.
+    let (code, v) = status("CAM_L", Some(LEFT_KEY));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["received_bytes"], 0);
+    let (code, v) = status("CAM_C", Some(OPEN_KEY));
+    assert_eq!((code, v["camera_id"].as_str()), (200, Some("CAM_C")), "{v}");
+    let (code, v) = status("CAM_L", None);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{v}"
+    );
+}

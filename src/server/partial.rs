@@ -348,6 +348,9 @@ pub fn status(
         .map_err(|e| bad(field::SESSION_ID, e.to_string()))?;
     let camera = crate::ids::CameraId::parse(&get(field::CAMERA_ID)?)
         .map_err(|e| bad(field::CAMERA_ID, e.to_string()))?;
+    // The same camera binding as the upload it prepares: a key bound to
+    // CAM_L learns here, not after sending 20 GB, that it may not be CAM_C.
+    trace.grant.camera(camera)?;
     let checksum = get(field::CHECKSUM)?.trim().to_ascii_lowercase();
     if !crate::checksum::is_sha256_hex(&checksum) {
         return Err(bad(

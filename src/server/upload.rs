@@ -366,6 +366,18 @@ fn store_text<'s>(
     if slot.is_some() {
         return Err(invalid(name, "appears more than once in the form").into());
     }
+    if name == super::partial::OFFSET_FIELD && form.file.is_some() {
+        // The file part was read as starting at byte 0; an offset now would
+        // turn a good partial into a checksum mismatch. Refuse the form and
+        // leave the partial alone (not an interruption: nothing is kept or
+        // removed).
+        return Err(ApiError::new(
+            400,
+            code::INVALID_FIELD,
+            format!("field {name}: offset must come before the file part"),
+        )
+        .into());
+    }
     *slot = Some(text);
     // Reject bad values as soon as they are known, before any file byte.
     match name {
