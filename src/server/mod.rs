@@ -149,6 +149,8 @@ pub struct State {
     layout: ServerLayout,
     limits: Limits,
     partials: partial::PartialStore,
+    /// When the workers next sweep expired partials.
+    expiry: partial::ExpiryTimer,
     ffprobe: PathBuf,
     ffmpeg: PathBuf,
     in_flight: Mutex<HashSet<RecordingId>>,
@@ -286,6 +288,7 @@ impl Receiver {
             layout,
             limits: Limits::from_config(config),
             partials: partial::PartialStore::from_config(config),
+            expiry: partial::ExpiryTimer::new(partial::EXPIRE_EVERY, Instant::now()),
             ffprobe: config.processing.ffprobe_path.clone(),
             ffmpeg: config.processing.ffmpeg_path.clone(),
             in_flight: Mutex::new(HashSet::new()),
@@ -444,6 +447,9 @@ fn remove_upload_leftovers(temp: &Path) -> usize {
 
 fn worker(server: &tiny_http::Server, state: &State) {
     loop {
+        // Expired partials would otherwise stay until the next start-up or
+        // the next interrupted upload; one worker sweeps when it is due.
+        state.partials.expire_if_due(&state.expiry, Instant::now());
         match server.recv_timeout(POLL) {
             Ok(Some(req)) => handle(state, req),
             Ok(None) => {
