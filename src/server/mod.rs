@@ -74,6 +74,11 @@ const STATUS_WAIT: Duration = Duration::from_secs(10);
 /// How often idle workers and the main thread look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
+/// After the shutdown grace time, how long uploads still in flight get to
+/// stop and keep their bytes as partials. One that is receiving notices at
+/// its next read; one blocked on a silent client is left to the exit.
+const ABORT_WAIT: Duration = Duration::from_secs(3);
+
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug)]
 pub struct ServerError(pub String);
@@ -156,6 +161,9 @@ pub struct State {
     in_flight: Mutex<HashSet<RecordingId>>,
     active: AtomicU64,
     stopping: AtomicBool,
+    /// Set when the shutdown grace time is over: uploads in flight stop at
+    /// their next read and keep what they received as a partial.
+    aborting: AtomicBool,
     access: access::Access,
 }
 
@@ -294,6 +302,7 @@ impl Receiver {
             in_flight: Mutex::new(HashSet::new()),
             active: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            aborting: AtomicBool::new(false),
             access,
         };
         Ok(Receiver {
@@ -351,11 +360,28 @@ impl Receiver {
         }
         let left = self.state.active.load(Ordering::SeqCst);
         if left > 0 {
+            // As a dropped connection would: each upload keeps its bytes as
+            // a partial when it can, so the client resumes after a restart
+            // (systemctl restart at 95% must not cost the 95%).
             log::warn!(
-                "grace time over with {left} upload(s) unfinished; their temp files are \
-                 removed and nothing of them was stored"
+                "grace time over with {left} upload(s) unfinished; stopping them, keeping \
+                 what they received as partials for a resume"
             );
-            remove_upload_leftovers(&self.state.layout.temp);
+            self.state.aborting.store(true, Ordering::SeqCst);
+            let until = Instant::now() + ABORT_WAIT;
+            // Wait for the workers, not the upload count: the count drops
+            // before the 503 reply is written, and that reply should go out.
+            while handles.iter().any(|h| !h.is_finished()) && Instant::now() < until {
+                thread::sleep(POLL);
+            }
+            let stuck = self.state.active.load(Ordering::SeqCst);
+            if stuck > 0 {
+                log::warn!(
+                    "{stuck} upload(s) did not stop in time (a silent client); their temp \
+                     files are removed and nothing of them was stored"
+                );
+                remove_upload_leftovers(&self.state.layout.temp);
+            }
         } else {
             log::info!("stopped");
         }
