@@ -692,3 +692,67 @@ fn upload_status_obeys_the_keys_camera_binding() {
         "{v}"
     );
 }
+
+#[test]
+fn the_public_page_without_a_key_shows_status_but_no_links_that_would_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Receiver::start(dir.path(), &format!("  api_keys: [{OPEN_KEY}]\n"));
+    let clip = common::small_clip(dir.path(), "clip.mp4");
+    let bearer = format!("Authorization: Bearer {OPEN_KEY}");
+    let (status, v) = curl_upload(&server.url, &clip, "CAM_C", &["-H", &bearer]);
+    assert_eq!(status, 200, "{v}");
+    let page = format!("{}/", server.url);
+    let recording = format!(
+        "{}/api/v1/sessions/{SESSION}/CAM_C/recording.mp4",
+        server.url
+    );
+    let stitch = format!("{}/api/v1/sessions/{SESSION}/stitch", server.url);
+
+    // No key: the page, with the session and its sizes, but no link to a
+    // route that would answer 401, and a note saying why.
+    let (status, html) = curl(&[&page]);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(SESSION), "{html}");
+    assert!(html.contains("CAM_C") && html.contains(" kB"), "{html}");
+    assert!(!html.contains("recording.mp4"), "{html}");
+    assert!(!html.contains("href=\"/api/"), "{html}");
+    assert!(html.contains("need an API key"), "{html}");
+    // A wrong key is no key.
+    let (status, html) = curl(&["-H", "Authorization: Bearer nope", &page]);
+    assert_eq!(status, 200);
+    assert!(!html.contains("recording.mp4"), "{html}");
+    // With the key: the links are there, and they work.
+    let (status, html) = curl(&["-H", &bearer, &page]);
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&format!(
+            "href=\"/api/v1/sessions/{SESSION}/CAM_C/recording.mp4\""
+        )),
+        "{html}"
+    );
+    assert!(!html.contains("need an API key"), "{html}");
+    let (status, _) = curl(&[&recording]);
+    assert_eq!(status, 401);
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-H", &bearer, &recording])
+        .output()
+        .unwrap();
+    assert!(out.stdout == fs::read(&clip).unwrap(), "download differs");
+    let (status, v) = curl(&["-X", "POST", &stitch]);
+    assert_eq!(status, 401, "{v}");
+    // With the key the stitch route answers for itself (one camera of
+    // three: session_incomplete), not 401.
+    let (status, v) = curl(&["-X", "POST", "-H", &bearer, &stitch]);
+    assert_eq!(status, 409, "{v}");
+    assert!(v.contains("session_incomplete"), "{v}");
+
+    // public_status: false closes the page too.
+    let closed = Receiver::start(
+        &dir.path().join("closed"),
+        &format!("  api_keys: [{OPEN_KEY}]\n  public_status: false\n"),
+    );
+    let (status, v) = curl(&[&format!("{}/", closed.url)]);
+    assert_eq!(status, 401, "{v}");
+    let (status, _) = curl(&["-H", &bearer, &format!("{}/", closed.url)]);
+    assert_eq!(status, 200);
+}
