@@ -581,12 +581,13 @@ fn handle(state: &State, mut req: tiny_http::Request) {
         Err(e) => (error_reply(&e), Some(e)),
     };
     let status = reply.status;
-    if admitted && status == 409 {
+    if admitted && matches!(status, 409 | 507) {
         // A 409 tells an admitted client where to resume (offset_mismatch)
-        // or to come back later; ureq reads no reply before it has sent its
-        // whole body, so the rest of the body is read, as much as a real
-        // upload may send in the time one may take. Every other early reply
-        // reads at most 1 MiB and closes the connection (vendored tiny_http,
+        // or to come back later, a 507 that the disk is full, not the
+        // network broken; ureq reads no reply before it has sent its whole
+        // body, so the rest of the body is read, as much as a real upload
+        // may send in the time one may take. Every other early reply reads
+        // at most 1 MiB and closes the connection (vendored tiny_http,
         // patch 7): a refused client cannot push gigabytes.
         let cap = state
             .limits
