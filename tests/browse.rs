@@ -682,6 +682,21 @@ fn stitch_route_queues_refuses_and_the_panorama_downloads() {
         "job_in_progress",
     );
     assert_eq!(JobQueue::new(&d.layout()).load().unwrap().jobs.len(), 2);
+    // The page keeps the existing panorama's link beside the queued re-stitch.
+    let (status, _, page) = curl(&[&d.url("/")]);
+    assert_eq!(status, 200);
+    let page = String::from_utf8(page).unwrap();
+    let section = page.split("id=\"s-ST_1\"").nth(1).unwrap();
+    let stitch = section
+        .split("<p class=\"stitch\">")
+        .nth(1)
+        .and_then(|p| p.split("</p>").next())
+        .unwrap();
+    assert!(
+        stitch.contains("href=\"/api/v1/sessions/ST_1/stitched/panorama.mp4\"")
+            && stitch.contains("queued"),
+        "{stitch}"
+    );
 
     assert_error(&d.get("/api/v1/jobs/ST_1-9"), 404, "job_not_found");
     assert_error(&d.get("/api/v1/jobs/nonsense"), 400, "invalid_field");

@@ -140,6 +140,39 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGTERM and returns at once.
+    fn signal_term(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code.
+    fn wait_exit(&mut self, limit: Duration) -> i32 {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < until,
+                "rig-receive did not exit in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `n` uploads are in flight.
+    fn wait_active(&self, n: u64) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.health()["active_uploads"] != n {
+            assert!(Instant::now() < until, "never {n} upload(s) in flight");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn terminate(mut self) -> i32 {
         let ok = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -1074,4 +1107,170 @@ fn example_server_config_is_the_defaults() {
     let text = include_str!("../scripts/server-config.example.yaml");
     let c = soccer_rig::config::Config::from_yaml(text, None).unwrap();
     assert_eq!(c, soccer_rig::config::Config::default());
+}
+
+/// Writes `body` in `chunk`-byte pieces every `pause`, from a thread, until
+/// it is all sent or the server stops taking it; returns the bytes sent.
+fn trickle(
+    stream: &TcpStream,
+    body: Vec<u8>,
+    chunk: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<usize> {
+    let mut out = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut sent = 0;
+        for piece in body.chunks(chunk) {
+            if out.write_all(piece).is_err() {
+                break;
+            }
+            sent += piece.len();
+            std::thread::sleep(pause);
+        }
+        sent
+    })
+}
+
+/// Everything the server sends until it closes (EOF or reset).
+fn read_until_close(stream: &mut TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The JSON body of a raw reply read by [`read_until_close`].
+fn reply_json(reply: &str) -> Value {
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// Files under temp/ that are upload temp files (not partials).
+fn upload_temps(d: &Daemon) -> Vec<String> {
+    d.files()
+        .into_iter()
+        .filter(|f| f.starts_with("temp/.rig-tmp-upload-"))
+        .collect()
+}
+
+#[test]
+fn a_slow_but_steady_client_is_cut_off_at_the_upload_timeout() {
+    let d = Daemon::with_config("server:\n  upload_timeout_sec: 1\n  stall_timeout_sec: 5\n");
+    let bytes = std::fs::read(clip()).unwrap();
+    let sum = sha(clip());
+    let body = form(SESSION, "CAM_C", &sum, &bytes);
+    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    s.write_all(request_head("/api/v1/upload", Some(body.len() as u64)).as_bytes())
+        .unwrap();
+    // Never silent (a piece every 50 ms, far inside the stall timeout), but
+    // the whole body would take 5 s, far longer than the 1 s allowed.
+    let started = Instant::now();
+    let writer = trickle(
+        &s,
+        body.clone(),
+        body.len() / 100,
+        Duration::from_millis(50),
+    );
+    let reply = read_until_close(&mut s);
+    let took = started.elapsed();
+    let sent = writer.join().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    let v = reply_json(&reply);
+    assert_eq!(v["error"], "request_timeout", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("upload_timeout_sec"),
+        "{v}"
+    );
+    assert!(took < Duration::from_secs(4), "cut off after {took:?}");
+    assert!(sent < body.len(), "the whole body went in: {sent} bytes");
+    d.wait_idle();
+    assert!(upload_temps(&d).is_empty(), "{:?}", d.files());
+    assert!(
+        !d.files().iter().any(|f| f.starts_with("sessions/")),
+        "{:?}",
+        d.files()
+    );
+    // Still serving: the same recording uploads right away.
+    let (status, v) = curl_upload(&d, clip(), SESSION, "CAM_C", &sum);
+    assert_eq!(status, 200, "{v}");
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish_within_the_grace_time() {
+    let mut d = Daemon::with_config("server:\n  shutdown_grace_sec: 10\n");
+    let bytes = std::fs::read(clip()).unwrap();
+    let sum = sha(clip());
+    let body = form(SESSION, "CAM_C", &sum, &bytes);
+    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    s.write_all(request_head("/api/v1/upload", Some(body.len() as u64)).as_bytes())
+        .unwrap();
+    s.write_all(&body[..body.len() / 2]).unwrap();
+    d.wait_active(1);
+    d.signal_term();
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&body[body.len() / 2..]).unwrap();
+    let r = read_response(&mut s);
+    assert_eq!(r.0, 200, "{:?}", r.1);
+    assert_eq!(r.1["checksum_verified"], true);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), 0);
+    let stored = d.layout().recording(
+        &soccer_rig::ids::SessionId::parse(SESSION).unwrap(),
+        soccer_rig::ids::CameraId::Center,
+    );
+    assert_eq!(std::fs::read(stored).unwrap(), bytes);
+    assert!(upload_temps(&d).is_empty(), "{:?}", d.files());
+}
+
+#[test]
+fn sigterm_grace_running_out_stops_the_upload_and_keeps_a_partial() {
+    let mut d = Daemon::with_config("server:\n  shutdown_grace_sec: 1\n");
+    let bytes = std::fs::read(clip()).unwrap();
+    let sum = sha(clip());
+    let body = form(SESSION, "CAM_C", &sum, &bytes);
+    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    s.write_all(request_head("/api/v1/upload", Some(body.len() as u64)).as_bytes())
+        .unwrap();
+    let half = body.len() / 2;
+    s.write_all(&body[..half]).unwrap();
+    d.wait_active(1);
+    d.signal_term();
+    // Still sending, too slowly to finish within the grace second (2.5 s).
+    let piece = (body.len() - half) / 50;
+    let writer = trickle(&s, body[half..].to_vec(), piece, Duration::from_millis(50));
+    let started = Instant::now();
+    let reply = read_until_close(&mut s);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), 0);
+    assert!(started.elapsed() < Duration::from_secs(6));
+    let sent = half + writer.join().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+    assert_eq!(reply_json(&reply)["error"], "shutting_down", "{reply}");
+    // Nothing stored, no upload temp file: only the partial, for a resume.
+    assert_eq!(d.files(), partial_files(&sum));
+    // After the restart the client is told to resume from what arrived.
+    let root = std::mem::replace(&mut d.root, tempfile::tempdir().unwrap());
+    let d = Daemon::start_in(root, "");
+    let (status, v) = curl(&[&d.url(&format!(
+        "/api/v1/upload/status?session_id={SESSION}&camera_id=CAM_C&checksum={sum}"
+    ))]);
+    assert_eq!(status, 200, "{v}");
+    let kept = v["received_bytes"].as_u64().unwrap();
+    assert!(
+        kept > (half as u64) / 2 && kept < sent as u64,
+        "kept {kept} of {sent} sent"
+    );
 }

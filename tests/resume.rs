@@ -570,3 +570,50 @@ fn rig_check_reports_partials_as_expected_not_as_leftovers() {
         "{text}"
     );
 }
+
+#[test]
+fn an_offset_after_the_file_part_is_400_and_the_partial_survives() {
+    let d = data();
+    let server = Receiver::start("");
+    let r = rec("LATEOFF");
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 2);
+    let tail = tempfile::NamedTempFile::new().unwrap();
+    fs::write(tail.path(), &fs::read(&d.big).unwrap()[n as usize..]).unwrap();
+    // The file part first, the offset after it: the file was read as
+    // starting at byte 0, so the form is refused, naming the field.
+    let late = |file: &Path| {
+        let (s, c, k, o) = (
+            format!("session_id={}", r.session.as_str()),
+            format!("camera_id={}", r.camera.as_str()),
+            format!("checksum={}", d.digest.sha256),
+            format!("offset={n}"),
+        );
+        let f = format!("file=@{};type=video/mp4", file.display());
+        let u = format!("{}/api/v1/upload", server.url);
+        curl(&["-F", &s, "-F", &c, "-F", &k, "-F", &f, "-F", &o, &u])
+    };
+    let (code, v) = late(&d.big);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (400, Some("invalid_field")),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("offset must come before the file part"),
+        "{v}"
+    );
+    assert_eq!(server.status(&r, &d.digest.sha256), n);
+    // Only the rest, offset after it: no ftyp at its start, refused before
+    // the offset is even read; the partial is kept all the same.
+    let (code, v) = late(tail.path());
+    assert_eq!(code, 415, "{v}");
+    // The good partial is kept, and the right form resumes from it.
+    assert_eq!(server.status(&r, &d.digest.sha256), n);
+    assert!(!server.stored(&r).exists());
+    let (code, v) = curl_upload(&server.url, &r, &d.digest.sha256, Some(n), tail.path());
+    assert_eq!(code, 200, "{v}");
+    assert_stored(&server, &r, &d.big);
+}

@@ -513,3 +513,246 @@ fn rig_check_probes_health_with_the_same_ca_and_key() {
     assert_eq!(no_key["value"]["http_status"], 401, "{no_key:#}");
     assert!(!server.log_text().contains(OPEN_KEY));
 }
+
+/// What a raw client saw when it declared a `declared`-byte upload body and
+/// then kept writing body bytes for as long as the server took them.
+struct Flood {
+    /// Everything the server sent back, up to its close.
+    reply: String,
+    /// Body bytes the client managed to write before the server closed.
+    written: u64,
+    /// Whether writing ended in an error (the server closed), not the cap.
+    closed: bool,
+}
+
+/// Body bytes the flood client writes at most; the server must close long
+/// before (a server that reads on would take all of them).
+const FLOOD_CAP: u64 = 512 << 20;
+
+fn flood(addr: SocketAddr, extra_headers: &str, declared: u64) -> Flood {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/upload HTTP/1.1\r\nHost: rig\r\n\
+         Content-Type: multipart/form-data; boundary=XyZ\r\n\
+         Content-Length: {declared}\r\n{extra_headers}\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut out = stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut written = 0u64;
+        while written < FLOOD_CAP {
+            match out.write(&chunk) {
+                Ok(n) => written += n as u64,
+                Err(_) => return (written, true),
+            }
+        }
+        (written, false)
+    });
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break, // EOF or reset: the server closed
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+        }
+    }
+    let (written, closed) = writer.join().unwrap();
+    Flood {
+        reply: String::from_utf8_lossy(&reply).into_owned(),
+        written,
+        closed,
+    }
+}
+
+/// Asserts that the flood got `status` with error `code` as JSON, was told
+/// the connection closes, and was cut off after a bounded amount.
+fn assert_refused_early(f: &Flood, status: u16, code: &str) {
+    assert!(
+        f.reply.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{:?}",
+        f.reply
+    );
+    let (head, body) = f.reply.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let v: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["error"], code, "{v}");
+    assert!(
+        f.closed,
+        "the server took {FLOOD_CAP} bytes without closing"
+    );
+    // Socket buffers on loopback hold a few MB; 10 GB was declared.
+    assert!(
+        f.written < 64 << 20,
+        "{} body bytes went in before the close",
+        f.written
+    );
+}
+
+#[test]
+fn refused_uploads_are_cut_off_before_their_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let declared = 10_000_000_000u64;
+    {
+        let server = Receiver::start(&dir.path().join("closed"), "  allow_ips: [10.0.0.0/8]\n");
+        let f = flood(server.addr, "", declared);
+        assert_refused_early(&f, 403, "ip_not_allowed");
+        // It still answers (health is behind the allowlist too).
+        let (status, body) = curl(&[&format!("{}/api/v1/health", server.url)]);
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(server.files(), Vec::<PathBuf>::new());
+    }
+    let server = Receiver::start(
+        &dir.path().join("keys"),
+        &format!("  api_keys: [{OPEN_KEY}]\n"),
+    );
+    let f = flood(server.addr, "", declared);
+    assert_refused_early(&f, 401, "unauthorized");
+    let wrong = flood(server.addr, "Authorization: Bearer nope\r\n", declared);
+    assert_refused_early(&wrong, 401, "unauthorized");
+    let (status, body) = curl(&[&format!("{}/api/v1/health", server.url)]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.files(), Vec::<PathBuf>::new());
+
+    // A small refused body is read to its end, so keep-alive goes on: the
+    // next request on the same connection is answered.
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let body = vec![b'x'; 5000];
+    c.write_all(
+        format!(
+            "POST /api/v1/upload HTTP/1.1\r\nHost: rig\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    c.write_all(&body).unwrap();
+    c.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: rig\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    let _ = c.read_to_string(&mut got);
+    assert!(got.starts_with("HTTP/1.1 401 "), "{got}");
+    let second = got.split("HTTP/1.1 ").nth(2).unwrap_or_default();
+    assert!(
+        second.starts_with("200 ") && second.contains("\"healthy\""),
+        "{got}"
+    );
+}
+
+#[test]
+fn upload_status_obeys_the_keys_camera_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Receiver::start(
+        dir.path(),
+        &format!("  api_keys:\n    - {{key: {LEFT_KEY}, cameras: [CAM_L]}}\n    - {OPEN_KEY}\n"),
+    );
+    let status = |camera: &str, key: Option<&str>| {
+        let url = format!(
+            "{}/api/v1/upload/status?session_id={SESSION}&camera_id={camera}&checksum={}",
+            server.url,
+            "a".repeat(64)
+        );
+        let auth = key.map(|k| format!("Authorization: Bearer {k}"));
+        let mut args: Vec<&str> = Vec::new();
+        if let Some(a) = &auth {
+            args.extend(["-H", a.as_str()]);
+        }
+        args.push(&url);
+        let (code, body) = curl(&args);
+        (
+            code,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    // The CAM_L key asking about CAM_C: refused as the upload would be.
+    let (code, v) = status("CAM_C", Some(LEFT_KEY));
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (403, Some("camera_not_allowed")),
+        "{v}"
+    );
+    // Its own camera, and any camera with the unbound key: answered.
+    let (code, v) = status("CAM_L", Some(LEFT_KEY));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["received_bytes"], 0);
+    let (code, v) = status("CAM_C", Some(OPEN_KEY));
+    assert_eq!((code, v["camera_id"].as_str()), (200, Some("CAM_C")), "{v}");
+    let (code, v) = status("CAM_L", None);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{v}"
+    );
+}
+
+#[test]
+fn the_public_page_without_a_key_shows_status_but_no_links_that_would_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Receiver::start(dir.path(), &format!("  api_keys: [{OPEN_KEY}]\n"));
+    let clip = common::small_clip(dir.path(), "clip.mp4");
+    let bearer = format!("Authorization: Bearer {OPEN_KEY}");
+    let (status, v) = curl_upload(&server.url, &clip, "CAM_C", &["-H", &bearer]);
+    assert_eq!(status, 200, "{v}");
+    let page = format!("{}/", server.url);
+    let recording = format!(
+        "{}/api/v1/sessions/{SESSION}/CAM_C/recording.mp4",
+        server.url
+    );
+    let stitch = format!("{}/api/v1/sessions/{SESSION}/stitch", server.url);
+
+    // No key: the page, with the session and its sizes, but no link to a
+    // route that would answer 401, and a note saying why.
+    let (status, html) = curl(&[&page]);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(SESSION), "{html}");
+    assert!(html.contains("CAM_C") && html.contains(" kB"), "{html}");
+    assert!(!html.contains("recording.mp4"), "{html}");
+    assert!(!html.contains("href=\"/api/"), "{html}");
+    assert!(html.contains("need an API key"), "{html}");
+    // A wrong key is no key.
+    let (status, html) = curl(&["-H", "Authorization: Bearer nope", &page]);
+    assert_eq!(status, 200);
+    assert!(!html.contains("recording.mp4"), "{html}");
+    // With the key: the links are there, and they work.
+    let (status, html) = curl(&["-H", &bearer, &page]);
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&format!(
+            "href=\"/api/v1/sessions/{SESSION}/CAM_C/recording.mp4\""
+        )),
+        "{html}"
+    );
+    assert!(!html.contains("need an API key"), "{html}");
+    let (status, _) = curl(&[&recording]);
+    assert_eq!(status, 401);
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-H", &bearer, &recording])
+        .output()
+        .unwrap();
+    assert!(out.stdout == fs::read(&clip).unwrap(), "download differs");
+    let (status, v) = curl(&["-X", "POST", &stitch]);
+    assert_eq!(status, 401, "{v}");
+    // With the key the stitch route answers for itself (one camera of
+    // three: session_incomplete), not 401.
+    let (status, v) = curl(&["-X", "POST", "-H", &bearer, &stitch]);
+    assert_eq!(status, 409, "{v}");
+    assert!(v.contains("session_incomplete"), "{v}");
+
+    // public_status: false closes the page too.
+    let closed = Receiver::start(
+        &dir.path().join("closed"),
+        &format!("  api_keys: [{OPEN_KEY}]\n  public_status: false\n"),
+    );
+    let (status, v) = curl(&[&format!("{}/", closed.url)]);
+    assert_eq!(status, 401, "{v}");
+    let (status, _) = curl(&["-H", &bearer, &format!("{}/", closed.url)]);
+    assert_eq!(status, 200);
+}

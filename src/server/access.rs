@@ -96,9 +96,27 @@ pub struct Access {
 pub struct Grant {
     /// `None`: any camera; `Some`: only these.
     cameras: Option<Vec<CameraId>>,
+    /// Whether it may use the key-protected routes (downloads, the JSON
+    /// API, stitch): no keys are configured, or it carried a valid one.
+    /// False for a request let in only by `server.public_status`.
+    fetch: bool,
 }
 
 impl Grant {
+    /// Any camera, every route: an open server, or an unbound valid key.
+    fn full(cameras: Option<Vec<CameraId>>) -> Grant {
+        Grant {
+            cameras,
+            fetch: true,
+        }
+    }
+
+    /// Whether links to the key-protected routes would work for this
+    /// client; the status page leaves them out when not ([`super::page`]).
+    pub fn may_fetch(&self) -> bool {
+        self.fetch
+    }
+
     /// 403 `camera_not_allowed` unless the request's key may act as `camera`.
     pub fn camera(&self, camera: CameraId) -> Result<(), ApiError> {
         match &self.cameras {
@@ -258,9 +276,20 @@ impl Access {
                 ));
             }
         }
-        if self.keys.is_empty() || (self.public_status && is_status(method, path)) {
-            return Ok(Grant::default());
+        if self.keys.is_empty() {
+            return Ok(Grant::full(None));
         }
+        let public = self.public_status && is_status(method, path);
+        match self.key_of(authorization) {
+            Ok(grant) => Ok(grant),
+            // The public page without (or with a wrong) key: status only.
+            Err(_) if public => Ok(Grant::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The grant of the request's `Authorization` key, or 401.
+    fn key_of(&self, authorization: Option<&str>) -> Result<Grant, ApiError> {
         let unauthorized = |m: &str| Err(ApiError::new(401, code::UNAUTHORIZED, m.to_string()));
         let Some(value) = authorization else {
             return unauthorized(
@@ -285,9 +314,7 @@ impl Access {
             }
         }
         match found {
-            Some(key) => Ok(Grant {
-                cameras: key.cameras.clone(),
-            }),
+            Some(key) => Ok(Grant::full(key.cameras.clone())),
             None => unauthorized(
                 "the API key is not one of this server's; check offload.api_key against \
                  server.api_keys",
@@ -357,9 +384,27 @@ mod tests {
         assert!(g.camera(CameraId::parse("CAM_L").unwrap()).is_ok());
         let e = g.camera(CameraId::parse("CAM_R").unwrap()).unwrap_err();
         assert_eq!((e.status, e.code), (403, code::CAMERA_NOT_ALLOWED));
-        // Health stays open by default.
+        // Health and the page stay open by default, but without a valid key
+        // the page may not link to downloads.
         let get = tiny_http::Method::Get;
         assert!(a.check(None, &get, HEALTH_PATH, None).is_ok());
+        assert!(!a.check(None, &get, "/", None).unwrap().may_fetch());
+        assert!(
+            !a.check(None, &get, "/", Some("Bearer nope"))
+                .unwrap()
+                .may_fetch()
+        );
+        assert!(
+            a.check(None, &get, "/", Some("Bearer open-key"))
+                .unwrap()
+                .may_fetch()
+        );
+        assert!(
+            access("server: {}\n")
+                .check(None, &get, "/", None)
+                .unwrap()
+                .may_fetch()
+        );
         let closed = access("server:\n  api_keys: [k]\n  public_status: false\n");
         assert_eq!(
             closed

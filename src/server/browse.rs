@@ -144,7 +144,11 @@ pub fn route(
         Route::Page => {
             let listing = list(state, &Query::page())?;
             let stats = stats(state)?;
-            Ok(Reply::new(200, Body::Html(page::render(&stats, &listing))).no_store())
+            Ok(Reply::new(
+                200,
+                Body::Html(page::render(&stats, &listing, trace.grant.may_fetch())),
+            )
+            .no_store())
         }
         Route::Sessions => {
             let query = Query::parse(&query)?;

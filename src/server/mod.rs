@@ -74,6 +74,11 @@ const STATUS_WAIT: Duration = Duration::from_secs(10);
 /// How often idle workers and the main thread look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
+/// After the shutdown grace time, how long uploads still in flight get to
+/// stop and keep their bytes as partials. One that is receiving notices at
+/// its next read; one blocked on a silent client is left to the exit.
+const ABORT_WAIT: Duration = Duration::from_secs(3);
+
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug)]
 pub struct ServerError(pub String);
@@ -149,11 +154,16 @@ pub struct State {
     layout: ServerLayout,
     limits: Limits,
     partials: partial::PartialStore,
+    /// When the workers next sweep expired partials.
+    expiry: partial::ExpiryTimer,
     ffprobe: PathBuf,
     ffmpeg: PathBuf,
     in_flight: Mutex<HashSet<RecordingId>>,
     active: AtomicU64,
     stopping: AtomicBool,
+    /// Set when the shutdown grace time is over: uploads in flight stop at
+    /// their next read and keep what they received as a partial.
+    aborting: AtomicBool,
     access: access::Access,
 }
 
@@ -286,11 +296,13 @@ impl Receiver {
             layout,
             limits: Limits::from_config(config),
             partials: partial::PartialStore::from_config(config),
+            expiry: partial::ExpiryTimer::new(partial::EXPIRE_EVERY, Instant::now()),
             ffprobe: config.processing.ffprobe_path.clone(),
             ffmpeg: config.processing.ffmpeg_path.clone(),
             in_flight: Mutex::new(HashSet::new()),
             active: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            aborting: AtomicBool::new(false),
             access,
         };
         Ok(Receiver {
@@ -348,11 +360,28 @@ impl Receiver {
         }
         let left = self.state.active.load(Ordering::SeqCst);
         if left > 0 {
+            // As a dropped connection would: each upload keeps its bytes as
+            // a partial when it can, so the client resumes after a restart
+            // (systemctl restart at 95% must not cost the 95%).
             log::warn!(
-                "grace time over with {left} upload(s) unfinished; their temp files are \
-                 removed and nothing of them was stored"
+                "grace time over with {left} upload(s) unfinished; stopping them, keeping \
+                 what they received as partials for a resume"
             );
-            remove_upload_leftovers(&self.state.layout.temp);
+            self.state.aborting.store(true, Ordering::SeqCst);
+            let until = Instant::now() + ABORT_WAIT;
+            // Wait for the workers, not the upload count: the count drops
+            // before the 503 reply is written, and that reply should go out.
+            while handles.iter().any(|h| !h.is_finished()) && Instant::now() < until {
+                thread::sleep(POLL);
+            }
+            let stuck = self.state.active.load(Ordering::SeqCst);
+            if stuck > 0 {
+                log::warn!(
+                    "{stuck} upload(s) did not stop in time (a silent client); their temp \
+                     files are removed and nothing of them was stored"
+                );
+                remove_upload_leftovers(&self.state.layout.temp);
+            }
         } else {
             log::info!("stopped");
         }
@@ -444,6 +473,9 @@ fn remove_upload_leftovers(temp: &Path) -> usize {
 
 fn worker(server: &tiny_http::Server, state: &State) {
     loop {
+        // Expired partials would otherwise stay until the next start-up or
+        // the next interrupted upload; one worker sweeps when it is due.
+        state.partials.expire_if_due(&state.expiry, Instant::now());
         match server.recv_timeout(POLL) {
             Ok(Some(req)) => handle(state, req),
             Ok(None) => {
@@ -530,6 +562,7 @@ fn handle(state: &State, mut req: tiny_http::Request) {
     let method = req.method().clone();
     let path = req.url().split('?').next().unwrap_or("").to_string();
     let mut trace = upload::Trace::default();
+    let mut admitted = false;
     let result = if state.stopping.load(Ordering::SeqCst) {
         Err(ApiError::new(
             503,
@@ -538,6 +571,7 @@ fn handle(state: &State, mut req: tiny_http::Request) {
         ))
     } else {
         admit(state, &req, &method, &path).and_then(|grant| {
+            admitted = true;
             trace.grant = grant;
             route(state, &mut req, &method, &path, &mut trace)
         })
@@ -547,6 +581,26 @@ fn handle(state: &State, mut req: tiny_http::Request) {
         Err(e) => (error_reply(&e), Some(e)),
     };
     let status = reply.status;
+    if admitted && matches!(status, 409 | 507) {
+        // A 409 tells an admitted client where to resume (offset_mismatch)
+        // or to come back later, a 507 that the disk is full, not the
+        // network broken; ureq reads no reply before it has sent its whole
+        // body, so the rest of the body is read, as much as a real upload
+        // may send in the time one may take. Every other early reply reads
+        // at most 1 MiB and closes the connection (vendored tiny_http,
+        // patch 7): a refused client cannot push gigabytes.
+        let cap = state
+            .limits
+            .max_upload_bytes
+            .saturating_add(upload::FORM_OVERHEAD);
+        req.set_drain_limit(
+            usize::try_from(cap).unwrap_or(usize::MAX),
+            state
+                .limits
+                .upload_timeout
+                .saturating_sub(started.elapsed()),
+        );
+    }
     let mut response = response_of(reply);
     if status == 405 {
         let allow = match path.as_str() {

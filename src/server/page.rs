@@ -8,6 +8,13 @@
 //! a stitch is under way it reloads itself every [`BUSY_REFRESH_SEC`] s (a
 //! `<meta http-equiv="refresh">`), else every [`IDLE_REFRESH_SEC`] s.
 //!
+//! With API keys configured, the page is public (`server.public_status`)
+//! but downloads and the JSON API are not, and a phone's browser cannot
+//! send `Authorization`: a request without a valid key gets the page with
+//! sizes and status but no link to a key-protected route, and a note that
+//! downloads need an API key ([`render`]'s `links`). The thumbnails stay:
+//! their route is public too.
+//!
 //! Every piece of text that comes from outside the program goes through
 //! [`escape`]: session IDs are user-chosen (the ID rule keeps `<` out of
 //! them, but the page does not rely on it) and manifests are written by
@@ -109,8 +116,14 @@ a.cam{border:1px solid #16a34a}\
 footer{text-align:center;font-size:.8rem;color:#6b7280;padding:12px}\
 a{color:#15803d}";
 
+/// What the page says instead of links when the client has no valid key.
+pub const KEY_NOTE: &str = "Downloads and the JSON API need an API key (Authorization: Bearer); \
+                            this page shows status only.";
+
 /// The whole page: `stats` at the top, then `list`'s sessions, newest first.
-pub fn render(stats: &Stats, list: &SessionList) -> String {
+/// `links`: whether to link to the recordings, panoramas and JSON routes
+/// (false when they would answer this client 401).
+pub fn render(stats: &Stats, list: &SessionList, links: bool) -> String {
     let busy = stats.active_uploads > 0
         || stats.queue_depth > 0
         || list.sessions.iter().any(|s| s.uploading);
@@ -166,32 +179,42 @@ pub fn render(stats: &Stats, list: &SessionList) -> String {
     for w in stats.warnings.iter().chain(&list.warnings) {
         let _ = writeln!(h, "<p class=\"warn-box\">{}</p>", escape(w));
     }
+    if !links {
+        let _ = writeln!(h, "<p class=\"warn-box\">{}</p>", escape(KEY_NOTE));
+    }
     h.push_str("<main>\n");
     if list.sessions.is_empty() {
         h.push_str("<p>No sessions yet. Recordings appear here as the cameras upload them.</p>\n");
     }
     for s in &list.sessions {
-        session(&mut h, s);
+        session(&mut h, s, links);
     }
     if list.total > list.sessions.len() {
+        let all = if links {
+            "; <a href=\"/api/v1/sessions?limit=1000\">all of them as JSON</a>"
+        } else {
+            ""
+        };
         let _ = writeln!(
             h,
-            "<p class=\"meta\">Showing the newest {} of {} sessions; \
-             <a href=\"/api/v1/sessions?limit=1000\">all of them as JSON</a>.</p>",
+            "<p class=\"meta\">Showing the newest {} of {} sessions{all}.</p>",
             list.sessions.len(),
             list.total
         );
     }
+    let json = if links {
+        " <a href=\"/api/v1/sessions\">JSON</a> &middot; <a href=\"/api/v1/stats\">stats</a>"
+    } else {
+        ""
+    };
     let _ = write!(
         h,
-        "</main>\n<footer>Refreshes every {refresh} s. \
-         <a href=\"/api/v1/sessions\">JSON</a> &middot; <a href=\"/api/v1/stats\">stats</a>\
-         </footer>\n</body></html>\n"
+        "</main>\n<footer>Refreshes every {refresh} s.{json}</footer>\n</body></html>\n"
     );
     h
 }
 
-fn session(h: &mut String, s: &SessionSummary) {
+fn session(h: &mut String, s: &SessionSummary, links: bool) {
     let id = escape(&s.session_id);
     let (class, badge) = if s.complete {
         ("ok", "all 3 cameras".to_string())
@@ -216,30 +239,38 @@ fn session(h: &mut String, s: &SessionSummary) {
     );
     h.push_str("<div class=\"cams\">");
     for c in &s.cameras {
-        camera(h, c);
+        camera(h, c, links);
     }
     h.push_str("</div>");
     h.push_str("<p class=\"stitch\">Panorama: ");
     let job = s.job.as_ref();
-    match (&s.panorama, job.map(|j| j.status)) {
-        (_, Some(JobStatus::Running)) => {
-            let _ = write!(
-                h,
+    // A panorama already there stays reachable while a re-stitch runs.
+    let ready = s.panorama.as_ref().map(|p| {
+        let size = escape(&human_bytes(p.size_bytes));
+        if links {
+            format!("<a href=\"{}\">ready, {size}</a>", escape(&p.url))
+        } else {
+            format!("ready, {size}")
+        }
+    });
+    let busy = |h: &mut String, badge: String| {
+        if let Some(r) = &ready {
+            let _ = write!(h, "{r} &middot; ");
+        }
+        h.push_str(&badge);
+    };
+    match (&ready, job.map(|j| j.status)) {
+        (_, Some(JobStatus::Running)) => busy(
+            h,
+            format!(
                 "<span class=\"badge busy\">stitching {:.0}%</span>",
                 job.map_or(0.0, |j| j.progress)
-            );
-        }
+            ),
+        ),
         (_, Some(JobStatus::Queued)) => {
-            h.push_str("<span class=\"badge busy\">queued</span>");
+            busy(h, "<span class=\"badge busy\">queued</span>".into());
         }
-        (Some(p), _) => {
-            let _ = write!(
-                h,
-                "<a href=\"{}\">ready, {}</a>",
-                escape(&p.url),
-                escape(&human_bytes(p.size_bytes))
-            );
-        }
+        (Some(r), _) => h.push_str(r),
         (None, Some(JobStatus::Failed)) => {
             let why = job.and_then(|j| j.error.as_deref()).unwrap_or("no reason");
             let _ = write!(h, "<span class=\"badge bad\">failed</span> {}", escape(why));
@@ -264,7 +295,7 @@ fn session(h: &mut String, s: &SessionSummary) {
     h.push_str("</section>\n");
 }
 
-fn camera(h: &mut String, c: &CameraSummary) {
+fn camera(h: &mut String, c: &CameraSummary, links: bool) {
     let name = escape(c.camera_id);
     let host = c
         .hostname
@@ -272,6 +303,22 @@ fn camera(h: &mut String, c: &CameraSummary) {
         .map(|n| format!("<span>{}</span>", escape(n)))
         .unwrap_or_default();
     match (&c.url, c.present) {
+        (Some(_), true) if !links => {
+            let size = c.size_bytes.map(human_bytes).unwrap_or_default();
+            let dur = c.duration_sec.map(human_duration).unwrap_or_default();
+            let again = if c.uploading {
+                "<span>re-uploading</span>"
+            } else {
+                ""
+            };
+            let _ = write!(
+                h,
+                "<div class=\"cam ok\"><strong>{name}</strong><span>{}</span>\
+                 <span>{}</span>{host}{again}</div>",
+                escape(&size),
+                escape(&dur)
+            );
+        }
         (Some(url), true) => {
             let size = c.size_bytes.map(human_bytes).unwrap_or_default();
             let dur = c.duration_sec.map(human_duration).unwrap_or_default();

@@ -18,12 +18,16 @@
 //! `storage.partial_ttl_hours`; each camera may hold at most
 //! `storage.partial_max_gb` of them (the oldest go first). They live on the
 //! sessions filesystem (rig-receive insists), so the free-space floor
-//! already counts them.
+//! already counts them. Expired ones are removed at start-up, whenever a
+//! partial is kept, and by the workers' housekeeping at most every
+//! [`EXPIRE_EVERY`] ([`ExpiryTimer`]), so a server that runs for weeks
+//! does not fill its disk with partials nobody resumes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tempfile::{NamedTempFile, TempPath};
@@ -38,6 +42,41 @@ pub const PARTIAL_PREFIX: &str = ".rig-partial-";
 pub use crate::protocol::UPLOAD_STATUS_PATH as STATUS_PATH;
 pub use crate::protocol::UploadStatusResponse as StatusResponse;
 pub use crate::protocol::field::OFFSET as OFFSET_FIELD;
+
+/// How often a running server looks for expired partials: often enough
+/// that an expired partial goes within minutes, rarely enough that reading
+/// `temp/` costs nothing.
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(300);
+
+/// When the next sweep for expired partials is due; shared by the workers,
+/// so one of them sweeps and the others go on serving.
+#[derive(Debug)]
+pub struct ExpiryTimer {
+    every: Duration,
+    next: Mutex<Instant>,
+}
+
+impl ExpiryTimer {
+    /// A timer whose first sweep is due `every` after `now` (start-up has
+    /// just swept).
+    pub fn new(every: Duration, now: Instant) -> ExpiryTimer {
+        ExpiryTimer {
+            every,
+            next: Mutex::new(now + every),
+        }
+    }
+
+    /// Whether a sweep is due at `now`; a true answer moves the next one
+    /// `every` later, so of callers racing for it exactly one gets true.
+    pub fn due(&self, now: Instant) -> bool {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        if now < *next {
+            return false;
+        }
+        *next = now + self.every;
+        true
+    }
+}
 
 /// The sidecar of a partial; also the body of a status reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +150,22 @@ impl PartialStore {
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|age| age > self.ttl)
+    }
+
+    /// The housekeeping of a running server: [`Self::expire`] when `timer`
+    /// says a sweep is due at `now`; returns how many files went.
+    pub fn expire_if_due(&self, timer: &ExpiryTimer, now: Instant) -> usize {
+        if !timer.due(now) {
+            return 0;
+        }
+        let removed = self.expire();
+        if removed > 0 {
+            log::info!(
+                "housekeeping: removed {removed} expired or orphaned partial file(s) from {}",
+                self.temp.display()
+            );
+        }
+        removed
     }
 
     /// Opens the partial to append from `offset` (which [`Self::received`]
@@ -348,6 +403,9 @@ pub fn status(
         .map_err(|e| bad(field::SESSION_ID, e.to_string()))?;
     let camera = crate::ids::CameraId::parse(&get(field::CAMERA_ID)?)
         .map_err(|e| bad(field::CAMERA_ID, e.to_string()))?;
+    // The same camera binding as the upload it prepares: a key bound to
+    // CAM_L learns here, not after sending 20 GB, that it may not be CAM_C.
+    trace.grant.camera(camera)?;
     let checksum = get(field::CHECKSUM)?.trim().to_ascii_lowercase();
     if !crate::checksum::is_sha256_hex(&checksum) {
         return Err(bad(
@@ -412,6 +470,49 @@ mod tests {
         let mut t = NamedTempFile::new_in(dir.path()).unwrap();
         t.write_all(&whole[..10]).unwrap();
         assert!(!s.keep(&rec, &sum, t, 10).unwrap());
+    }
+
+    #[test]
+    fn housekeeping_removes_expired_partials_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.storage.temp_path = dir.path().to_path_buf();
+        c.storage.partial_ttl_hours = 1;
+        let s = PartialStore::from_config(&c);
+        let (old, fresh) = (
+            RecordingId::parse("GAME_1_CAM_L").unwrap(),
+            RecordingId::parse("GAME_2_CAM_R").unwrap(),
+        );
+        let sum = "b".repeat(64);
+        for rec in [&old, &fresh] {
+            let mut t = NamedTempFile::new_in(dir.path()).unwrap();
+            t.write_all(b"\0\0\0\x18ftypisom").unwrap();
+            assert!(s.keep(rec, &sum, t, 12).unwrap());
+        }
+        // Two hours ago, as the clock of the TTL sees it (file times).
+        let past = SystemTime::now() - Duration::from_secs(2 * 3600);
+        for p in [s.data_path(&old, &sum), s.sidecar_path(&old, &sum)] {
+            File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
+        }
+        let start = Instant::now();
+        let timer = ExpiryTimer::new(EXPIRE_EVERY, start);
+        // Not due yet: nothing is swept, however old.
+        assert_eq!(s.expire_if_due(&timer, start + EXPIRE_EVERY / 2), 0);
+        assert_eq!(s.received(&old, &sum), 0, "expired: not resumable");
+        assert!(s.data_path(&old, &sum).exists());
+        // Due: the expired pair goes, the fresh one stays.
+        assert_eq!(s.expire_if_due(&timer, start + EXPIRE_EVERY), 2);
+        assert!(!s.data_path(&old, &sum).exists());
+        assert!(!s.sidecar_path(&old, &sum).exists());
+        assert_eq!(s.received(&fresh, &sum), 12);
+        // One sweep per period, whoever asks.
+        assert!(!timer.due(start + EXPIRE_EVERY + Duration::from_secs(1)));
+        assert!(timer.due(start + 2 * EXPIRE_EVERY + Duration::from_secs(1)));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tempfile::NamedTempFile;
@@ -117,10 +118,24 @@ pub fn upload(
 
     let _active = state.active_upload();
     let deadline = started + limits.upload_timeout;
-    let mut stream = FormStream::new(req.as_reader(), &boundary, body_cap, deadline);
+    let body = StopReader {
+        inner: req.as_reader(),
+        stop: &state.aborting,
+    };
+    let mut stream = FormStream::new(body, &boundary, body_cap, deadline);
     let mut form = Form::default();
     let result = read_form(state, &mut stream, &mut form, trace);
     trace.bytes = stream.received();
+    if result.is_err() && state.aborting.load(Ordering::SeqCst) {
+        keep_partial(state, &mut form);
+        return Err(ApiError::new(
+            503,
+            code::SHUTTING_DOWN,
+            "rig-receive stopped (its shutdown grace time ran out) before this upload \
+             finished; what arrived is kept for a resume: try again shortly"
+                .into(),
+        ));
+    }
     if let Err(e) = result {
         if let ReadError::Form(
             FormError::Truncated { .. }
@@ -148,6 +163,22 @@ pub fn upload(
         }
     }
     result
+}
+
+/// The request body, failing every read once the daemon's shutdown grace
+/// time is over, so an upload in flight stops as if its connection dropped.
+struct StopReader<'a> {
+    inner: &'a mut dyn io::Read,
+    stop: &'a AtomicBool,
+}
+
+impl io::Read for StopReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(io::Error::other("rig-receive is shutting down"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// The connection dropped mid-form: keep the file bytes received so far as
@@ -365,6 +396,18 @@ fn store_text<'s>(
     };
     if slot.is_some() {
         return Err(invalid(name, "appears more than once in the form").into());
+    }
+    if name == super::partial::OFFSET_FIELD && form.file.is_some() {
+        // The file part was read as starting at byte 0; an offset now would
+        // turn a good partial into a checksum mismatch. Refuse the form and
+        // leave the partial alone (not an interruption: nothing is kept or
+        // removed).
+        return Err(ApiError::new(
+            400,
+            code::INVALID_FIELD,
+            format!("field {name}: offset must come before the file part"),
+        )
+        .into());
     }
     *slot = Some(text);
     // Reject bad values as soon as they are known, before any file byte.

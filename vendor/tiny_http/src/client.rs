@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
+use crate::util::{Abandoned, RefinedTcpStream};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -37,6 +37,10 @@ pub struct ClientConnection {
 
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
+
+    // soccer-rig patch 7: set by a request that left its body unread; the
+    // bytes that follow are body, not a request, so none is read
+    abandoned: Abandoned,
 
     // true if the connection goes through SSL
     secure: bool,
@@ -70,6 +74,7 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
+            abandoned: Abandoned::default(),
             secure,
         }
     }
@@ -114,6 +119,17 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // soccer-rig patch 7: wait until the previous request let go of the
+        // stream, then stop if it left its body unread (its reply said
+        // `Connection: close`): what follows on the stream is body bytes,
+        // which must not be parsed as a request.
+        self.next_header_source.wait_turn();
+        if self.abandoned.is_set() {
+            return Err(ReadError::ReadIoError(IoError::new(
+                ErrorKind::ConnectionAborted,
+                "the previous request's body was left unread; closing",
+            )));
+        }
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -167,6 +183,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            self.abandoned.clone(),
         )
         .map_err(|e| {
             use crate::request;

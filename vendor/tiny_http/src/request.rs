@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
 
-use crate::util::{EqualReader, FusedReader};
+use crate::util::{Abandoned, EqualReader, FusedReader, DRAIN_LIMIT, DRAIN_TIME};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
 
@@ -49,7 +50,17 @@ use chunked_transfer::Decoder;
 /// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request {
     // where to read the body from
-    data_reader: Option<Box<dyn Read + Send + 'static>>,
+    data_reader: Option<CountingReader>,
+
+    // soccer-rig patch 7: whether the request declared a body (a
+    // `Content-Length` over 0 or a `Transfer-Encoding`), and the flag its
+    // connection ends on when that body is left unread.
+    has_body: bool,
+    abandoned: Abandoned,
+    // soccer-rig patch 7: the most unread body bytes, and the longest time,
+    // spent draining the body to keep the connection (`set_drain_limit`).
+    drain_limit: usize,
+    drain_time: Duration,
 
     // if this writer is empty, then the request has been answered
     response_writer: Option<Box<dyn Write + Send + 'static>>,
@@ -74,6 +85,21 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+}
+
+/// soccer-rig patch 7: the body reader, counting the bytes the handler read,
+/// so that the unread rest of a `Content-Length` body is known.
+struct CountingReader {
+    inner: Box<dyn Read + Send + 'static>,
+    read: usize,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read = self.read.saturating_add(n);
+        Ok(n)
+    }
 }
 
 struct NotifyOnDrop<R> {
@@ -135,6 +161,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    abandoned: Abandoned,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -212,7 +239,7 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            let (data_reader, _) = EqualReader::new(source_data, content_length, abandoned.clone()); // TODO:
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
@@ -226,8 +253,16 @@ where
         Box::new(io::empty()) as Box<dyn Read + Send + 'static>
     };
 
+    let has_body = content_length.is_some_and(|n| n > 0) || transfer_encoding.is_some();
     Ok(Request {
-        data_reader: Some(reader),
+        data_reader: Some(CountingReader {
+            inner: reader,
+            read: 0,
+        }),
+        has_body,
+        abandoned,
+        drain_limit: DRAIN_LIMIT,
+        drain_time: DRAIN_TIME,
         response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
         remote_addr,
         secure,
@@ -424,7 +459,18 @@ impl Request {
 
         let mut reader = None;
         mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
+        Box::new(reader.unwrap())
+    }
+
+    /// soccer-rig patch 7: lets the reply to this request wait for up to
+    /// `bytes` more body bytes, for up to `time`, so that the connection
+    /// stays usable and the client, which may read no reply before it has
+    /// sent its whole body, gets to read it. The default is
+    /// [`DRAIN_LIMIT`] bytes in [`DRAIN_TIME`]; raise it only for a client
+    /// that may send that much anyway.
+    pub fn set_drain_limit(&mut self, bytes: usize, time: Duration) {
+        self.drain_limit = bytes;
+        self.drain_time = time;
     }
 
     /// Sends a response to this request.
@@ -444,6 +490,15 @@ impl Request {
     where
         R: Read,
     {
+        // soccer-rig patch 7: settle the unread body before the reply, so
+        // the reply can say whether the connection goes on.
+        let response = if self.settle_body() {
+            response
+        } else {
+            self.abandoned.set();
+            response.with_connection_close()
+        };
+
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
@@ -457,6 +512,47 @@ impl Request {
         ))?;
 
         Self::ignore_client_closing_errors(writer.flush())
+    }
+
+    /// soccer-rig patch 7: reads and throws away what is left of the body
+    /// when that is at most `DRAIN_LIMIT` bytes arriving within `DRAIN_TIME`,
+    /// and says whether the connection can carry another request. It cannot
+    /// when more is left (a 10 GB upload refused at its headers), when the
+    /// client still waits for `100 Continue` (its body never comes), or when
+    /// the body cannot be read to its end; the caller then replies with
+    /// `Connection: close` and the connection ends without reading on.
+    fn settle_body(&mut self) -> bool {
+        if self.abandoned.is_set() {
+            return false;
+        }
+        if !self.has_body {
+            return true;
+        }
+        let (limit, time) = (self.drain_limit, self.drain_time);
+        let Some(body) = self.data_reader.as_mut() else {
+            return true;
+        };
+        if self.must_send_continue {
+            return false;
+        }
+        let left = self.body_length.map(|n| n.saturating_sub(body.read));
+        if left.is_some_and(|n| n > limit) {
+            return false;
+        }
+        let started = Instant::now();
+        let mut drained = 0usize;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if drained > limit || started.elapsed() > time {
+                return false;
+            }
+            match body.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => drained += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {

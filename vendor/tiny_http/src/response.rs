@@ -285,6 +285,16 @@ where
         self.headers.push(header);
     }
 
+    /// soccer-rig patch 7: the reply tells the client that the connection
+    /// ends after it (`add_header` refuses `Connection`, which tiny_http
+    /// manages itself).
+    pub(crate) fn with_connection_close(mut self) -> Response<R> {
+        self.headers.retain(|h| !h.field.equiv("Connection"));
+        self.headers
+            .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+        self
+    }
+
     /// Returns the same request, but with an additional header.
     ///
     /// Some headers cannot be modified and some other have a

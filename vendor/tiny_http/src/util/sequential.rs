@@ -110,6 +110,20 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// soccer-rig patch 7: blocks until the previous reader let go of the
+    /// stream, without reading from it.
+    pub fn wait_turn(&mut self) {
+        let inner = mem::replace(&mut self.inner, SequentialReaderInner::Empty);
+        self.inner = match inner {
+            SequentialReaderInner::Waiting(recv) => {
+                SequentialReaderInner::MyTurn(recv.recv().unwrap())
+            }
+            other => other,
+        };
+    }
+}
+
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {
