@@ -10,9 +10,13 @@
 //! 2. `POST /api/v1/upload`, `multipart/form-data` with the fields in the
 //!    order `session_id`, `camera_id`, `checksum`, `manifest`, `file`. The
 //!    body is streamed from disk with an exact `Content-Length`; memory does
-//!    not grow with file size. No `Expect: 100-continue`: ureq-proto 0.7
-//!    takes a `100 Continue` that carries headers (tiny_http, so rig-receive,
-//!    always sends some) for a final answer and never sends the body.
+//!    not grow with file size. The request carries `Expect: 100-continue`,
+//!    so a refusal made at the headers (401 no key, 403 not allowed, 413 too
+//!    large, 503 shutting down) arrives before a byte of the file is sent:
+//!    rig-receive stops reading a refused body after 1 MiB and closes, and
+//!    without `Expect` ureq would see only that reset, retry it, and lose the
+//!    server's message. A server that ignores `Expect` costs one second
+//!    (ureq's `timeout_await_100`), then the body goes anyway.
 //! 3. `POST /api/v1/upload/confirm` asks for the digest the server computed
 //!    while receiving.
 //! 4. The two digests are compared (unless `offload.verify_checksum` is
@@ -1273,6 +1277,7 @@ impl<'a> Uploader<'a> {
             .post(&url)
             .header("Content-Type", body.content_type())
             .header("Content-Length", body.len().to_string())
+            .header("Expect", "100-continue")
             .send(ureq::SendBody::from_reader(&mut body));
         let secs = started.elapsed().as_secs_f64();
         body.progress.finish();

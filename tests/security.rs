@@ -146,11 +146,30 @@ impl Pi {
     }
 
     fn add(&self, camera: CameraId) -> RecordingId {
+        self.add_padded(camera, 0)
+    }
+
+    /// A recording of the clip followed by `pad` random bytes (ffprobe still
+    /// reads it), with its manifest.
+    fn add_padded(&self, camera: CameraId, pad: usize) -> RecordingId {
         let layout = PiLayout::new(&self.root);
         let rec = RecordingId::new(SessionId::parse(SESSION).unwrap(), camera);
         let video = layout.recording(&rec);
         fs::create_dir_all(video.parent().unwrap()).unwrap();
         fs::copy(&self.clip, &video).unwrap();
+        if pad > 0 {
+            use std::io::Write as _;
+            let mut noise = vec![0u8; pad];
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            for b in noise.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            let mut f = fs::OpenOptions::new().append(true).open(&video).unwrap();
+            f.write_all(&noise).unwrap();
+        }
         let m = describe::describe(
             &video,
             &rec,
@@ -167,8 +186,13 @@ impl Pi {
 
     /// rig-upload of one recording, RUST_LOG=debug.
     fn upload(&self, rec: &RecordingId) -> Output {
+        self.upload_with(rec, &[])
+    }
+
+    fn upload_with(&self, rec: &RecordingId, flags: &[&str]) -> Output {
         Command::new(UPLOAD)
             .args(["--config", self.config.to_str().unwrap()])
+            .args(flags)
             .args([rec.session.as_str(), rec.camera.as_str()])
             .env("RUST_LOG", "debug")
             .output()
@@ -755,4 +779,53 @@ fn the_public_page_without_a_key_shows_status_but_no_links_that_would_401() {
     assert_eq!(status, 401, "{v}");
     let (status, _) = curl(&["-H", &bearer, &format!("{}/", closed.url)]);
     assert_eq!(status, 200);
+}
+
+/// A refusal made at the headers reaches rig-upload before it sends its
+/// file: rig-upload sends `Expect: 100-continue`, rig-receive answers 401
+/// or 413 instead of `100 Continue` (tiny_http patch 8), and the client
+/// fails at once with the server's reason. Without it the server stops
+/// reading a refused body after 1 MiB and closes (patch 7), and the client
+/// saw only a reset, which it retried, never learning why. `--no-resume`
+/// skips the status request, which would refuse a missing key earlier.
+#[test]
+fn refusals_at_the_headers_reach_rig_upload_before_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Receiver::start(
+        dir.path(),
+        &format!("  api_keys: [{OPEN_KEY}]\n  max_upload_size_gb: 0.004\n"),
+    );
+    // 3 MiB: under the 4 MB limit, over the 1 MiB read of a refused body.
+    let nokey = Pi::new(dir.path(), &server.url, "");
+    let rec = nokey.add_padded(cam("CAM_C"), 3 << 20);
+    let out = nokey.upload_with(&rec, &["--no-resume"]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    let st = nokey.state(&rec);
+    assert_eq!(st["attempts"], 1, "401 is not retried: {st}");
+    let why = st["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("unauthorized"), "the server's reason: {st}");
+
+    // 8 MiB against the 4 MB limit: 413 from Content-Length, not a reset.
+    let keyed = Pi::new(dir.path(), &server.url, &format!("  api_key: {OPEN_KEY}\n"));
+    let rec = keyed.add_padded(cam("CAM_L"), 8 << 20);
+    let out = keyed.upload_with(&rec, &["--no-resume"]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    let st = keyed.state(&rec);
+    assert_eq!(st["attempts"], 1, "413 is not retried: {st}");
+    let why = st["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("payload_too_large"),
+        "the server's reason: {st}"
+    );
+
+    assert_eq!(server.files(), Vec::<PathBuf>::new(), "nothing stored");
+    assert!(
+        keyed.root.join("recordings").exists()
+            && PiLayout::new(&keyed.root).recording(&rec).exists(),
+        "the Pi keeps its recording"
+    );
+    // And a good upload on the same server still works, through Expect.
+    let rec = keyed.add(cam("CAM_R"));
+    let out = keyed.upload(&rec);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
 }

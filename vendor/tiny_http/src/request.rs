@@ -395,16 +395,18 @@ impl Request {
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
         if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
+            // soccer-rig patch 8: a bare status line. Upstream printed a full
+            // response (Date, Server, Content-Length headers), which RFC 9110
+            // allows but ureq-proto 0.7 takes for a final answer
+            // (`HeadersWith100`), so a client could not use `Expect:
+            // 100-continue` to hear a refusal before sending its body.
+            let writer = self.response_writer.as_mut().unwrap();
+            let line = format!(
+                "HTTP/{}.{} 100 Continue\r\n\r\n",
+                self.http_version.0, self.http_version.1
+            );
+            writer.write_all(line.as_bytes()).ok();
+            writer.flush().ok();
             self.must_send_continue = false;
         }
 
