@@ -793,7 +793,10 @@ fn refusals_at_the_headers_reach_rig_upload_before_its_file() {
     let dir = tempfile::tempdir().unwrap();
     let server = Receiver::start(
         dir.path(),
-        &format!("  api_keys: [{OPEN_KEY}]\n  max_upload_size_gb: 0.004\n"),
+        &format!(
+            "  api_keys:\n    - {OPEN_KEY}\n    - {{key: {LEFT_KEY}, cameras: [CAM_L]}}\n\
+             \x20 max_upload_size_gb: 0.004\n"
+        ),
     );
     // 3 MiB: under the 4 MB limit, over the 1 MiB read of a refused body.
     let nokey = Pi::new(dir.path(), &server.url, "");
@@ -818,12 +821,26 @@ fn refusals_at_the_headers_reach_rig_upload_before_its_file() {
         "the server's reason: {st}"
     );
 
-    assert_eq!(server.files(), Vec::<PathBuf>::new(), "nothing stored");
+    // CAM_L's key uploading as CAM_C: found in the body (the camera field),
+    // so the admitted client's body is read on and the 403 reaches it.
+    let left = Pi::new(dir.path(), &server.url, &format!("  api_key: {LEFT_KEY}\n"));
+    let rec = left.add_padded(cam("CAM_C"), 3 << 20);
+    let out = left.upload_with(&rec, &["--no-resume"]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    let st = left.state(&rec);
+    assert_eq!(st["attempts"], 1, "403 is not retried: {st}");
+    let why = st["last_error"].as_str().unwrap_or_default();
     assert!(
-        keyed.root.join("recordings").exists()
-            && PiLayout::new(&keyed.root).recording(&rec).exists(),
-        "the Pi keeps its recording"
+        why.contains("camera_not_allowed"),
+        "the server's reason: {st}"
     );
+
+    assert_eq!(server.files(), Vec::<PathBuf>::new(), "nothing stored");
+    for (pi, camera) in [(&nokey, "CAM_C"), (&keyed, "CAM_L"), (&left, "CAM_C")] {
+        let rec = RecordingId::new(SessionId::parse(SESSION).unwrap(), cam(camera));
+        let kept = PiLayout::new(&pi.root).recording(&rec);
+        assert!(kept.exists(), "the Pi keeps {}", kept.display());
+    }
     // And a good upload on the same server still works, through Expect.
     let rec = keyed.add(cam("CAM_R"));
     let out = keyed.upload(&rec);

@@ -581,14 +581,19 @@ fn handle(state: &State, mut req: tiny_http::Request) {
         Err(e) => (error_reply(&e), Some(e)),
     };
     let status = reply.status;
-    if admitted && matches!(status, 409 | 507) {
-        // A 409 tells an admitted client where to resume (offset_mismatch)
-        // or to come back later, a 507 that the disk is full, not the
-        // network broken; ureq reads no reply before it has sent its whole
-        // body, so the rest of the body is read, as much as a real upload
-        // may send in the time one may take. Every other early reply reads
-        // at most 1 MiB and closes the connection (vendored tiny_http,
-        // patch 7): a refused client cannot push gigabytes.
+    if admitted && status >= 400 && !matches!(status, 408 | 503) {
+        // An error decided in the middle of an admitted client's body (409
+        // where to resume or come back later, 507 the disk is full, 400 a
+        // manifest this server rejects, 403 a camera the key is not bound
+        // to) must reach that client: ureq reads no reply before it has sent
+        // its whole body, and a reset would be retried without the reason.
+        // So the rest of the body is read, as much as a real upload may
+        // send in the time one may take. Refusals at the headers cost
+        // nothing here: a client waiting for `100 Continue` has sent no body
+        // and is not drained (tiny_http patch 7). A request refused by the
+        // allowlist or the keys, a stalled one (408) or one met by shutdown
+        // (503) reads at most 1 MiB and is closed: a refused client cannot
+        // push gigabytes.
         let cap = state
             .limits
             .max_upload_bytes
