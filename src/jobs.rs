@@ -82,6 +82,39 @@ pub struct JobsFile {
     pub jobs: Vec<Job>,
 }
 
+impl JobsFile {
+    /// Appends a new queued job for `session`, numbered after its others.
+    fn push_queued(&mut self, session: &SessionId) -> (Job, bool) {
+        let n = self
+            .jobs
+            .iter()
+            .filter(|j| j.session_id == session.as_str())
+            .count()
+            + 1;
+        let job = Job {
+            id: format!("{session}-{n}"),
+            session_id: session.to_string(),
+            status: JobStatus::Queued,
+            created_at: crate::manifest::format_time(jiff::Timestamp::now()),
+            started_at: None,
+            finished_at: None,
+            progress: 0.0,
+            error: None,
+            output: None,
+            pid: None,
+        };
+        self.jobs.push(job.clone());
+        (job, true)
+    }
+
+    /// Whether a job of `session` is running.
+    fn session_running(&self, session: &str) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| j.session_id == session && j.status == JobStatus::Running)
+    }
+}
+
 /// Why the queue could not be read or written.
 #[derive(Debug)]
 pub enum JobsError {
@@ -176,26 +209,25 @@ impl JobQueue {
             }) {
                 return (job.clone(), false);
             }
-            let n = file
+            file.push_queued(session)
+        })
+    }
+
+    /// Queues a stitch of `session`'s recordings as they are now, after one
+    /// of them was replaced: a queued job serves (it has not read its inputs
+    /// yet), a running one does not (it is stitching the old file), so a new
+    /// job is queued behind it and the panorama ends up made of what is
+    /// stored. Returns the job and whether it is new.
+    pub fn enqueue_fresh(&self, session: &SessionId) -> Result<(Job, bool), JobsError> {
+        self.update(|file| {
+            if let Some(job) = file
                 .jobs
                 .iter()
-                .filter(|j| j.session_id == session.as_str())
-                .count()
-                + 1;
-            let job = Job {
-                id: format!("{session}-{n}"),
-                session_id: session.to_string(),
-                status: JobStatus::Queued,
-                created_at: crate::manifest::format_time(jiff::Timestamp::now()),
-                started_at: None,
-                finished_at: None,
-                progress: 0.0,
-                error: None,
-                output: None,
-                pid: None,
-            };
-            file.jobs.push(job.clone());
-            (job, true)
+                .find(|j| j.session_id == session.as_str() && j.status == JobStatus::Queued)
+            {
+                return (job.clone(), false);
+            }
+            file.push_queued(session)
         })
     }
 
@@ -288,10 +320,14 @@ impl JobQueue {
     /// Takes the oldest queued job (file order is queue order) for `pid`, if any.
     pub fn claim_next(&self, pid: u32) -> Result<Option<Job>, JobsError> {
         self.update(|file| {
-            let job = file
-                .jobs
-                .iter_mut()
-                .find(|j| j.status == JobStatus::Queued)?;
+            // A session whose stitch is still running waits: its queued job
+            // (a recording replaced meanwhile) must not race the running one
+            // to the same panorama and lose to the older inputs.
+            let index = (0..file.jobs.len()).find(|&i| {
+                let j = &file.jobs[i];
+                j.status == JobStatus::Queued && !file.session_running(&j.session_id)
+            })?;
+            let job = &mut file.jobs[index];
             job.status = JobStatus::Running;
             job.pid = Some(pid);
             job.started_at = Some(now());
@@ -496,6 +532,31 @@ mod tests {
         let (again, new) = q.enqueue(&sessions[0]).unwrap();
         assert!(!new);
         assert_eq!(again.id, "S0-1");
+    }
+
+    #[test]
+    fn a_replaced_recording_queues_behind_a_running_stitch_which_goes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = JobQueue::new(&ServerLayout::under(dir.path()));
+        let s = SessionId::parse("S").unwrap();
+        let other = SessionId::parse("T").unwrap();
+        let (first, _) = q.enqueue(&s).unwrap();
+        // Queued, not started: it will read the new file, no second job.
+        let (same, new) = q.enqueue_fresh(&s).unwrap();
+        assert_eq!((same.id.as_str(), new), (first.id.as_str(), false));
+        let running = q.claim_next(7).unwrap().unwrap();
+        assert_eq!(running.id, "S-1");
+        // Running on the old file: a new job is queued behind it ...
+        let (behind, new) = q.enqueue_fresh(&s).unwrap();
+        assert_eq!((behind.id.as_str(), new), ("S-2", true));
+        // ... and plain enqueue still sees the running one.
+        assert!(!q.enqueue(&s).unwrap().1);
+        // S-2 waits while S-1 runs; another session's job does not.
+        q.enqueue(&other).unwrap();
+        assert_eq!(q.claim_next(8).unwrap().unwrap().id, "T-1");
+        assert!(q.claim_next(8).unwrap().is_none(), "S-2 must wait for S-1");
+        q.finish(&running.id, 7, Path::new("out")).unwrap().unwrap();
+        assert_eq!(q.claim_next(8).unwrap().unwrap().id, "S-2");
     }
 
     #[test]

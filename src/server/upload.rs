@@ -853,7 +853,14 @@ fn enqueue_if_complete(state: &State, rec: &RecordingId, changed: bool) {
             }
         }
     }
-    match queue.enqueue(s) {
+    // A replaced recording needs a stitch of what is stored now, even when
+    // one is running on the old file (enqueue_fresh queues behind it).
+    let queued = if changed {
+        queue.enqueue_fresh(s)
+    } else {
+        queue.enqueue(s)
+    };
+    match queued {
         Ok((job, true)) => log::info!(
             "{s}: all three cameras stored; queued stitch job {}",
             job.id
