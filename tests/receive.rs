@@ -1274,3 +1274,75 @@ fn sigterm_grace_running_out_stops_the_upload_and_keeps_a_partial() {
         "kept {kept} of {sent} sent"
     );
 }
+
+/// Two uploads that each fit above the free-space floor but not both: the
+/// second is refused with 507 at its headers while the first is in flight
+/// (the first reserved its announced bytes), and admitted once the first is
+/// gone. Admission is seen without sending gigabytes: the client sends
+/// `Expect: 100-continue`, and the server answers `100 Continue` only to an
+/// upload it admits. Sizes follow the disk's free space, so the test holds
+/// on any machine; the margins (a fifth of the room) dwarf what other tests
+/// write meanwhile.
+#[test]
+fn concurrent_uploads_cannot_both_take_the_last_room() {
+    let probe = tempfile::tempdir().unwrap();
+    let free = soccer_rig::fsx::free_space(probe.path()).unwrap();
+    let room = (free / 2).min(40_000_000_000);
+    let floor_gb = (free - room) as f64 / 1e9;
+    let each = room * 6 / 10;
+    let d = Daemon::with_config(&format!(
+        "storage:\n  min_free_space_gb: {floor_gb:.3}\nserver:\n  max_upload_size_gb: 1000.0\n"
+    ));
+    let boundary = "xyzzy";
+    let head = |cam: &str| {
+        format!(
+            "POST /api/v1/upload HTTP/1.1\r\nHost: {cam}\r\nExpect: 100-continue\r\n\
+             Content-Type: multipart/form-data; boundary={boundary}\r\n\
+             Content-Length: {each}\r\n\r\n"
+        )
+    };
+    let answer = |s: &mut TcpStream| -> String {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let connect = || TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+
+    let mut first = connect();
+    first.write_all(head("CAM_L").as_bytes()).unwrap();
+    let got = answer(&mut first);
+    assert!(got.starts_with("HTTP/1.1 100 Continue\r\n\r\n"), "{got:?}");
+
+    let mut second = connect();
+    second.write_all(head("CAM_C").as_bytes()).unwrap();
+    let got = answer(&mut second);
+    assert!(got.starts_with("HTTP/1.1 507 "), "{got:?}");
+    assert!(got.contains("promised to uploads in flight"), "{got:?}");
+
+    // The first goes away; its room comes back.
+    drop(first);
+    let health = d.url("/api/v1/health");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = curl(&[&health]);
+        if v["active_uploads"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first upload never ended: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut third = connect();
+    third.write_all(head("CAM_R").as_bytes()).unwrap();
+    let got = answer(&mut third);
+    assert!(got.starts_with("HTTP/1.1 100 Continue\r\n\r\n"), "{got:?}");
+    drop(third);
+    assert!(
+        d.files().iter().all(|f| !f.starts_with("sessions/")),
+        "{:?}",
+        d.files()
+    );
+}

@@ -38,6 +38,7 @@ pub mod browse;
 pub mod multipart;
 pub mod page;
 pub mod partial;
+pub mod space;
 pub mod upload;
 
 use std::collections::HashSet;
@@ -165,6 +166,8 @@ pub struct State {
     /// their next read and keep what they received as a partial.
     aborting: AtomicBool,
     access: access::Access,
+    /// Free space reserved by uploads in flight (`space`).
+    space: space::Reservations,
 }
 
 /// The claim on a recording being uploaded; dropping it (on every path,
@@ -304,6 +307,7 @@ impl Receiver {
             stopping: AtomicBool::new(false),
             aborting: AtomicBool::new(false),
             access,
+            space: space::Reservations::default(),
         };
         Ok(Receiver {
             server: Arc::new(server),

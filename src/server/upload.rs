@@ -23,7 +23,7 @@ use std::time::Instant;
 use tempfile::NamedTempFile;
 
 use super::multipart::{Event, FormError, FormStream, boundary_of};
-use super::{ApiError, InFlight, State};
+use super::{ApiError, InFlight, State, space};
 use crate::checksum::{FileDigest, HashingWriter, is_sha256_hex};
 use crate::describe::{self, DescribeError, DescribeOptions};
 use crate::fsx;
@@ -82,6 +82,8 @@ struct Form<'s> {
     rec: Option<RecordingId>,
     /// The in-flight claim on `rec`, held until the reply.
     claim: Option<InFlight<'s>>,
+    /// The free space this upload's announced bytes hold (see `space`).
+    space: Option<space::Reservation<'s>>,
 }
 
 /// Handles an upload; `trace` is filled in for the log line whatever happens.
@@ -114,7 +116,7 @@ pub fn upload(
     {
         return Err(too_large(limits.max_upload_bytes, Some(len)));
     }
-    check_free_space(state, announced.unwrap_or(0))?;
+    let reservation = reserve_space(state, announced.unwrap_or(0))?;
 
     let _active = state.active_upload();
     let deadline = started + limits.upload_timeout;
@@ -123,7 +125,10 @@ pub fn upload(
         stop: &state.aborting,
     };
     let mut stream = FormStream::new(body, &boundary, body_cap, deadline);
-    let mut form = Form::default();
+    let mut form = Form {
+        space: Some(reservation),
+        ..Form::default()
+    };
     let result = read_form(state, &mut stream, &mut form, trace);
     trace.bytes = stream.received();
     if result.is_err() && state.aborting.load(Ordering::SeqCst) {
@@ -275,29 +280,65 @@ fn too_large(max: u64, announced: Option<u64>) -> ApiError {
     )
 }
 
-/// 507 when storing `incoming` more bytes would leave less than the floor.
-fn check_free_space(state: &State, incoming: u64) -> Result<(), ApiError> {
-    let free = state.free_bytes().map_err(|e| {
+/// Admits an upload of `incoming` bytes against the free-space floor and
+/// the room other uploads in flight have reserved (`space`); 507 if it
+/// would leave less than the floor.
+fn reserve_space(state: &State, incoming: u64) -> Result<space::Reservation<'_>, ApiError> {
+    let free = free_bytes(state)?;
+    let floor = state.limits.min_free_bytes;
+    state
+        .space
+        .admit(free, floor, incoming)
+        .map_err(|short| no_space(state, incoming, short))
+}
+
+/// The floor check made while a file streams in: what is written is in
+/// the free space now, what is still to come (this upload's and the
+/// others') is reserved.
+fn check_space_midway(
+    state: &State,
+    reservation: Option<&mut space::Reservation<'_>>,
+    received: u64,
+) -> Result<(), ApiError> {
+    let free = free_bytes(state)?;
+    let floor = state.limits.min_free_bytes;
+    let checked = match reservation {
+        Some(r) => r.progress(received, free, floor),
+        None => state.space.admit(free, floor, 0).map(drop),
+    };
+    checked.map_err(|short| no_space(state, 0, short))
+}
+
+fn free_bytes(state: &State) -> Result<u64, ApiError> {
+    state.free_bytes().map_err(|e| {
         ApiError::new(
             500,
             code::INTERNAL,
             format!("cannot tell the free space of the sessions filesystem: {e}"),
         )
-    })?;
-    let floor = state.limits.min_free_bytes;
-    if free.saturating_sub(incoming) < floor {
-        return Err(ApiError::new(
-            507,
-            code::INSUFFICIENT_STORAGE,
-            format!(
-                "storing {incoming} more bytes would leave less than storage.min_free_space_gb \
-                 ({:.3} GB) free on the server ({:.3} GB free now); free space or lower the floor",
-                floor as f64 / crate::config::GB,
-                free as f64 / crate::config::GB
-            ),
-        ));
-    }
-    Ok(())
+    })
+}
+
+fn no_space(state: &State, incoming: u64, short: space::Shortfall) -> ApiError {
+    let gb = |n: u64| n as f64 / crate::config::GB;
+    let others = if short.reserved > 0 {
+        format!(
+            ", {:.3} GB of it promised to uploads in flight",
+            gb(short.reserved)
+        )
+    } else {
+        String::new()
+    };
+    ApiError::new(
+        507,
+        code::INSUFFICIENT_STORAGE,
+        format!(
+            "storing {incoming} more bytes would leave less than storage.min_free_space_gb \
+             ({:.3} GB) free on the server ({:.3} GB free now{others}); free space or lower the floor",
+            gb(state.limits.min_free_bytes),
+            gb(short.free)
+        ),
+    )
 }
 
 /// Reads every part; the file goes to a temp file, text fields to memory
@@ -541,7 +582,7 @@ fn read_file_data<R: io::Read>(
                     .map_err(|e| internal("writing the upload to its temp file failed", e))?;
                 if part.writer.bytes_written() - form.resumed_from >= next_space_check {
                     next_space_check += FREE_SPACE_CHECK_EVERY;
-                    check_free_space(state, 0)?;
+                    check_space_midway(state, form.space.as_mut(), stream.received())?;
                 }
             }
             Event::PartEnd => break,
