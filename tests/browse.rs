@@ -891,6 +891,29 @@ fn the_page_in_headless_chromium_shows_every_session_and_injects_nothing() {
     // Being uploaded.
     d.upload("GAME_20240315_140000", "CAM_L", "pi-left");
     let _flying = d.stalled_upload("GAME_20240315_140000", "CAM_C");
+    // A session ID with markup never gets in (the ID rule), so it cannot
+    // reach the page either.
+    let clip = clip_of("CAM_L");
+    let (status, v) = curl_json(&[
+        // --form-string: with -F, curl reads a value starting with < from a file.
+        "--form-string",
+        "session_id=<script>alert(1)</script>",
+        "-F",
+        "camera_id=CAM_L",
+        "-F",
+        &format!(
+            "checksum={}",
+            soccer_rig::checksum::hash_file(&clip).unwrap().sha256
+        ),
+        "-F",
+        &format!("file=@{}", clip.display()),
+        &d.url("/api/v1/upload"),
+    ]);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("invalid_field")),
+        "{v}"
+    );
 
     let dom = chromium(&["--dump-dom"], &d.url("/"));
     assert!(dom.contains("<html"), "{dom}");
@@ -913,6 +936,53 @@ fn the_page_in_headless_chromium_shows_every_session_and_injects_nothing() {
         }
     }
     assert!(home.contains("all 3 cameras"), "{home}");
+    // The header: free space (the health figure, in GB) and the upload in
+    // flight.
+    let (_, health) = curl_json(&[&d.url("/api/v1/health")]);
+    let free_gb = health["storage_free_gb"].as_f64().unwrap();
+    let shown = dom
+        .split("Free space: <strong>")
+        .nth(1)
+        .and_then(|rest| rest.split(" GB</strong>").next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no free space in the header: {dom}"));
+    assert!(
+        (shown - free_gb).abs() < 1.0,
+        "{shown} GB shown, {free_gb} GB free"
+    );
+    assert!(dom.contains("Uploads: <strong>1</strong> active"), "{dom}");
+    // Each stored camera's cell gives its size and its duration, as the
+    // sessions API has them.
+    let (_, detail) = curl_json(&[&d.url("/api/v1/sessions/FINAL_Home")]);
+    for cam in CAMS {
+        let cell = home
+            .split(&format!("<strong>{cam}</strong>"))
+            .nth(1)
+            .and_then(|rest| rest.split("</a>").next())
+            .unwrap_or_else(|| panic!("no cell for {cam}: {home}"));
+        let spans: Vec<&str> = cell
+            .split("<span>")
+            .skip(1)
+            .filter_map(|x| x.split("</span>").next())
+            .collect();
+        assert!(
+            spans.len() >= 2
+                && spans[0].ends_with('B')
+                && spans[0].starts_with(|c: char| c.is_ascii_digit()),
+            "{cam}: size in {cell}"
+        );
+        let duration = detail.to_string();
+        let secs = detail["session"]["cameras"]
+            .as_array()
+            .and_then(|cams| cams.iter().find(|c| c["camera_id"] == cam))
+            .and_then(|c| c["duration_sec"].as_f64())
+            .unwrap_or_else(|| panic!("no duration for {cam} in {duration}"));
+        assert_eq!(
+            spans[1],
+            format!("{secs:.1} s"),
+            "{cam}: duration in {cell}"
+        );
+    }
     assert!(home.contains("href=\"/api/v1/sessions/FINAL_Home/stitched/panorama.mp4\""));
     for cam in CAMS {
         assert!(home.contains(&format!(
@@ -933,6 +1003,7 @@ fn the_page_in_headless_chromium_shows_every_session_and_injects_nothing() {
     assert!(!dom.contains("<b>"), "markup injected: {home}");
     assert!(home.contains("&lt;b&gt;bold&lt;/b&gt;&amp;co"), "{home}");
     assert!(!dom.contains("<script"), "no script at all");
+    assert!(!dom.contains("alert(1)"), "the refused ID is nowhere");
 
     // The screenshot for the closing note, when asked for.
     if let Ok(path) = std::env::var("BROWSE_SCREENSHOT") {
