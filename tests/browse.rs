@@ -903,7 +903,7 @@ fn the_page_in_headless_chromium_shows_every_session_and_injects_nothing() {
         "-F",
         &format!(
             "checksum={}",
-            soccer_rig::checksum::hash_file(&clip).unwrap().sha256
+            soccer_rig::checksum::hash_file(clip).unwrap().sha256
         ),
         "-F",
         &format!("file=@{}", clip.display()),
