@@ -277,7 +277,15 @@ fn assert_error(reply: &(u16, Value), status: u16, code: &str) {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys, ["success", "error", "message"], "{}", reply.1);
+    // The seed's three fields first; a few errors add one for scripts.
+    assert_eq!(keys[..3], ["success", "error", "message"], "{}", reply.1);
+    let extra = match code {
+        "session_incomplete" => Some("cameras_missing"),
+        "job_in_progress" => Some("job_id"),
+        _ => None,
+    };
+    assert_eq!(keys.get(3).copied(), extra, "{}", reply.1);
+    assert_eq!(keys.len(), 3 + usize::from(extra.is_some()), "{}", reply.1);
     assert_eq!(reply.1["success"], false);
     assert_eq!(reply.1["error"], code, "{}", reply.1);
 }
@@ -617,6 +625,12 @@ fn stitch_route_queues_refuses_and_the_panorama_downloads() {
     assert_error(&r, 409, "session_incomplete");
     let msg = r.1["message"].as_str().unwrap();
     assert!(msg.contains("CAM_L, CAM_R"), "{msg}");
+    assert_eq!(
+        r.1["cameras_missing"],
+        serde_json::json!(["CAM_L", "CAM_R"]),
+        "{}",
+        r.1
+    );
     d.upload("ST_1", "CAM_L", "pi");
     d.upload("ST_1", "CAM_R", "pi");
     // Complete: rig-receive queued it already, so asking again is refused.
@@ -627,6 +641,7 @@ fn stitch_route_queues_refuses_and_the_panorama_downloads() {
         "{}",
         r.1
     );
+    assert_eq!(r.1["job_id"], "ST_1-1", "{}", r.1);
 
     let (status, v) = d.get("/api/v1/jobs/ST_1-1");
     assert_eq!(status, 200, "{v}");

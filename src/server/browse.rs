@@ -821,28 +821,34 @@ fn detail(state: &State, session: &SessionId) -> Result<SessionDetail, ApiError>
 /// replaced): a new job is queued.
 fn stitch(state: &State, session: &SessionId) -> Result<Reply, ApiError> {
     let scan = scan_session(state, session)?;
-    let missing: Vec<String> = scan
+    let absent: Vec<_> = scan
         .cameras
         .iter()
         .filter(|(_, s, _)| s.is_none())
-        .map(|(c, _, up)| {
-            if *up {
-                format!("{c} (uploading now)")
-            } else {
-                c.to_string()
-            }
-        })
         .collect();
-    if !missing.is_empty() {
+    if !absent.is_empty() {
+        let named: Vec<String> = absent
+            .iter()
+            .map(|(c, _, up)| {
+                if *up {
+                    format!("{c} (uploading now)")
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        let ids: Vec<serde_json::Value> =
+            absent.iter().map(|(c, _, _)| c.as_str().into()).collect();
         return Err(ApiError::new(
             409,
             code::SESSION_INCOMPLETE,
             format!(
                 "session {session} is missing {}; a stitch needs all three cameras: \
                  upload the missing recording(s) first",
-                missing.join(", ")
+                named.join(", ")
             ),
-        ));
+        )
+        .with_field("cameras_missing", ids.into()));
     }
     let (job, new) = JobQueue::new(&state.layout)
         .enqueue(session)
@@ -855,7 +861,8 @@ fn stitch(state: &State, session: &SessionId) -> Result<Reply, ApiError> {
                 "stitch job {} of session {session} is already {}; follow it at /api/v1/jobs/{}",
                 job.id, job.status, job.id
             ),
-        ));
+        )
+        .with_field("job_id", job.id.clone().into()));
     }
     log::info!("{session}: stitch job {} queued on request", job.id);
     let location = format!("/api/v1/jobs/{}", job.id);

@@ -127,8 +127,10 @@ pub struct ApiError {
     pub code: &'static str,
     /// What was wrong and what to do.
     pub message: String,
-    /// Sent as `received_bytes` beside the error (409 `offset_mismatch`).
-    pub received_bytes: Option<u64>,
+    /// Fields sent beside `success`, `error` and `message`, for scripts:
+    /// `received_bytes` of a 409 `offset_mismatch`, `cameras_missing` of a
+    /// 409 `session_incomplete`, `job_id` of a 409 `job_in_progress`.
+    pub fields: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -138,14 +140,19 @@ impl ApiError {
             status,
             code,
             message,
-            received_bytes: None,
+            fields: Vec::new(),
         }
     }
 
     /// The same error, telling the client how many bytes of a partial the
     /// server holds.
-    pub fn with_received_bytes(mut self, n: u64) -> ApiError {
-        self.received_bytes = Some(n);
+    pub fn with_received_bytes(self, n: u64) -> ApiError {
+        self.with_field("received_bytes", n.into())
+    }
+
+    /// The same error with `name: value` beside its message.
+    pub fn with_field(mut self, name: &'static str, value: serde_json::Value) -> ApiError {
+        self.fields.push((name, value));
         self
     }
 }
@@ -549,16 +556,16 @@ fn error_reply(e: &ApiError) -> Reply {
         error: e.code.to_string(),
         message: e.message.clone(),
     };
-    match e.received_bytes {
-        None => json_reply(e.status, &body),
-        Some(n) => {
-            let mut v = serde_json::to_value(&body).unwrap_or_default();
-            if let Some(map) = v.as_object_mut() {
-                map.insert("received_bytes".into(), n.into());
-            }
-            json_reply(e.status, &v)
+    if e.fields.is_empty() {
+        return json_reply(e.status, &body);
+    }
+    let mut v = serde_json::to_value(&body).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        for (name, value) in &e.fields {
+            map.insert((*name).into(), value.clone());
         }
     }
+    json_reply(e.status, &v)
 }
 
 fn handle(state: &State, mut req: tiny_http::Request) {
