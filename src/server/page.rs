@@ -303,22 +303,6 @@ fn camera(h: &mut String, c: &CameraSummary, links: bool) {
         .map(|n| format!("<span>{}</span>", escape(n)))
         .unwrap_or_default();
     match (&c.url, c.present) {
-        (Some(_), true) if !links => {
-            let size = c.size_bytes.map(human_bytes).unwrap_or_default();
-            let dur = c.duration_sec.map(human_duration).unwrap_or_default();
-            let again = if c.uploading {
-                "<span>re-uploading</span>"
-            } else {
-                ""
-            };
-            let _ = write!(
-                h,
-                "<div class=\"cam ok\"><strong>{name}</strong><span>{}</span>\
-                 <span>{}</span>{host}{again}</div>",
-                escape(&size),
-                escape(&dur)
-            );
-        }
         (Some(url), true) => {
             let size = c.size_bytes.map(human_bytes).unwrap_or_default();
             let dur = c.duration_sec.map(human_duration).unwrap_or_default();
@@ -327,11 +311,19 @@ fn camera(h: &mut String, c: &CameraSummary, links: bool) {
             } else {
                 ""
             };
+            // Without a key on a keyed server the cell is no link: the
+            // download would answer 401.
+            let (open, close) = if links {
+                (
+                    format!("<a class=\"cam ok\" href=\"{}\">", escape(url)),
+                    "</a>",
+                )
+            } else {
+                ("<div class=\"cam ok\">".to_string(), "</div>")
+            };
             let _ = write!(
                 h,
-                "<a class=\"cam ok\" href=\"{}\"><strong>{name}</strong><span>{}</span>\
-                 <span>{}</span>{host}{again}</a>",
-                escape(url),
+                "{open}<strong>{name}</strong><span>{}</span><span>{}</span>{host}{again}{close}",
                 escape(&size),
                 escape(&dur)
             );
