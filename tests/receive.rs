@@ -1210,9 +1210,9 @@ fn a_slow_but_steady_client_is_cut_off_at_the_upload_timeout() {
     assert_eq!(status, 200, "{v}");
 }
 
-#[test]
-fn sigterm_lets_an_upload_in_flight_finish_within_the_grace_time() {
-    let mut d = Daemon::with_config("server:\n  shutdown_grace_sec: 10\n");
+/// An upload of the clip as CAM_C whose first half of the body is sent and
+/// being received: (connection, whole body, the clip's bytes, its digest).
+fn half_an_upload(d: &Daemon) -> (TcpStream, Vec<u8>, Vec<u8>, String) {
     let bytes = std::fs::read(clip()).unwrap();
     let sum = sha(clip());
     let body = form(SESSION, "CAM_C", &sum, &bytes);
@@ -1221,6 +1221,13 @@ fn sigterm_lets_an_upload_in_flight_finish_within_the_grace_time() {
         .unwrap();
     s.write_all(&body[..body.len() / 2]).unwrap();
     d.wait_active(1);
+    (s, body, bytes, sum)
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish_within_the_grace_time() {
+    let mut d = Daemon::with_config("server:\n  shutdown_grace_sec: 10\n");
+    let (mut s, body, bytes, _) = half_an_upload(&d);
     d.signal_term();
     std::thread::sleep(Duration::from_millis(300));
     s.write_all(&body[body.len() / 2..]).unwrap();
@@ -1239,15 +1246,8 @@ fn sigterm_lets_an_upload_in_flight_finish_within_the_grace_time() {
 #[test]
 fn sigterm_grace_running_out_stops_the_upload_and_keeps_a_partial() {
     let mut d = Daemon::with_config("server:\n  shutdown_grace_sec: 1\n");
-    let bytes = std::fs::read(clip()).unwrap();
-    let sum = sha(clip());
-    let body = form(SESSION, "CAM_C", &sum, &bytes);
-    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
-    s.write_all(request_head("/api/v1/upload", Some(body.len() as u64)).as_bytes())
-        .unwrap();
+    let (mut s, body, _, sum) = half_an_upload(&d);
     let half = body.len() / 2;
-    s.write_all(&body[..half]).unwrap();
-    d.wait_active(1);
     d.signal_term();
     // Still sending, too slowly to finish within the grace second (2.5 s).
     let piece = (body.len() - half) / 50;
