@@ -192,12 +192,31 @@ pub struct ServerConfig {
     pub max_upload_size_gb: f64,
     /// Longest one upload may take, in seconds. Default 3600.
     pub upload_timeout_sec: u64,
-    /// Request worker threads. Default 8.
+    /// No longer used (issue 17): each connection is served by a thread
+    /// of its own, up to `max_connections`. Accepted so that old files
+    /// still parse. Default 8.
     pub workers: usize,
-    /// Longest a connection may stay silent, in seconds: mid-body (the
-    /// upload fails with 408 and its temp file is removed) or idle between
-    /// requests (the connection is closed). Default 60.
+    /// Longest a body read may wait for a byte, in seconds: the upload
+    /// fails with 408 and its temp file is removed. Default 60.
     pub stall_timeout_sec: u64,
+    /// Most connections open at once; more are answered 503 at once and
+    /// closed. Each costs one file descriptor and one thread. Default 2048.
+    pub max_connections: usize,
+    /// Longest from a request's first byte to the end of its headers, in
+    /// seconds; then 408 and close. Default 10.
+    pub header_timeout_sec: u64,
+    /// Longest an open keep-alive connection waits for its next request, in
+    /// seconds; then it is closed. Default 30.
+    pub idle_timeout_sec: u64,
+    /// Longest one write of a reply may wait for the client to read, in
+    /// seconds; then the connection is dropped. Default 30.
+    pub send_timeout_sec: u64,
+    /// Slowest upload body accepted, KiB/s, averaged over each
+    /// `stall_timeout_sec`; slower gets 408. 0 = no floor. Default 4.
+    pub upload_min_kib_per_sec: u64,
+    /// Longest the body of a small request (confirm, stitch) may take to
+    /// arrive, in seconds; then 408. Default 10.
+    pub small_body_timeout_sec: u64,
     /// On SIGTERM/SIGINT, how long uploads in flight may take to finish
     /// before the daemon exits anyway, in seconds. Default 30.
     pub shutdown_grace_sec: u64,
@@ -245,6 +264,12 @@ impl Default for ServerConfig {
             upload_timeout_sec: 3600,
             workers: 8,
             stall_timeout_sec: 60,
+            max_connections: 2048,
+            header_timeout_sec: 10,
+            idle_timeout_sec: 30,
+            send_timeout_sec: 30,
+            upload_min_kib_per_sec: 4,
+            small_body_timeout_sec: 10,
             shutdown_grace_sec: 30,
             tls_cert: None,
             tls_key: None,
@@ -443,6 +468,18 @@ impl Config {
         }
         if self.server.upload_timeout_sec == 0 || self.server.stall_timeout_sec == 0 {
             return Err("server.upload_timeout_sec/stall_timeout_sec: must be at least 1".into());
+        }
+        let s = &self.server;
+        for (key, v) in [
+            ("server.header_timeout_sec", s.header_timeout_sec),
+            ("server.idle_timeout_sec", s.idle_timeout_sec),
+            ("server.send_timeout_sec", s.send_timeout_sec),
+            ("server.small_body_timeout_sec", s.small_body_timeout_sec),
+            ("server.max_connections", s.max_connections as u64),
+        ] {
+            if v == 0 {
+                return Err(format!("{key}: must be at least 1"));
+            }
         }
         for (key, codec) in [
             ("processing.output_codec", &self.processing.output_codec),

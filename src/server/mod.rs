@@ -36,6 +36,7 @@
 pub mod access;
 pub mod browse;
 pub mod multipart;
+pub mod pace;
 pub mod page;
 pub mod partial;
 pub mod space;
@@ -75,6 +76,10 @@ const STATUS_WAIT: Duration = Duration::from_secs(10);
 /// How often idle workers and the main thread look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Stack of a connection thread: the handlers keep their buffers on the
+/// heap, and thousands of idle connections must stay cheap.
+const CONNECTION_STACK: usize = 512 * 1024;
+
 /// After the shutdown grace time, how long uploads still in flight get to
 /// stop and keep their bytes as partials. One that is receiving notices at
 /// its next read; one blocked on a silent client is left to the exit.
@@ -103,6 +108,11 @@ pub struct Limits {
     pub upload_timeout: Duration,
     /// Longest silence on a connection (`server.stall_timeout_sec`).
     pub stall_timeout: Duration,
+    /// Slowest upload body, bytes/s over each stall timeout
+    /// (`server.upload_min_kib_per_sec`); 0 = no floor.
+    pub upload_min_rate: u64,
+    /// Longest a small body (confirm) may take (`server.small_body_timeout_sec`).
+    pub small_body_timeout: Duration,
 }
 
 impl Limits {
@@ -114,6 +124,8 @@ impl Limits {
             min_free_bytes: bytes(config.storage.min_free_space_gb),
             upload_timeout: Duration::from_secs(config.server.upload_timeout_sec),
             stall_timeout: Duration::from_secs(config.server.stall_timeout_sec),
+            upload_min_rate: config.server.upload_min_kib_per_sec.saturating_mul(1024),
+            small_body_timeout: Duration::from_secs(config.server.small_body_timeout_sec),
         }
     }
 }
@@ -168,6 +180,8 @@ pub struct State {
     ffmpeg: PathBuf,
     in_flight: Mutex<HashSet<RecordingId>>,
     active: AtomicU64,
+    /// Requests being handled (shutdown waits for them).
+    busy: AtomicU64,
     stopping: AtomicBool,
     /// Set when the shutdown grace time is over: uploads in flight stop at
     /// their next read and keep what they received as a partial.
@@ -194,10 +208,14 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Counts an upload in flight for `/health` while it lives.
-pub struct ActiveUpload<'a>(&'a AtomicU64);
+/// Counts one thing in progress (an upload for `/health`, a request for
+/// the shutdown) while it lives.
+pub struct Counted<'a>(&'a AtomicU64);
 
-impl Drop for ActiveUpload<'_> {
+/// Counts an upload in flight for `/health` while it lives.
+pub type ActiveUpload<'a> = Counted<'a>;
+
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -233,7 +251,7 @@ impl State {
 
     fn active_upload(&self) -> ActiveUpload<'_> {
         self.active.fetch_add(1, Ordering::SeqCst);
-        ActiveUpload(&self.active)
+        Counted(&self.active)
     }
 
     /// Free bytes on the sessions filesystem.
@@ -245,10 +263,10 @@ impl State {
 /// A bound, ready daemon: [`Receiver::bind`], print [`Receiver::local_addr`],
 /// then [`Receiver::serve`].
 pub struct Receiver {
-    server: Arc<tiny_http::Server>,
+    /// Dropping it stops accepting connections.
+    _server: tiny_http::Server,
     addr: SocketAddr,
     state: Arc<State>,
-    workers: usize,
     grace: Duration,
     tls: bool,
 }
@@ -288,21 +306,8 @@ impl Receiver {
         let access = access::Access::from_config(&config.server).map_err(ServerError)?;
         let ssl = tls_config(&config.server)?;
         let tls = ssl.is_some();
-        let stall = Duration::from_secs(config.server.stall_timeout_sec);
-        let server = tiny_http::Server::from_listener_with_read_timeout(listener, ssl, Some(stall))
-            .map_err(|e| {
-                ServerError(format!(
-                    "cannot start the HTTP server: {e}{}",
-                    if tls {
-                        " (check that server.tls_cert and server.tls_key are a PEM \
-                         certificate and its private key)"
-                    } else {
-                        ""
-                    }
-                ))
-            })?;
         log::info!("{}", access.describe());
-        let state = State {
+        let state = Arc::new(State {
             layout,
             limits: Limits::from_config(config),
             partials: partial::PartialStore::from_config(config),
@@ -311,16 +316,31 @@ impl Receiver {
             ffmpeg: config.processing.ffmpeg_path.clone(),
             in_flight: Mutex::new(HashSet::new()),
             active: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             aborting: AtomicBool::new(false),
             access,
             space: space::Reservations::default(),
-        };
+        });
+        let handler_state = Arc::clone(&state);
+        let handler: tiny_http::Handler = Arc::new(move |req| handle(&handler_state, req));
+        let server =
+            tiny_http::Server::with_handler(listener, ssl, connection_limits(config), handler)
+                .map_err(|e| {
+                    ServerError(format!(
+                        "cannot start the HTTP server: {e}{}",
+                        if tls {
+                            " (check that server.tls_cert and server.tls_key are a PEM \
+                             certificate and its private key)"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?;
         Ok(Receiver {
-            server: Arc::new(server),
+            _server: server,
             addr,
-            state: Arc::new(state),
-            workers: config.server.workers.max(1),
+            state,
             grace: Duration::from_secs(config.server.shutdown_grace_sec),
             tls,
         })
@@ -346,58 +366,80 @@ impl Receiver {
     /// requests get 503 `shutting_down`), lets uploads in flight finish for
     /// up to `server.shutdown_grace_sec`, and returns.
     pub fn serve(self, stop: &AtomicBool) -> Result<(), ServerError> {
-        let mut handles = Vec::with_capacity(self.workers);
-        for i in 0..self.workers {
-            let server = Arc::clone(&self.server);
-            let state = Arc::clone(&self.state);
-            let handle = thread::Builder::new()
-                .name(format!("worker-{i}"))
-                .spawn(move || worker(&server, &state))
-                .map_err(|e| ServerError(format!("cannot start worker threads: {e}")))?;
-            handles.push(handle);
-        }
+        let state = &self.state;
         while !stop.load(Ordering::SeqCst) {
+            // Expired partials would otherwise stay until the next start-up
+            // or the next interrupted upload.
+            state.partials.expire_if_due(&state.expiry, Instant::now());
             thread::sleep(POLL);
         }
-        let active = self.state.active.load(Ordering::SeqCst);
+        let active = state.active.load(Ordering::SeqCst);
         log::info!(
             "stopping: no new work; waiting up to {} s for {active} upload(s) in flight",
             self.grace.as_secs()
         );
-        self.state.stopping.store(true, Ordering::SeqCst);
-        let give_up = Instant::now() + self.grace;
-        while handles.iter().any(|h| !h.is_finished()) && Instant::now() < give_up {
-            thread::sleep(POLL);
-        }
-        let left = self.state.active.load(Ordering::SeqCst);
-        if left > 0 {
-            // As a dropped connection would: each upload keeps its bytes as
-            // a partial when it can, so the client resumes after a restart
-            // (systemctl restart at 95% must not cost the 95%).
-            log::warn!(
-                "grace time over with {left} upload(s) unfinished; stopping them, keeping \
-                 what they received as partials for a resume"
-            );
-            self.state.aborting.store(true, Ordering::SeqCst);
-            let until = Instant::now() + ABORT_WAIT;
-            // Wait for the workers, not the upload count: the count drops
-            // before the 503 reply is written, and that reply should go out.
-            while handles.iter().any(|h| !h.is_finished()) && Instant::now() < until {
-                thread::sleep(POLL);
-            }
-            let stuck = self.state.active.load(Ordering::SeqCst);
-            if stuck > 0 {
-                log::warn!(
-                    "{stuck} upload(s) did not stop in time (a silent client); their temp \
-                     files are removed and nothing of them was stored"
-                );
-                remove_upload_leftovers(&self.state.layout.temp);
-            }
+        state.stopping.store(true, Ordering::SeqCst);
+        if !state.wait_idle(self.grace) {
+            self.abort_uploads();
         } else {
             log::info!("stopped");
         }
-        // Workers still busy after the grace time are left to the process exit.
+        // Requests still busy are left to the process exit.
         Ok(())
+    }
+
+    /// After the grace time: stops the uploads still in flight, keeping
+    /// what they received as partials when they can.
+    fn abort_uploads(&self) {
+        let state = &self.state;
+        let left = state.active.load(Ordering::SeqCst);
+        // As a dropped connection would: each upload keeps its bytes as a
+        // partial when it can, so the client resumes after a restart
+        // (systemctl restart at 95% must not cost the 95%).
+        log::warn!(
+            "grace time over with {left} upload(s) unfinished; stopping them, keeping \
+             what they received as partials for a resume"
+        );
+        state.aborting.store(true, Ordering::SeqCst);
+        // Wait for the requests, not the upload count: the count drops
+        // before the 503 reply is written, and that reply should go out.
+        state.wait_idle(ABORT_WAIT);
+        let stuck = state.active.load(Ordering::SeqCst);
+        if stuck > 0 {
+            log::warn!(
+                "{stuck} upload(s) did not stop in time (a silent client); their temp \
+                 files are removed and nothing of them was stored"
+            );
+            remove_upload_leftovers(&state.layout.temp);
+        }
+    }
+}
+
+impl State {
+    /// Waits up to `time` for no request to be in progress; whether none is.
+    fn wait_idle(&self, time: Duration) -> bool {
+        let until = Instant::now() + time;
+        while self.busy.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= until {
+                return false;
+            }
+            thread::sleep(POLL);
+        }
+        true
+    }
+}
+
+/// The connection limits and deadlines of the `server:` config (issue 17).
+fn connection_limits(config: &Config) -> tiny_http::Limits {
+    let s = &config.server;
+    let secs = |n: u64| Some(Duration::from_secs(n));
+    tiny_http::Limits {
+        stall_timeout: secs(s.stall_timeout_sec),
+        idle_timeout: secs(s.idle_timeout_sec),
+        header_timeout: secs(s.header_timeout_sec),
+        write_timeout: secs(s.send_timeout_sec),
+        max_connections: s.max_connections,
+        thread_stack: CONNECTION_STACK,
     }
 }
 
@@ -482,26 +524,6 @@ fn remove_upload_leftovers(temp: &Path) -> usize {
     removed
 }
 
-fn worker(server: &tiny_http::Server, state: &State) {
-    loop {
-        // Expired partials would otherwise stay until the next start-up or
-        // the next interrupted upload; one worker sweeps when it is due.
-        state.partials.expire_if_due(&state.expiry, Instant::now());
-        match server.recv_timeout(POLL) {
-            Ok(Some(req)) => handle(state, req),
-            Ok(None) => {
-                if state.stopping.load(Ordering::SeqCst) {
-                    return;
-                }
-            }
-            Err(e) => {
-                log::error!("receiving a request failed: {e}");
-                thread::sleep(POLL);
-            }
-        }
-    }
-}
-
 /// The result of one request, for the reply and the log line.
 pub struct Reply {
     status: u16,
@@ -569,6 +591,8 @@ fn error_reply(e: &ApiError) -> Reply {
 }
 
 fn handle(state: &State, mut req: tiny_http::Request) {
+    state.busy.fetch_add(1, Ordering::SeqCst);
+    let _busy = Counted(&state.busy);
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.url().split('?').next().unwrap_or("").to_string();
@@ -791,14 +815,24 @@ fn confirm(
 ) -> Result<ConfirmResponse, ApiError> {
     let bad = |code: &'static str, m: String| ApiError::new(400, code, m);
     let mut body = Vec::new();
+    // A confirm body is tiny: it gets a deadline, not the stall timeout per read.
+    req.set_read_deadline(Some(Instant::now() + state.limits.small_body_timeout));
     req.as_reader()
         .take(MAX_CONFIRM_BYTES + 1)
         .read_to_end(&mut body)
-        .map_err(|e| {
-            bad(
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ApiError::new(
+                408,
+                code::TIMEOUT,
+                format!(
+                    "the confirm body did not arrive within server.small_body_timeout_sec ({} s)",
+                    state.limits.small_body_timeout.as_secs()
+                ),
+            ),
+            _ => bad(
                 code::BAD_REQUEST,
                 format!("reading the request failed: {e}"),
-            )
+            ),
         })?;
     trace.bytes = body.len() as u64;
     if body.len() as u64 > MAX_CONFIRM_BYTES {

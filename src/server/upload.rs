@@ -124,6 +124,7 @@ pub fn upload(
         inner: req.as_reader(),
         stop: &state.aborting,
     };
+    let body = super::pace::PaceReader::new(body, limits.upload_min_rate, limits.stall_timeout);
     let mut stream = FormStream::new(body, &boundary, body_cap, deadline);
     let mut form = Form {
         space: Some(reservation),
@@ -251,9 +252,11 @@ impl ReadError {
                 408,
                 code::TIMEOUT,
                 format!(
-                    "the client sent nothing for server.stall_timeout_sec ({} s); \
-                     nothing was stored",
-                    limits.stall_timeout.as_secs()
+                    "the upload stalled: nothing for server.stall_timeout_sec ({} s), or less \
+                     than server.upload_min_kib_per_sec ({} KiB/s) over that time; nothing \
+                     was stored",
+                    limits.stall_timeout.as_secs(),
+                    limits.upload_min_rate / 1024
                 ),
             ),
             ReadError::Form(FormError::Io(e)) => ApiError::new(

@@ -6,9 +6,11 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::{Abandoned, RefinedTcpStream};
+use crate::util::{is_timeout, Abandoned, ReadDeadline, RefinedTcpStream};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -44,6 +46,21 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // soccer-rig patch 9: the read deadline of the socket, and how long the
+    // connection may wait for a request and for its headers
+    deadline: Option<Arc<ReadDeadline>>,
+    idle_timeout: Option<Duration>,
+    header_timeout: Option<Duration>,
+}
+
+/// soccer-rig patch 9: how long a connection waits for the first byte of a
+/// request (`idle`, then it closes without a reply), and for the rest of its
+/// request line and headers (`header`, then 408).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderTimeouts {
+    pub idle: Option<Duration>,
+    pub header: Option<Duration>,
 }
 
 /// Error that can happen when reading a request.
@@ -51,6 +68,11 @@ pub struct ClientConnection {
 enum ReadError {
     WrongRequestLine,
     WrongHeader(HTTPVersion),
+    /// soccer-rig patch 9: a well-formed request line of another HTTP
+    /// version than 1.0 or 1.1
+    UnsupportedVersion,
+    /// soccer-rig patch 9: no byte of a next request within the idle time
+    Idle,
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
@@ -61,6 +83,8 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        deadline: Option<Arc<ReadDeadline>>,
+        timeouts: HeaderTimeouts,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -76,6 +100,9 @@ impl ClientConnection {
             no_more_requests: false,
             abandoned: Abandoned::default(),
             secure,
+            deadline,
+            idle_timeout: timeouts.idle,
+            header_timeout: timeouts.header,
         }
     }
 
@@ -93,12 +120,7 @@ impl ClientConnection {
         let mut prev_byte_was_cr = false;
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
+            let byte = self.next_byte()?;
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
@@ -110,10 +132,43 @@ impl ClientConnection {
 
             // soccer-rig patch: a line without CRLF must not grow memory forever.
             if buf.len() >= MAX_HEADER_LINE {
-                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
+                return Err(IoError::new(
+                    ErrorKind::InvalidInput,
+                    "Header line too long",
+                ));
             }
             buf.push(byte);
         }
+    }
+
+    fn next_byte(&mut self) -> IoResult<u8> {
+        match self.next_header_source.by_ref().bytes().next() {
+            Some(b) => b,
+            None => Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+        }
+    }
+
+    /// soccer-rig patch 9: sets the socket's read deadline `time` from now.
+    fn deadline_in(&self, time: Option<Duration>) {
+        if let Some(d) = &self.deadline {
+            d.set(time.map(|t| Instant::now() + t));
+        }
+    }
+
+    /// soccer-rig patch 9: waits up to the idle time for the first byte of
+    /// a request (`Idle` when none comes), then gives the request line and
+    /// headers the header time.
+    fn wait_for_request(&mut self) -> Result<u8, ReadError> {
+        self.deadline_in(self.idle_timeout);
+        let first = self.next_byte().map_err(|e| {
+            if is_timeout(&e) {
+                ReadError::Idle
+            } else {
+                ReadError::ReadIoError(e)
+            }
+        })?;
+        self.deadline_in(self.header_timeout);
+        Ok(first)
     }
 
     /// Reads a request from the stream.
@@ -133,12 +188,22 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let first = self.wait_for_request()?;
+                let rest = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let mut line = String::with_capacity(rest.len() + 1);
+                line.push(char::from(first));
+                line.push_str(rest.as_str());
+                if first == b'\n' || !first.is_ascii() {
+                    return Err(ReadError::WrongRequestLine);
+                }
 
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
+                parse_request_line(line.trim())?
             };
+            // soccer-rig patch 9: any other version is answered 505 and the
+            // connection closed before a header is read.
+            if version != HTTPVersion(1, 0) && version != HTTPVersion(1, 1) {
+                return Err(ReadError::UnsupportedVersion);
+            }
 
             // getting all headers
             let headers = {
@@ -184,9 +249,11 @@ impl ClientConnection {
             data_source,
             writer,
             self.abandoned.clone(),
+            self.deadline.clone(),
         )
         .map_err(|e| {
             use crate::request;
+            self.deadline_in(None);
             match e {
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
                 request::RequestCreationError::ExpectationFailed => {
@@ -194,6 +261,9 @@ impl ClientConnection {
                 }
             }
         })?;
+        // soccer-rig patch 9: the body is read under the stall timeout,
+        // unless the handler sets a deadline (`Request::set_read_deadline`).
+        self.deadline_in(None);
 
         // return the request
         Ok(request)
@@ -234,7 +304,22 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                Err(ReadError::UnsupportedVersion) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = json_error(
+                        505,
+                        "http_version_not_supported",
+                        "this server only supports HTTP versions 1.0 and 1.1",
+                    );
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
+                }
+
+                Err(ReadError::Idle) => return None,
+
+                Err(ReadError::ReadIoError(ref err)) if is_timeout(err) => {
                     // request timeout
                     let writer = self.sink.next().unwrap();
                     let response = json_error(
@@ -264,19 +349,10 @@ impl Iterator for ClientConnection {
                 Ok(rq) => rq,
             };
 
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = json_error(
-                    505,
-                    "http_version_not_supported",
-                    "this server only supports HTTP versions 1.0 and 1.1",
-                );
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
-            }
+            // soccer-rig patch 9: the HTTP version is checked in `read`,
+            // before the request exists: upstream answered 505 here through
+            // a writer that waits for the one this request holds, which
+            // deadlocked the connection (two fds and a thread) forever.
 
             // updating the status of the connection
             let connection_header = rq
@@ -351,11 +427,7 @@ mod test {
 /// soccer-rig patch: the errors tiny_http answers on its own carry the same
 /// JSON body as every rig-receive error (`{"success": false, "error",
 /// "message"}`), so a client never has to parse two formats.
-fn json_error(
-    status: u16,
-    code: &str,
-    message: &str,
-) -> crate::Response<std::io::Cursor<Vec<u8>>> {
+fn json_error(status: u16, code: &str, message: &str) -> crate::Response<std::io::Cursor<Vec<u8>>> {
     let body = format!(r#"{{"success":false,"error":"{code}","message":"{message}"}}"#);
     let header = crate::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
         .expect("a static, valid header");

@@ -112,12 +112,14 @@ use client::ClientConnection;
 use connection::Connection;
 use util::MessagesQueue;
 
+pub use acceptor::{Handler, Limits};
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+mod acceptor;
 mod client;
 mod common;
 mod connection;
@@ -257,131 +259,74 @@ impl Server {
         ssl_config: Option<SslConfig>,
         read_timeout: Option<Duration>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
-        // building the "close" variable
+        let limits = Limits {
+            stall_timeout: read_timeout,
+            idle_timeout: read_timeout,
+            header_timeout: read_timeout,
+            ..Limits::default()
+        };
+        Self::start(listener.into(), ssl_config, limits, None)
+    }
+
+    /// soccer-rig patch 9: a server that calls `handler` with each request
+    /// on the thread of its connection (one per connection, at most
+    /// `limits.max_connections`), under the deadlines of `limits`. `recv`
+    /// gets nothing from it.
+    pub fn with_handler<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+        handler: Handler,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::start(listener.into(), ssl_config, limits, Some(handler))
+    }
+
+    fn start(
+        listener: Listener,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+        handler: Option<Handler>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<std::sync::Arc<SslContext>> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(std::sync::Arc::new(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?)),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
-
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
+        let local_addr = listener.local_addr()?;
+        log::debug!("Server listening on {}", local_addr);
+        let ssl = Self::tls_context(ssl_config)?;
         let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                // soccer-rig patch: the TLS handshake runs in the connection's
-                // pool thread, not here: upstream did it on the accept thread,
-                // so one client that connected and stayed silent (or spoke
-                // plain HTTP slowly) stopped every other client from being
-                // accepted until its read timeout.
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        if let (Some(t), connection::Connection::Tcp(s)) = (read_timeout, &sock) {
-                            if let Err(e) = s.set_read_timeout(Some(t)) {
-                                log::error!("cannot set a read timeout on a connection: {}", e);
-                                continue;
-                            }
-                        }
-                        Ok(sock)
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(sock) => {
-                        let messages = inside_messages.clone();
-                        let ssl = ssl.clone();
-                        let mut sock = Some(sock);
-                        tasks_pool.spawn(Box::new(move || {
-                            let sock = match sock.take() {
-                                Some(sock) => sock,
-                                None => return,
-                            };
-                            use util::RefinedTcpStream;
-                            let (read_closable, write_closable) = match ssl {
-                                None => RefinedTcpStream::new(sock),
-                                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                                Some(ref ssl) => {
-                                    // if the handshake fails, just close the socket
-                                    let sock = match ssl.accept(sock) {
-                                        Ok(s) => s,
-                                        Err(_) => return,
-                                    };
-                                    RefinedTcpStream::new(sock)
-                                }
-                                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                                Some(ref _ssl) => unreachable!(),
-                            };
-                            let client = ClientConnection::new(write_closable, read_closable);
-                            // Synchronization is needed for HTTPS requests to avoid a deadlock
-                            if client.secure() {
-                                let (sender, receiver) = mpsc::channel();
-                                for rq in client {
-                                    messages.push(rq.with_notify_sender(sender.clone()).into());
-                                    receiver.recv().unwrap();
-                                }
-                            } else {
-                                for rq in client {
-                                    messages.push(rq.into());
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        // soccer-rig patch: a failed accept (a client that
-                        // reset before accept, EMFILE, ...) must not stop the
-                        // server for good; wait a little and go on.
-                        log::error!("Error accepting new client: {}", e);
-                        thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
-
-        // result
+        let dispatch = match handler {
+            Some(h) => acceptor::Dispatch::Inline(h),
+            None => acceptor::Dispatch::Queue(messages.clone()),
+        };
+        let close = close_trigger.clone();
+        thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || acceptor::accept_loop(listener, ssl, limits, dispatch, close))?;
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
         })
+    }
+
+    fn tls_context(
+        ssl_config: Option<SslConfig>,
+    ) -> Result<acceptor::Tls, Box<dyn Error + Send + Sync + 'static>> {
+        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
+        compile_error!(
+            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
+        );
+        match ssl_config {
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Some(config) => Ok(Some(Arc::new(crate::ssl::SslContextImpl::from_pem(
+                config.certificate,
+                Zeroizing::new(config.private_key),
+            )?))),
+            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+            Some(_) => Err(
+                "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
+                    .into(),
+            ),
+            None => Ok(None),
+        }
     }
 
     /// Returns an iterator for all the incoming requests.

@@ -8,9 +8,10 @@ use std::str::FromStr;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use crate::util::{Abandoned, EqualReader, FusedReader, DRAIN_LIMIT, DRAIN_TIME};
+use crate::util::{Abandoned, EqualReader, FusedReader, ReadDeadline, DRAIN_LIMIT, DRAIN_TIME};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
+use std::sync::Arc;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -61,6 +62,8 @@ pub struct Request {
     // spent draining the body to keep the connection (`set_drain_limit`).
     drain_limit: usize,
     drain_time: Duration,
+    // soccer-rig patch 9: the read deadline of the connection's socket
+    deadline: Option<Arc<ReadDeadline>>,
 
     // if this writer is empty, then the request has been answered
     response_writer: Option<Box<dyn Write + Send + 'static>>,
@@ -162,6 +165,7 @@ pub fn new_request<R, W>(
     mut source_data: R,
     writer: W,
     abandoned: Abandoned,
+    deadline: Option<Arc<ReadDeadline>>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -263,6 +267,7 @@ where
         abandoned,
         drain_limit: DRAIN_LIMIT,
         drain_time: DRAIN_TIME,
+        deadline,
         response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
         remote_addr,
         secure,
@@ -475,6 +480,16 @@ impl Request {
         self.drain_time = time;
     }
 
+    /// soccer-rig patch 9: every further read of this request's body must
+    /// be done by `deadline` (`None`: each read may take up to the stall
+    /// timeout); a read past it fails with `TimedOut`. Cleared when the
+    /// connection waits for its next request.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        if let Some(d) = &self.deadline {
+            d.set(deadline);
+        }
+    }
+
     /// Sends a response to this request.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
@@ -505,15 +520,21 @@ impl Request {
 
         let do_not_send_body = self.method == Method::Head;
 
-        Self::ignore_client_closing_errors(response.raw_print(
-            writer.by_ref(),
-            self.http_version.clone(),
-            &self.headers,
-            do_not_send_body,
-            None,
-        ))?;
-
-        Self::ignore_client_closing_errors(writer.flush())
+        let sent = response
+            .raw_print(
+                writer.by_ref(),
+                self.http_version.clone(),
+                &self.headers,
+                do_not_send_body,
+                None,
+            )
+            .and_then(|()| writer.flush());
+        if sent.is_err() {
+            // soccer-rig patch 9: a reply that could not be sent (a reader
+            // too slow for the write timeout, a reset) ends the connection.
+            self.abandoned.set();
+        }
+        Self::ignore_client_closing_errors(sent)
     }
 
     /// soccer-rig patch 7: reads and throws away what is left of the body

@@ -2,9 +2,12 @@ use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
+use std::sync::Arc;
+
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
 use crate::ssl::SslStream;
+use crate::util::ReadDeadline;
 
 pub(crate) enum Stream {
     Http(Connection),
@@ -15,7 +18,7 @@ pub(crate) enum Stream {
 impl Clone for Stream {
     fn clone(&self) -> Self {
         match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
+            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.clone()),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
         }
@@ -84,12 +87,17 @@ impl Write for Stream {
 
 pub struct RefinedTcpStream {
     stream: Stream,
+    // soccer-rig patch 9: applied before every read of the reading half
+    deadline: Option<Arc<ReadDeadline>>,
     close_read: bool,
     close_write: bool,
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    pub(crate) fn new<S>(
+        stream: S,
+        deadline: Option<Arc<ReadDeadline>>,
+    ) -> (RefinedTcpStream, RefinedTcpStream)
     where
         S: Into<Stream>,
     {
@@ -99,12 +107,14 @@ impl RefinedTcpStream {
 
         let read = RefinedTcpStream {
             stream: read,
+            deadline,
             close_read: true,
             close_write: false,
         };
 
         let write = RefinedTcpStream {
             stream: write,
+            deadline: None,
             close_read: false,
             close_write: true,
         };
@@ -137,6 +147,9 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+        if let Some(d) = &self.deadline {
+            d.before_read()?;
+        }
         self.stream.read(buf)
     }
 }
