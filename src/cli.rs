@@ -17,10 +17,45 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// Sets up `env_logger`: `RUST_LOG` sets the level (default `info`), lines go
 /// to stderr so stdout stays clean for data and `--json`.
+///
+/// ureq's transport dumps every request byte at trace level, the
+/// `Authorization: Bearer` line included (issue 17), so trace records of
+/// the `ureq` crates are dropped at any `RUST_LOG`; their debug records,
+/// where ureq redacts headers, stay.
 pub fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+            .format_timestamp_millis()
+            .build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(NoWireDump(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// The logger without the trace records of ureq and ureq-proto.
+struct NoWireDump(env_logger::Logger);
+
+impl NoWireDump {
+    fn dropped(meta: &log::Metadata<'_>) -> bool {
+        meta.level() == log::Level::Trace && meta.target().starts_with("ureq")
+    }
+}
+
+impl log::Log for NoWireDump {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        !Self::dropped(meta) && self.0.enabled(meta)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !Self::dropped(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// A failure of a program, carrying its exit code.

@@ -846,3 +846,47 @@ fn refusals_at_the_headers_reach_rig_upload_before_its_file() {
     let out = keyed.upload(&rec);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
 }
+
+/// No log level prints an API key (issue 17): rig-upload and rig-check at
+/// `RUST_LOG=trace` log a great deal, and none of it is the key, whole or
+/// split over ureq's wire-dump lines.
+#[test]
+fn trace_logs_of_rig_upload_and_rig_check_never_hold_the_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Receiver::start(dir.path(), &format!("  api_keys: [{OPEN_KEY}]\n"));
+    let pi = Pi::new(dir.path(), &server.url, &format!("  api_key: {OPEN_KEY}\n"));
+    let rec = pi.add(cam("CAM_L"));
+    let upload = Command::new(UPLOAD)
+        .args(["--config", pi.config.to_str().unwrap()])
+        .args([rec.session.as_str(), rec.camera.as_str()])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(upload.status.success(), "{}", common::stderr(&upload));
+    let check = Command::new(env!("CARGO_BIN_EXE_rig-check"))
+        .args(["--json", "--config", pi.config.to_str().unwrap()])
+        .args([
+            "node",
+            "--server",
+            &server.url,
+            "--minutes",
+            "1",
+            "--timeout",
+            "5",
+        ])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    for (name, out) in [("rig-upload", &upload), ("rig-check", &check)] {
+        let log = common::stderr(out);
+        assert!(
+            log.contains("TRACE") || log.contains("DEBUG"),
+            "{name} logged nothing: {log}"
+        );
+        // The key's halves, so a key split over two dump lines is caught too.
+        let (a, b) = OPEN_KEY.split_at(OPEN_KEY.len() / 2);
+        for part in [OPEN_KEY, a, b, "Bearer"] {
+            assert!(!log.contains(part), "{name} logged {part:?}:\n{log}");
+        }
+    }
+}

@@ -53,8 +53,9 @@ impl Reservations {
         incoming: u64,
     ) -> Result<Reservation<'_>, Shortfall> {
         let mut reserved = self.lock();
-        let left = free.saturating_sub(*reserved).saturating_sub(incoming);
-        if left < floor {
+        // Compared as "room >= incoming + floor", so a floor of 0 still
+        // refuses a body larger than the free space.
+        if free.saturating_sub(*reserved) < incoming.saturating_add(floor) {
             return Err(Shortfall {
                 free,
                 reserved: *reserved,
@@ -157,6 +158,10 @@ mod tests {
         assert_eq!(short.free, 55 * GB);
         assert_eq!(short.reserved, 10 * GB, "b's 10 GB still to come");
         // A chunked upload (nothing announced) holds nothing.
+        // A floor of 0 still refuses more than the free space.
+        let empty = Reservations::default();
+        assert!(empty.admit(5 * GB, 0, 6 * GB).is_err());
+        assert!(empty.admit(5 * GB, 0, 4 * GB).is_ok());
         let mut chunked = pool.admit(55 * GB, 0, 0).unwrap();
         chunked.progress(GB, 54 * GB, 0).unwrap();
         drop((a, b, chunked));

@@ -41,9 +41,10 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 pub const MAX_PARTS: usize = 16;
 /// What the form may add to the file's size: text fields and framing.
 pub const FORM_OVERHEAD: u64 = (MAX_MANIFEST_BYTES + MAX_PARTS * (MAX_TEXT_BYTES + 1024)) as u64;
-/// While a body of unknown length streams in, free space is checked again
-/// every this many bytes.
-const FREE_SPACE_CHECK_EVERY: u64 = 256 << 20;
+/// While a file streams in, free space is checked again every this many
+/// bytes, so a chunked upload overruns the floor by at most this much
+/// (one `statvfs` per 4 MiB costs nothing next to writing them).
+const FREE_SPACE_CHECK_EVERY: u64 = 4 << 20;
 
 /// What the request log line says about an upload.
 #[derive(Debug, Default)]
@@ -619,9 +620,26 @@ fn invalid(name: &str, what: &str) -> ApiError {
     ApiError::new(400, code::INVALID_FIELD, format!("field {name}: {what}"))
 }
 
+/// A failed storage operation: 507 when the filesystem is full (the temp
+/// file goes with the error, the daemon keeps serving), 500 otherwise.
 fn internal(what: &str, e: io::Error) -> ApiError {
+    if is_disk_full(&e) {
+        log::warn!("{what}: {e}");
+        return ApiError::new(
+            507,
+            code::INSUFFICIENT_STORAGE,
+            format!("{what}: the server's disk is full ({e}); nothing was stored, free space"),
+        );
+    }
     log::error!("{what}: {e}");
     ApiError::new(500, code::INTERNAL, format!("{what}: {e}"))
+}
+
+/// Whether `e` is "no space left on device" or "disk quota exceeded".
+fn is_disk_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || e.kind() == io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(n) if n == rustix::io::Errno::NOSPC.raw_os_error() || n == rustix::io::Errno::DQUOT.raw_os_error())
 }
 
 fn parse_session(s: &str) -> Result<SessionId, ApiError> {
