@@ -16,25 +16,32 @@
 //! downloads with `Range`, and an HTML status page at `/`), lives in
 //! [`browse`] and [`page`]; [`route`] hands it every path it knows.
 //!
-//! A pool of `server.workers` threads takes requests from tiny_http, so the
-//! three cameras upload at once while health stays responsive. Every error is
+//! Each connection is served on a thread of its own (the vendored tiny_http,
+//! patch 9), which calls [`handle`] for each of its requests: no kind of
+//! client, idle keep-alive, slow upload, unread download, trickled headers,
+//! can take request handling away from the others. Each is bounded by its
+//! own deadline (`server.header_timeout_sec`, `idle_timeout_sec`,
+//! `send_timeout_sec`, `small_body_timeout_sec`, and for uploads
+//! `stall_timeout_sec` with the [`pace`] floor), and all together by
+//! `server.max_connections`, beyond which a connection is answered 503 at
+//! once. Every error is
 //! `{"success": false, "error": "<code>", "message": "..."}` with the codes of
 //! [`crate::protocol::code`]. One log line per request names method, path,
 //! status, body bytes, duration and recording.
 //!
-//! Stalls are bounded twice: every socket read times out after
-//! `server.stall_timeout_sec` of silence, and the body is abandoned when a
-//! read would start after `server.upload_timeout_sec` (checked before each
-//! read of at most 1 MiB, so the overshoot is at most one read, itself
-//! bounded by the stall timeout).
+//! An upload is also bounded by `server.upload_timeout_sec`, checked before
+//! each read of at most 1 MiB, so the overshoot is at most one read, itself
+//! bounded by the stall timeout.
 //!
 //! The vendored tiny_http (vendor/tiny_http/PATCHES.md) matters here: the
 //! released 0.12.0 allocates a buffer as large as the client's declared
 //! `Content-Length` when it drains an unread body, which aborts the daemon
-//! for any early reply to an upload larger than RAM.
+//! for any early reply to an upload larger than RAM, and it queues new
+//! connections behind open ones.
 
 pub mod access;
 pub mod browse;
+pub mod fdlimit;
 pub mod multipart;
 pub mod pace;
 pub mod page;
@@ -307,6 +314,7 @@ impl Receiver {
         let ssl = tls_config(&config.server)?;
         let tls = ssl.is_some();
         log::info!("{}", access.describe());
+        fdlimit::raise(config.server.max_connections);
         let state = Arc::new(State {
             layout,
             limits: Limits::from_config(config),
