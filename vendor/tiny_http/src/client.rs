@@ -245,7 +245,9 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            // soccer-rig patch 9: a peer gone before its address was read
+            // is no panic (upstream unwrapped the error)
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
             self.abandoned.clone(),
