@@ -39,6 +39,16 @@ fn make_ca(dir: &Path) -> PathBuf {
 
 /// rig-receive on 127.0.0.1:0 with `server_yaml` under `server:`; its log
 /// (RUST_LOG=debug) goes to a file.
+/// The `server:` lines that make rig-receive serve HTTPS with `ca`'s
+/// server certificate.
+fn tls_lines(ca: &Path) -> String {
+    format!(
+        "  tls_cert: {}\n  tls_key: {}\n",
+        ca.join("server.pem").display(),
+        ca.join("server.key").display()
+    )
+}
+
 struct Receiver {
     child: std::process::Child,
     _stdout: BufReader<std::process::ChildStdout>,
@@ -248,14 +258,7 @@ fn curl_upload(url: &str, clip: &Path, camera: &str, extra: &[&str]) -> (u16, Va
 fn https_upload_succeeds_with_the_rig_ca_and_fails_clearly_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_ca(dir.path());
-    let server = Receiver::start(
-        dir.path(),
-        &format!(
-            "  tls_cert: {}\n  tls_key: {}\n",
-            ca.join("server.pem").display(),
-            ca.join("server.key").display()
-        ),
-    );
+    let server = Receiver::start(dir.path(), &tls_lines(&ca));
     assert!(
         server.url.starts_with("https://127.0.0.1:"),
         "{}",
@@ -308,11 +311,7 @@ fn plain_http_against_the_https_port_fails_cleanly_and_the_server_keeps_serving(
     let ca = make_ca(dir.path());
     let server = Receiver::start(
         dir.path(),
-        &format!(
-            "  tls_cert: {}\n  tls_key: {}\n  stall_timeout_sec: 120\n",
-            ca.join("server.pem").display(),
-            ca.join("server.key").display()
-        ),
+        &format!("{}  stall_timeout_sec: 120\n", tls_lines(&ca)),
     );
     let cacert = ca.join("ca.pem");
     let cacert = cacert.to_str().unwrap();
@@ -508,9 +507,8 @@ fn rig_check_probes_health_with_the_same_ca_and_key() {
     let server = Receiver::start(
         dir.path(),
         &format!(
-            "  tls_cert: {}\n  tls_key: {}\n  api_keys: [{OPEN_KEY}]\n  public_status: false\n",
-            ca.join("server.pem").display(),
-            ca.join("server.key").display()
+            "{}  api_keys: [{OPEN_KEY}]\n  public_status: false\n",
+            tls_lines(&ca)
         ),
     );
     let ca_line = format!("  ca_file: {}\n", ca.join("ca.pem").display());
@@ -889,4 +887,42 @@ fn trace_logs_of_rig_upload_and_rig_check_never_hold_the_api_key() {
             assert!(!log.contains(part), "{name} logged {part:?}:\n{log}");
         }
     }
+}
+
+/// A client trickling its TLS handshake a byte at a time is dropped at
+/// `server.header_timeout_sec` (issue 17); a socket read timeout alone
+/// would keep it forever.
+#[test]
+fn a_trickled_tls_handshake_is_dropped_at_the_header_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path());
+    let server = Receiver::start(
+        dir.path(),
+        &format!("{}  header_timeout_sec: 2\n", tls_lines(&ca)),
+    );
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    // A TLS handshake record header announcing 512 bytes, then its body
+    // one byte every 300 ms.
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    let closed = loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(_) => break true, // EOF or an alert: the server gave up
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break true,
+        }
+        s.set_nonblocking(false).unwrap();
+        if started.elapsed() > std::time::Duration::from_secs(20) || s.write_all(&[0]).is_err() {
+            break false;
+        }
+    };
+    assert!(closed, "the trickling handshake was still open after 20 s");
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "dropped only after {took:?}"
+    );
 }

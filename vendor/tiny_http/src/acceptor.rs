@@ -206,10 +206,17 @@ fn serve(sock: Connection, tls: Tls, limits: &Limits, dispatch: Dispatch) {
     let (read, write) = match tls {
         None => RefinedTcpStream::new(sock, Some(Arc::clone(&deadline))),
         #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        Some(ref ssl) => match ssl.accept(sock) {
-            Ok(s) => RefinedTcpStream::new(s, Some(Arc::clone(&deadline))),
-            Err(_) => return,
-        },
+        Some(ref ssl) => {
+            let by = limits.header_timeout.map(|t| Instant::now() + t);
+            let Ok(s) = ssl.accept(sock, by) else {
+                return;
+            };
+            // the handshake set its own read timeouts; back to the stall one
+            if deadline.resync().is_err() {
+                return;
+            }
+            RefinedTcpStream::new(s, Some(Arc::clone(&deadline)))
+        }
         #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
         Some(_) => unreachable!(),
     };

@@ -95,6 +95,7 @@ impl OpenSslContext {
     pub fn accept(
         &self,
         stream: Connection,
+        _deadline: Option<std::time::Instant>,
     ) -> Result<OpenSslStream, Box<dyn Error + Send + Sync + 'static>> {
         use openssl::ssl::Ssl;
         let session = Ssl::new(&self.0).expect("Failed to create new OpenSSL session");

@@ -1,7 +1,8 @@
 use crate::connection::Connection;
 use crate::util::refined_tcp_stream::Stream as RefinedStream;
 use std::error::Error;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
@@ -92,15 +93,55 @@ impl RustlsContext {
         Ok(Self(Arc::new(tls_conf)))
     }
 
+    /// soccer-rig patch 10: the handshake runs here, at once, and must be
+    /// over by `deadline`: each socket read gets the time left as its
+    /// timeout, so a client trickling its handshake cannot hold the
+    /// connection longer (upstream handshook lazily, on the first read).
     pub(crate) fn accept(
         &self,
-        stream: Connection,
+        mut stream: Connection,
+        deadline: Option<Instant>,
     ) -> Result<RustlsStream, Box<dyn Error + Send + Sync + 'static>> {
-        let connection = rustls::ServerConnection::new(self.0.clone())?;
+        let mut connection = rustls::ServerConnection::new(self.0.clone())?;
+        handshake(&mut connection, &mut stream, deadline)?;
         Ok(RustlsStream(Arc::new(Mutex::new(
             rustls::StreamOwned::new(connection, stream),
         ))))
     }
+}
+
+fn handshake(
+    conn: &mut rustls::ServerConnection,
+    sock: &mut Connection,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let tcp = sock.tcp();
+    while conn.is_handshaking() {
+        while conn.wants_write() {
+            conn.write_tls(sock)?;
+        }
+        if !conn.is_handshaking() || !conn.wants_read() {
+            break;
+        }
+        if let (Some(d), Some(tcp)) = (deadline, &tcp) {
+            let left = d.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(1) {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake too slow"));
+            }
+            tcp.set_read_timeout(Some(left))?;
+        }
+        if conn.read_tls(sock)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Err(e) = conn.process_new_packets() {
+            let _ = conn.write_tls(sock); // the alert, if any
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
+    while conn.wants_write() {
+        conn.write_tls(sock)?;
+    }
+    Ok(())
 }
 
 impl From<RustlsStream> for RefinedStream {

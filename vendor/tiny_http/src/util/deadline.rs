@@ -75,6 +75,15 @@ impl ReadDeadline {
         Ok(())
     }
 
+    /// Sets the socket's read timeout back to the one last applied, after
+    /// something else (the TLS handshake) changed it.
+    pub fn resync(&self) -> io::Result<()> {
+        match &self.sock {
+            Some(sock) => sock.set_read_timeout(self.lock().applied),
+            None => Ok(()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
