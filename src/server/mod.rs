@@ -229,6 +229,24 @@ impl Drop for Counted<'_> {
 }
 
 impl State {
+    fn new(config: &Config, layout: ServerLayout, access: access::Access) -> State {
+        State {
+            layout,
+            limits: Limits::from_config(config),
+            partials: partial::PartialStore::from_config(config),
+            expiry: partial::ExpiryTimer::new(partial::EXPIRE_EVERY, Instant::now()),
+            ffprobe: config.processing.ffprobe_path.clone(),
+            ffmpeg: config.processing.ffmpeg_path.clone(),
+            in_flight: Mutex::new(HashSet::new()),
+            active: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            aborting: AtomicBool::new(false),
+            access,
+            space: space::Reservations::default(),
+        }
+    }
+
     /// Claims `rec` for this upload, or 409 if another upload of it is in flight.
     fn claim(&self, rec: &RecordingId) -> Result<InFlight<'_>, ApiError> {
         let mut set = self
@@ -315,21 +333,7 @@ impl Receiver {
         let tls = ssl.is_some();
         log::info!("{}", access.describe());
         fdlimit::raise(config.server.max_connections);
-        let state = Arc::new(State {
-            layout,
-            limits: Limits::from_config(config),
-            partials: partial::PartialStore::from_config(config),
-            expiry: partial::ExpiryTimer::new(partial::EXPIRE_EVERY, Instant::now()),
-            ffprobe: config.processing.ffprobe_path.clone(),
-            ffmpeg: config.processing.ffmpeg_path.clone(),
-            in_flight: Mutex::new(HashSet::new()),
-            active: AtomicU64::new(0),
-            busy: AtomicU64::new(0),
-            stopping: AtomicBool::new(false),
-            aborting: AtomicBool::new(false),
-            access,
-            space: space::Reservations::default(),
-        });
+        let state = Arc::new(State::new(config, layout, access));
         let handler_state = Arc::clone(&state);
         let handler: tiny_http::Handler = Arc::new(move |req| handle(&handler_state, req));
         let server =
@@ -650,21 +654,7 @@ fn handle(state: &State, mut req: tiny_http::Request) {
         );
     }
     let mut response = response_of(reply);
-    if status == 405 {
-        let allow = match path.as_str() {
-            HEALTH_PATH | partial::STATUS_PATH => "GET",
-            UPLOAD_PATH | CONFIRM_PATH => "POST",
-            other => browse::allow(other).unwrap_or("POST"),
-        };
-        if let Ok(h) = tiny_http::Header::from_bytes(&b"Allow"[..], allow.as_bytes()) {
-            response.add_header(h);
-        }
-    }
-    if status == 401
-        && let Ok(h) = tiny_http::Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..])
-    {
-        response.add_header(h);
-    }
+    add_status_headers(&mut response, status, &path);
     if let Err(e) = req.respond(response) {
         log::debug!("{method} {path}: sending the reply failed: {e}");
     }
@@ -685,6 +675,25 @@ fn handle(state: &State, mut req: tiny_http::Request) {
             "{method} {path} {status} {} bytes {ms:.1} ms {rec}",
             trace.bytes
         ),
+    }
+}
+
+/// `Allow` on a 405 and `WWW-Authenticate` on a 401.
+fn add_status_headers(response: &mut tiny_http::ResponseBox, status: u16, path: &str) {
+    if status == 405 {
+        let allow = match path {
+            HEALTH_PATH | partial::STATUS_PATH => "GET",
+            UPLOAD_PATH | CONFIRM_PATH => "POST",
+            other => browse::allow(other).unwrap_or("POST"),
+        };
+        if let Ok(h) = tiny_http::Header::from_bytes(&b"Allow"[..], allow.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    if status == 401
+        && let Ok(h) = tiny_http::Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..])
+    {
+        response.add_header(h);
     }
 }
 
