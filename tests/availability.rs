@@ -372,19 +372,7 @@ fn connections_over_the_cap_get_503_at_once_and_idle_ones_are_closed() {
     assert_eq!(status, 503);
     assert!(body.contains("too_many_connections"), "{body}");
     drop(idle);
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut s = d.connect();
-        send_get(&mut s, "/api/v1/health", false);
-        if read_response(&mut s).is_some_and(|r| r.0 == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "health never came back after the cap"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_health(&d, "the cap");
 
     let quick = Daemon::start(&SHORT.replace("idle_timeout_sec: 30", "idle_timeout_sec: 1"));
     let mut s = quick.connect();
@@ -395,6 +383,23 @@ fn connections_over_the_cap_get_503_at_once_and_idle_ones_are_closed() {
         0,
         "an idle keep-alive connection is closed, silently"
     );
+}
+
+/// Waits up to 10 s for a health request to be answered 200 again.
+fn wait_for_health(d: &Daemon, after: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = d.connect();
+        send_get(&mut s, "/api/v1/health", false);
+        if read_response(&mut s).is_some_and(|r| r.0 == 200) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "health never came back after {after}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Mounts a tmpfs of `mib` MiB at `dir`; unmounted on drop.
@@ -512,5 +517,62 @@ fn a_full_disk_answers_507_for_both_framings_and_leaves_nothing() {
     check(
         "40 MiB, disk filled midway",
         upload_into(&d, 40 << 20, false, fill),
+    );
+}
+
+#[test]
+fn out_of_file_descriptors_the_server_neither_panics_nor_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir_all(&root).unwrap();
+    let config = dir.path().join("config.yaml");
+    // A cap above what 64 descriptors allow, so accept() meets EMFILE.
+    fs::write(
+        &config,
+        format!("storage:\n  min_free_space_gb: 0.0\nserver:\n{SHORT}  max_connections: 500\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_rig-receive"))
+        .args(["--listen", "127.0.0.1:0", "--root"])
+        .arg(&root)
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let d = Daemon {
+        child,
+        port,
+        root,
+        _dir: Some(dir),
+    };
+    let held: Vec<TcpStream> = (0..100).map(|_| d.connect()).collect();
+    thread::sleep(Duration::from_millis(500));
+    drop(held);
+    wait_for_health(&d, "EMFILE");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("panicked"), "{text}");
+    let reports = text.matches("accepting connections failed").count();
+    assert!(reports >= 1, "EMFILE was not reported: {text}");
+    assert!(
+        reports <= 2,
+        "EMFILE reported per event, not per interval: {text}"
     );
 }
