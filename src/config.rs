@@ -218,6 +218,9 @@ pub struct ServerConfig {
     /// With API keys set, whether `GET /` (status page, thumbnails) and
     /// `GET /api/v1/health` stay open without a key. Default true.
     pub public_status: bool,
+    /// The zone naive times of a flat manifest (no `Z`, no offset) are read
+    /// in: `local` (this server's zone), `UTC` or an IANA name. Default `local`.
+    pub naive_time_zone: String,
 }
 
 /// One entry of `server.api_keys`: a bare key (any camera) or a key bound
@@ -252,6 +255,7 @@ impl Default for ServerConfig {
             api_keys_file: None,
             allow_ips: Vec::new(),
             public_status: true,
+            naive_time_zone: "local".into(),
         }
     }
 }
@@ -427,6 +431,7 @@ impl Config {
                 return Err(format!("{key}: must be a number >= 0, got {v}"));
             }
         }
+        crate::manifest_flat::zone_named(&self.server.naive_time_zone)?;
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err("server.tls_cert/tls_key: set both (HTTPS) or neither (HTTP)".into());
         }

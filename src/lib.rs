@@ -54,6 +54,8 @@ pub mod ids;
 pub mod jobs;
 pub mod layout;
 pub mod manifest;
+pub mod manifest_flat;
+pub mod manifest_repair;
 pub mod protocol;
 pub mod record;
 pub mod server;

@@ -581,7 +581,7 @@ fn walk_sessions(layout: &ServerLayout, only: Option<&SessionId>) -> Walk {
             _ => {
                 let parent = parts.get(1).map(String::as_str).unwrap_or_default();
                 let allowed: &[&str] = if CameraId::parse(parent).is_ok() {
-                    &["recording.mp4", "manifest.json", "recording.sha256"]
+                    &crate::layout::SERVER_CAMERA_FILES
                 } else {
                     &["panorama.mp4"]
                 };

@@ -35,6 +35,7 @@
 
 pub mod access;
 pub mod browse;
+pub mod incoming;
 pub mod multipart;
 pub mod page;
 pub mod partial;
@@ -166,6 +167,8 @@ pub struct State {
     expiry: partial::ExpiryTimer,
     ffprobe: PathBuf,
     ffmpeg: PathBuf,
+    /// How naive times of a flat manifest are read (`server.naive_time_zone`).
+    naive_zone: crate::manifest_flat::ZoneRule,
     in_flight: Mutex<HashSet<RecordingId>>,
     active: AtomicU64,
     stopping: AtomicBool,
@@ -309,6 +312,11 @@ impl Receiver {
             expiry: partial::ExpiryTimer::new(partial::EXPIRE_EVERY, Instant::now()),
             ffprobe: config.processing.ffprobe_path.clone(),
             ffmpeg: config.processing.ffmpeg_path.clone(),
+            naive_zone: crate::manifest_flat::ZoneRule {
+                zone: crate::manifest_flat::zone_named(&config.server.naive_time_zone)
+                    .map_err(ServerError)?,
+                name: config.server.naive_time_zone.clone(),
+            },
             in_flight: Mutex::new(HashSet::new()),
             active: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
