@@ -157,35 +157,28 @@ fn contradiction(v: &Value, flat: bool, rec: &RecordingId, checksum: &str) -> Re
         match v.pointer(pointer) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if s == want => {}
-            Some(other) => found.push((
-                field(pointer),
-                format!(
-                    "{} is {other} but the form's {form_name} is {want:?}",
-                    field(pointer)
-                ),
+            Some(other) => found.push(format!(
+                "{} is {other} but the form's {form_name} is {want:?}",
+                field(pointer)
             )),
         }
     }
     match v.pointer("/checksum/value") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case(checksum) => {}
-        Some(other) => found.push((
-            "checksum.value".into(),
-            format!("checksum.value is {other} but the form's checksum is {checksum:?}"),
+        Some(other) => found.push(format!(
+            "checksum.value is {other} but the form's checksum is {checksum:?}"
         )),
     }
     if found.is_empty() {
         return Ok(());
     }
-    let fields: Vec<Value> = found.iter().map(|(f, _)| Value::from(f.as_str())).collect();
-    let what: Vec<&str> = found.iter().map(|(_, m)| m.as_str()).collect();
     Err(ApiError::new(
         400,
         code::INVALID_MANIFEST,
         format!(
             "the manifest describes another recording than this upload: {}; nothing was stored",
-            what.join("; ")
+            found.join("; ")
         ),
-    )
-    .with_field("fields", Value::Array(fields)))
+    ))
 }
