@@ -58,6 +58,7 @@ pub mod manifest_flat;
 pub mod manifest_repair;
 pub mod protocol;
 pub mod record;
+pub mod replies;
 pub mod server;
 pub mod stitch;
 pub mod verify;
