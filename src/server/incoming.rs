@@ -119,8 +119,10 @@ impl Incoming {
             }
             Incoming::Repair(value, text, note) => {
                 let mut value = value;
-                if let Value::Object(m) = &mut value {
-                    m.remove(BULKY);
+                match &mut value {
+                    Value::Object(m) => drop(m.remove(BULKY)),
+                    // Not an object: nothing of it is used (`note` says why).
+                    other => *other = Value::Object(Map::new()),
                 }
                 let mut r = manifest_repair::repair(&value, &describe()?, note.is_none());
                 r.problems.splice(0..0, note);
