@@ -537,5 +537,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("node.camera_id"), "{err}");
+        let err = Config::from_yaml("server:\n  naive_time_zone: Mars/Olympus\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.naive_time_zone"), "{err}");
+        assert!(Config::from_yaml("server:\n  naive_time_zone: Europe/Paris\n", None).is_ok());
     }
 }

@@ -178,12 +178,13 @@ fn read_time(s: &str, rule: &ZoneRule) -> Option<(jiff::Timestamp, bool)> {
 /// when both times are given (so [`Manifest::corrected_start`] is the master
 /// time), else `offset_ms` as sent. A start from the master time alone
 /// needs no correction.
-fn timing(
+/// The start (the local clock's, else the master's), `sync_offset_ms`, and
+/// whether a naive time was read in the rule's zone.
+fn start_and_offset(
     flat: &Map<String, Value>,
     rule: &ZoneRule,
-    base: &Manifest,
     notes: &mut Vec<String>,
-) -> Value {
+) -> (Option<jiff::Timestamp>, Option<f64>, bool) {
     let mut time = |key: &str| -> Option<(jiff::Timestamp, bool)> {
         let s = flat.get(key).filter(|v| !v.is_null())?.as_str();
         let got = s.and_then(|s| read_time(s, rule));
@@ -198,7 +199,7 @@ fn timing(
     let local = time("start_time_local");
     let master = time("start_time_master");
     let offset = flat.get("offset_ms").and_then(Value::as_f64);
-    let (start, offset_ms, naive) = match (local, master) {
+    match (local, master) {
         (Some((l, gl)), Some((m, gm))) => {
             let diff = l.duration_since(m).as_secs_f64() * 1000.0;
             if let Some(o) = offset.filter(|o| (o - diff).abs() > 1.0) {
@@ -212,7 +213,16 @@ fn timing(
         (Some((l, g)), None) => (Some(l), offset, g),
         (None, Some((m, g))) => (Some(m), None, g),
         (None, None) => (None, None, false),
-    };
+    }
+}
+
+fn timing(
+    flat: &Map<String, Value>,
+    rule: &ZoneRule,
+    base: &Manifest,
+    notes: &mut Vec<String>,
+) -> Value {
+    let (start, offset_ms, naive) = start_and_offset(flat, rule, notes);
     let mut t = Map::new();
     t.insert("ntp_synced".into(), Value::Bool(false));
     for key in ["start_time_local", "start_time_master", "offset_ms"] {

@@ -143,7 +143,8 @@ impl Incoming {
     }
 }
 
-/// 400 when the manifest's session, camera or checksum is not the form's.
+/// 400 when the manifest's session, camera or checksum is not the form's
+/// (absent, `null` or empty ones are missing, not contradicting).
 fn contradiction(v: &Value, flat: bool, rec: &RecordingId, checksum: &str) -> Result<(), ApiError> {
     let (session, camera) = if flat {
         ("/session_id", "/camera_id")
@@ -158,6 +159,7 @@ fn contradiction(v: &Value, flat: bool, rec: &RecordingId, checksum: &str) -> Re
     ] {
         match v.pointer(pointer) {
             None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.trim().is_empty() => {}
             Some(Value::String(s)) if s == want => {}
             Some(other) => found.push(format!(
                 "{} is {other} but the form's {form_name} is {want:?}",
@@ -167,6 +169,7 @@ fn contradiction(v: &Value, flat: bool, rec: &RecordingId, checksum: &str) -> Re
     }
     match v.pointer("/checksum/value") {
         None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.trim().is_empty() => {}
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case(checksum) => {}
         Some(other) => found.push(format!(
             "checksum.value is {other} but the form's checksum is {checksum:?}"

@@ -685,17 +685,7 @@ fn finish(
         return Err(ApiError::new(500, code::INTERNAL, "file part lost".into()));
     };
     let (temp, digest) = file.writer.finish();
-    if digest.sha256 != expected {
-        return Err(ApiError::new(
-            422,
-            code::CHECKSUM_MISMATCH,
-            format!(
-                "received {} bytes with SHA-256 {}, but the form's checksum is {expected}; \
-                 the file changed or was damaged in transit: upload it again",
-                digest.size, digest.sha256
-            ),
-        ));
-    }
+    check_digest(&digest, &expected)?;
     let settled = incoming.settle(digest.size, &state.naive_zone, || {
         describe_upload(state, &rec, temp.path(), &digest)
     })?;
@@ -716,6 +706,22 @@ fn finish(
         checksum_verified: true,
         manifest_warnings: warnings,
     })
+}
+
+/// 422 unless the received bytes' digest is the form's checksum.
+fn check_digest(digest: &FileDigest, expected: &str) -> Result<(), ApiError> {
+    if digest.sha256 == expected {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        422,
+        code::CHECKSUM_MISMATCH,
+        format!(
+            "received {} bytes with SHA-256 {}, but the form's checksum is {expected}; \
+             the file changed or was damaged in transit: upload it again",
+            digest.size, digest.sha256
+        ),
+    ))
 }
 
 /// Moves a verified upload into place (see the module docs for the order).
