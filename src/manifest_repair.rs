@@ -24,6 +24,13 @@ pub struct Repaired {
 pub const FILE_TIMING_GUESS: &str = "timing from the received file (its container creation \
                                      time, else its arrival), not from the recorder's clock";
 
+/// Marks a manifest's timing as a guess: `timing.guessed: true` and
+/// `timing.guess`, the rule that made it.
+pub fn mark_timing_guessed(m: &mut Manifest, guess: &str) {
+    m.timing.extra.insert("guessed".into(), Value::Bool(true));
+    m.timing.extra.insert("guess".into(), guess.into());
+}
+
 /// Lays `client` (a partial or invalid nested manifest) over `base` (the
 /// server's description of the same bytes). `report_missing` lists fields
 /// the client left out (a nested manifest should have them; a translated

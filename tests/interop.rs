@@ -210,6 +210,8 @@ fn requests_client_without_a_manifest_gets_an_ffprobe_one() {
         assert!(v.get("manifest_warnings").is_none(), "{v}");
         assert_stored_intact(&r, &id);
         assert_eq!(r.client_manifest(&id), None, "{session}");
+        let timing = r.manifest(&id).timing;
+        assert_eq!(timing.extra["guessed"], true, "{session}: {timing:?}");
     }
 }
 

@@ -814,7 +814,8 @@ fn keep_client_manifest(
 }
 
 /// A manifest for an upload that came without one: ffprobe on the temp file,
-/// the digest already computed (no second read for hashing).
+/// the digest already computed (no second read for hashing), its timing
+/// marked as the guess it is (`timing.guessed`).
 fn describe_upload(
     state: &State,
     rec: &RecordingId,
@@ -826,7 +827,7 @@ fn describe_upload(
         digest: Some(digest.clone()),
         ..DescribeOptions::default()
     };
-    describe::describe(temp, rec, &opts).map_err(|e| {
+    let mut m = describe::describe(temp, rec, &opts).map_err(|e| {
         let text = e
             .to_string()
             .replace(&temp.display().to_string(), "the uploaded file");
@@ -850,7 +851,9 @@ fn describe_upload(
                 ),
             ),
         }
-    })
+    })?;
+    crate::manifest_repair::mark_timing_guessed(&mut m, crate::manifest_repair::FILE_TIMING_GUESS);
+    Ok(m)
 }
 
 /// Queues a stitch once all three cameras of the session are stored. A
