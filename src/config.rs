@@ -482,31 +482,12 @@ impl Config {
         Ok(())
     }
 
-    /// The `processing:` keys' values.
+    /// The `processing:` keys' values, checked where rig-stitch reads them.
     fn check_processing(&self) -> Result<(), String> {
-        let p = &self.processing;
-        if crate::stitch::encode::codec_family(&p.output_codec).is_none() {
-            return Err(format!(
-                "processing.output_codec: must be h264, h265 or a hardware encoder of \
-                 either (h264_nvenc, hevc_vaapi, ...), got {:?}",
-                p.output_codec
-            ));
+        match crate::stitch::StitchSettings::from_config(&self.processing) {
+            Err(crate::stitch::StitchError::Config(m)) => Err(m),
+            _ => Ok(()),
         }
-        if p.sync_mode != "content" && p.sync_mode != "clock" {
-            return Err(format!(
-                "processing.sync_mode: must be content or clock, got {:?}",
-                p.sync_mode
-            ));
-        }
-        for (key, v) in [
-            ("processing.sync_search_sec", p.sync_search_sec),
-            ("processing.sync_window_sec", p.sync_window_sec),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{key}: must be a number > 0, got {v}"));
-            }
-        }
-        Ok(())
     }
 
     /// The whole configuration as YAML, defaults filled in (for `--print-config`

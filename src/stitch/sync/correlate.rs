@@ -30,6 +30,29 @@ pub fn ncc_at(a: &[f32], b: &[f32], k: i64, min_overlap: usize) -> Option<f64> {
     (da > 0.0 && db > 0.0).then(|| num / (da * db).sqrt())
 }
 
+/// The series minus its centred moving average over `2 * half + 1`
+/// transitions, band by band: what is left is how the motion changes from
+/// moment to moment. Slow drifts (a crowd thinning out, light changing)
+/// correlate at every lag alike and would bury the peak under a broad hill.
+pub fn high_pass(series: &[f32], half: usize) -> Vec<f32> {
+    let n = series.len() / BANDS;
+    let mut out = vec![0.0f32; series.len()];
+    for band in 0..BANDS {
+        let at = |i: usize| f64::from(series[i * BANDS + band]);
+        // Prefix sums make each average O(1).
+        let mut prefix = vec![0.0f64; n + 1];
+        for i in 0..n {
+            prefix[i + 1] = prefix[i] + at(i);
+        }
+        for i in 0..n {
+            let (lo, hi) = (i.saturating_sub(half), (i + half + 1).min(n));
+            let mean = (prefix[hi] - prefix[lo]) / (hi - lo) as f64;
+            out[i * BANDS + band] = (at(i) - mean) as f32;
+        }
+    }
+    out
+}
+
 /// Correlation by lag: `values[j]` belongs to lag `first_lag + j`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Curve {
@@ -149,6 +172,18 @@ mod tests {
         assert_eq!(p.lag.round(), 13.0);
         assert!((p.lag - 13.0).abs() < 0.5);
         assert!(p.value > 0.999 && p.second < 0.5, "{p:?}");
+    }
+
+    #[test]
+    fn high_pass_removes_a_ramp_and_keeps_a_spike() {
+        let mut s: Vec<f32> = (0..40)
+            .flat_map(|i| std::iter::repeat_n(i as f32, BANDS))
+            .collect();
+        s[20 * BANDS] += 10.0;
+        let h = high_pass(&s, 3);
+        // Away from the ends and the spike, a ramp is its own average.
+        assert!(h[10 * BANDS + 1].abs() < 1e-4);
+        assert!(h[20 * BANDS] > 8.0 && h[20 * BANDS + 1].abs() < 1e-4);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::{
     ANALYSIS_WIDTH, CameraSync, Curve, MAX_SECOND_RATIO, MIN_PEAK, Meter, Peak, SYNC_POINTS,
     SyncMode, SyncReport, SyncSettings, SyncSource, SyncWindow, UNSYNCED_SEARCH_FACTOR, find_peak,
-    ncc_at,
+    high_pass, ncc_at,
 };
 use crate::ffmpeg::frames::{self, FramesError, GrayWindow};
 use crate::stitch::CameraInput;
@@ -61,7 +61,11 @@ pub fn measure(
     match curves(ffmpeg, inputs, &sides, &windows, geo) {
         Ok(curves) => {
             for (side, curve) in sides.iter().zip(curves) {
-                let peak = Curve::mean(&curve).as_ref().and_then(find_peak);
+                let mean = Curve::mean(&curve);
+                if let Some(c) = &mean {
+                    log_curve(&inputs[side.index], c);
+                }
+                let peak = mean.as_ref().and_then(find_peak);
                 decide(&mut report, side, peak, geo.fps);
             }
         }
@@ -70,6 +74,21 @@ pub fn measure(
         )),
     }
     report
+}
+
+/// The correlation curve at debug level, for a person checking a verdict.
+fn log_curve(c: &CameraInput, curve: &Curve) {
+    let values: Vec<String> = curve
+        .values
+        .iter()
+        .map(|v| v.map_or("-".to_string(), |v| format!("{v:.2}")))
+        .collect();
+    log::debug!(
+        "{}: correlation by lag from {}: {}",
+        c.camera,
+        curve.first_lag,
+        values.join(" ")
+    );
 }
 
 /// The report before any measurement: every camera on its clock.
@@ -192,7 +211,9 @@ fn curves(
         for (slot, (side, found)) in [(0, (&sides[0], left?)), (1, (&sides[1], right?))] {
             let (series, first) = found;
             let k_at_clock = w.first_frame as i64 - first - side.clock_frames;
-            out[slot].push(curve(&center[slot], &series[0], k_at_clock, side.reach));
+            let half = (geo.fps / 4.0).round().max(1.0) as usize;
+            let (c, s) = (high_pass(&center[slot], half), high_pass(&series[0], half));
+            out[slot].push(curve(&c, &s, k_at_clock, side.reach));
         }
     }
     Ok(out)

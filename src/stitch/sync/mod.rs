@@ -9,7 +9,8 @@
 //! frames) of the strip of columns it shares with CAM_C (CAM_L's right edge
 //! against CAM_C's left edge, CAM_R's left edge against CAM_C's right edge),
 //! in [`BANDS`] horizontal bands, on frames scaled down to
-//! [`ANALYSIS_WIDTH`] columns. Energy is a high-pass signal of what moves, so
+//! [`ANALYSIS_WIDTH`] columns, less its moving average over half a second
+//! (slow drifts correlate at every lag and would hide the peak). Energy is a high-pass signal of what moves, so
 //! it is insensitive to exposure, lens and projection differences between
 //! the two cameras, and its bands keep the vertical position of the motion.
 //! The side camera's series is cross-correlated (normalized, per band,
@@ -45,7 +46,7 @@ mod measure;
 
 use serde::Serialize;
 
-pub use correlate::{Curve, Peak, find_peak, ncc_at};
+pub use correlate::{Curve, Peak, find_peak, high_pass, ncc_at};
 pub use energy::{BANDS, Meter};
 pub use measure::{align, measure};
 
