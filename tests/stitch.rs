@@ -23,11 +23,9 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::host::ClockSync;
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::ids::{CameraId, SessionId};
 use soccer_rig::jobs::{JobQueue, JobStatus};
-use soccer_rig::layout::{self, ServerLayout};
+use soccer_rig::layout::ServerLayout;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-stitch");
 const SESSION: &str = "GAME_20240315_140000";
@@ -174,27 +172,7 @@ impl Rig {
     /// `start` (local clock) with sync offset `offset_ms`.
     fn add_camera(&self, cam: CameraId, clip: &Path, start: &str, offset_ms: Option<f64>) {
         let s = self.session();
-        let rec_path = self.layout.recording(&s, cam);
-        std::fs::create_dir_all(rec_path.parent().unwrap()).unwrap();
-        std::fs::copy(clip, &rec_path).unwrap();
-        let opts = DescribeOptions {
-            ffprobe: "ffprobe".into(),
-            start: Some(start.parse().unwrap()),
-            clock: Some(ClockSync {
-                synced: true,
-                offset_ms,
-                source: "chronyc",
-            }),
-            ..DescribeOptions::default()
-        };
-        let rec = RecordingId::new(s.clone(), cam);
-        let m = describe::describe(&rec_path, &rec, &opts).unwrap();
-        m.write_atomic(&self.layout.manifest(&s, cam)).unwrap();
-        std::fs::write(
-            self.layout.digest(&s, cam),
-            layout::digest_line(&m.checksum.value),
-        )
-        .unwrap();
+        common::sync_rig::put_camera(&self.layout, &s, cam, clip, start, true, offset_ms);
     }
 
     /// The standard session: CAM_L at 14:00:00.0, CAM_C 0.5 s later, CAM_R
@@ -391,24 +369,7 @@ fn psnr_shifted(pano: &Path, truth: &Path, dx: u32) -> (f64, f64) {
         FIRST_TRUTH_FRAME + FRAMES,
         WIDE - dx
     );
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-i"])
-        .arg(pano)
-        .arg("-i")
-        .arg(truth)
-        .args(["-lavfi", &graph, "-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    let text = common::stderr(&out);
-    let field = |name: &str| -> f64 {
-        text.split_whitespace()
-            .find_map(|f| f.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-            .parse()
-            .unwrap()
-    };
-    (field("average:"), field("min:"))
+    common::sync_rig::lavfi_psnr(pano, truth, &graph)
 }
 
 #[test]

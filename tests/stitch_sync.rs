@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::sync_rig::{self, FPS, H, OVERLAP, SyncRig, W};
 use serde_json::Value;
@@ -148,21 +147,7 @@ fn seam_psnr(pano: &Path, scene: &Path, first: u32, x: u32, frames: u32) -> f64 
          [a][b]psnr",
         first + frames
     );
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-i"])
-        .arg(pano)
-        .arg("-i")
-        .arg(scene)
-        .args(["-lavfi", &graph, "-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    let text = common::stderr(&out);
-    text.split_whitespace()
-        .find_map(|f| f.strip_prefix("average:"))
-        .unwrap_or_else(|| panic!("no PSNR in {text}"))
-        .parse()
-        .unwrap()
+    sync_rig::lavfi_psnr(pano, scene, &graph).0
 }
 
 #[test]

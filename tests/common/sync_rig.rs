@@ -45,6 +45,40 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
+/// ffmpeg's `psnr` filter summary of `graph` (which reads inputs 0 = `a`
+/// and 1 = `b` and ends in `psnr`): (average, min) in dB.
+pub fn lavfi_psnr(a: &Path, b: &Path, graph: &str) -> (f64, f64) {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-i"])
+        .arg(a)
+        .arg("-i")
+        .arg(b)
+        .args(["-lavfi", graph, "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let field = |name: &str| -> f64 {
+        text.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    (field("average:"), field("min:"))
+}
+
+/// Encodes lavfi graph or file `input` (after `input_args`) losslessly to
+/// `out`, optionally through `vf`.
+fn lossless(input_args: &[&str], vf: Option<&str>, out: &Path) {
+    let mut args = input_args.to_vec();
+    if let Some(vf) = vf {
+        args.extend(["-vf", vf]);
+    }
+    args.extend(["-c:v", "libx264", "-qp", "0", out.to_str().unwrap()]);
+    ffmpeg(&args);
+}
+
 /// The life scene at `w`x`h` (cells of 2x2 pixels), `frames` long, as a
 /// lavfi graph.
 fn life(w: u32, h: u32, frames: u32) -> String {
@@ -60,18 +94,7 @@ fn life(w: u32, h: u32, frames: u32) -> String {
 /// The wide scene of a crop rig, lossless: `frames` frames of WIDExH.
 pub fn crop_scene(dir: &Path, frames: u32) -> PathBuf {
     let out = dir.join("crop-scene.mp4");
-    let graph = life(WIDE, H, frames);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &graph,
-        "-c:v",
-        "libx264",
-        "-qp",
-        "0",
-        out.to_str().unwrap(),
-    ]);
+    lossless(&["-f", "lavfi", "-i", &life(WIDE, H, frames)], None, &out);
     out
 }
 
@@ -98,17 +121,7 @@ pub fn crop_camera(dir: &Path, scene: &Path, cam: CameraId, first: u32, frames: 
 /// The equirectangular scene of a rotated rig (360x180 degrees), lossless.
 pub fn sphere_scene(dir: &Path, frames: u32) -> PathBuf {
     let out = dir.join("sphere-scene.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &life(1440, 720, frames),
-        "-c:v",
-        "libx264",
-        "-qp",
-        "0",
-        out.to_str().unwrap(),
-    ]);
+    lossless(&["-f", "lavfi", "-i", &life(1440, 720, frames)], None, &out);
     out
 }
 
@@ -122,17 +135,7 @@ pub fn view(dir: &Path, scene: &Path, cam: CameraId, yaw: f64, fov: f64) -> Path
         v_fov.to_degrees()
     );
     let out = dir.join(format!("{cam}-view.mp4"));
-    ffmpeg(&[
-        "-i",
-        scene.to_str().unwrap(),
-        "-vf",
-        &vf,
-        "-c:v",
-        "libx264",
-        "-qp",
-        "0",
-        out.to_str().unwrap(),
-    ]);
+    lossless(&["-i", scene.to_str().unwrap()], Some(&vf), &out);
     out
 }
 
@@ -178,6 +181,41 @@ pub fn start_of(frame: u32) -> String {
     )
 }
 
+/// Puts a camera's clip in a session the way rig-receive leaves it
+/// (recording.mp4, manifest.json, recording.sha256), the manifest saying it
+/// started at `start` by a clock synced or not, with `offset_ms`.
+pub fn put_camera(
+    layout: &ServerLayout,
+    session: &SessionId,
+    cam: CameraId,
+    clip: &Path,
+    start: &str,
+    synced: bool,
+    offset_ms: Option<f64>,
+) {
+    let rec_path = layout.recording(session, cam);
+    std::fs::create_dir_all(rec_path.parent().unwrap()).unwrap();
+    std::fs::copy(clip, &rec_path).unwrap();
+    let opts = DescribeOptions {
+        ffprobe: "ffprobe".into(),
+        start: Some(start.parse().unwrap()),
+        clock: Some(ClockSync {
+            synced,
+            offset_ms,
+            source: "chronyc",
+        }),
+        ..DescribeOptions::default()
+    };
+    let rec = RecordingId::new(session.clone(), cam);
+    let m = describe::describe(&rec_path, &rec, &opts).unwrap();
+    m.write_atomic(&layout.manifest(session, cam)).unwrap();
+    std::fs::write(
+        layout.digest(session, cam),
+        layout::digest_line(&m.checksum.value),
+    )
+    .unwrap();
+}
+
 /// A server root with a config and one session of three cameras.
 pub struct SyncRig {
     dir: tempfile::TempDir,
@@ -187,21 +225,25 @@ pub struct SyncRig {
 }
 
 impl SyncRig {
-    /// A rig whose config has the usual test keys plus `extra` lines under
-    /// `processing:` (each `  key: value\n`).
+    /// A rig whose config has the usual test keys, replaced or added to by
+    /// `extra` lines under `processing:` (each `  key: value\n`).
     pub fn new(extra: &str) -> SyncRig {
         let dir = tempfile::tempdir().unwrap();
         let layout = ServerLayout::under(dir.path());
         let config = dir.path().join("config.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "processing:\n  ffmpeg_path: ffmpeg\n  ffprobe_path: ffprobe\n  \
-                 output_codec: h264\n  output_preset: ultrafast\n  \
-                 stitch_overlap_px: {OVERLAP}\n  output_width: 0\n{extra}"
-            ),
-        )
-        .unwrap();
+        let defaults = format!(
+            "  ffmpeg_path: ffmpeg\n  ffprobe_path: ffprobe\n  output_codec: h264\n  \
+             output_preset: ultrafast\n  stitch_overlap_px: {OVERLAP}\n  output_width: 0\n"
+        );
+        let key = |l: &str| l.split(':').next().unwrap_or("").trim().to_string();
+        let overridden: Vec<String> = extra.lines().map(key).collect();
+        let mut text = "processing:\n".to_string();
+        for line in defaults.lines().filter(|l| !overridden.contains(&key(l))) {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(extra);
+        std::fs::write(&config, text).unwrap();
         SyncRig {
             dir,
             layout,
@@ -217,28 +259,15 @@ impl SyncRig {
     /// Puts a camera's clip in place with a manifest saying it started at
     /// `start`, its clock NTP-synced or not.
     pub fn add_camera(&self, cam: CameraId, clip: &Path, start: &str, ntp_synced: bool) {
-        let s = self.session();
-        let rec_path = self.layout.recording(&s, cam);
-        std::fs::create_dir_all(rec_path.parent().unwrap()).unwrap();
-        std::fs::copy(clip, &rec_path).unwrap();
-        let opts = DescribeOptions {
-            ffprobe: "ffprobe".into(),
-            start: Some(start.parse().unwrap()),
-            clock: Some(ClockSync {
-                synced: ntp_synced,
-                offset_ms: None,
-                source: "chronyc",
-            }),
-            ..DescribeOptions::default()
-        };
-        let rec = RecordingId::new(s.clone(), cam);
-        let m = describe::describe(&rec_path, &rec, &opts).unwrap();
-        m.write_atomic(&self.layout.manifest(&s, cam)).unwrap();
-        std::fs::write(
-            self.layout.digest(&s, cam),
-            layout::digest_line(&m.checksum.value),
-        )
-        .unwrap();
+        put_camera(
+            &self.layout,
+            &self.session(),
+            cam,
+            clip,
+            start,
+            ntp_synced,
+            None,
+        );
     }
 
     /// Runs rig-stitch `bin` with this rig's config and root.
