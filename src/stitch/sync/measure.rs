@@ -281,8 +281,11 @@ fn series(
 
 /// The curve over lags `-reach..=reach` frames from the clock's answer.
 fn curve(center: &[f32], side: &[f32], k_at_clock: i64, reach: i64) -> Curve {
+    // A lag at which the two share only part of the window is measured on
+    // fewer frames, and a short overlap can correlate by chance: at least
+    // three quarters of the window must take part.
     let transitions = center.len() / super::BANDS;
-    let min_overlap = (transitions / 2).max(10);
+    let min_overlap = (transitions * 3 / 4).max(10);
     let mut c = Curve::new(reach);
     for (j, v) in c.values.iter_mut().enumerate() {
         let lag = j as i64 - reach;
