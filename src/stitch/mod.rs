@@ -13,6 +13,14 @@
 //!   remaining error is at most half a frame, and the offsets wanted and
 //!   applied are reported. A camera whose clock was not NTP-synced makes the
 //!   alignment a guess, which is said as a warning.
+//! * **The clocks checked by content** ([`sync`]): before planning, each side
+//!   camera's offset to CAM_C is measured from the motion both see in their
+//!   shared columns; a clear answer replaces the clock's, a weak one keeps
+//!   it with a warning ([`plan_session`]).
+//! * **As large as it plays** ([`output_size`]): the panorama is scaled to the
+//!   codec's playable limit (H.264 4096 wide, HEVC 8192) or `output_width`;
+//!   a configured hardware encoder is probed and replaced by software with a
+//!   warning when it does not work ([`encode`]).
 //! * **One ffmpeg process, one filter graph.** No intermediate files: each
 //!   input is seeked (`-ss` before `-i`, frame-accurate when transcoding),
 //!   put on CAM_C's frame grid (`fps`), trimmed to the common span, and,
