@@ -113,13 +113,14 @@ pub fn gray_args(file: &Path, w: &GrayWindow) -> Vec<OsString> {
 }
 
 /// Reads the window's frames of `file`, calling `each` with every frame
-/// (`width * height` bytes, row by row). Returns the number of frames read,
-/// which is fewer than asked when the file ends first.
+/// (`width * height` bytes, row by row); `each` returns false to stop early
+/// (ffmpeg is then killed). Returns the number of frames read, which is
+/// fewer than asked when the file ends first or `each` stopped.
 pub fn read_gray(
     ffmpeg: &Path,
     file: &Path,
     w: &GrayWindow,
-    each: &mut dyn FnMut(&[u8]),
+    each: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<u64, FramesError> {
     let mut child = Command::new(ffmpeg)
         .args(gray_args(file, w))
@@ -142,14 +143,18 @@ pub fn read_gray(
         text
     });
     let mut frame = vec![0u8; (w.width * w.height) as usize];
-    let mut count = 0;
+    let (mut count, mut stopped) = (0, false);
     let read = child
         .stdout
         .take()
         .map(|mut out| {
             while out.read_exact(&mut frame).is_ok() {
-                each(&frame);
                 count += 1;
+                if !each(&frame) {
+                    stopped = true;
+                    let _ = child.kill();
+                    break;
+                }
             }
         })
         .ok_or_else(|| std::io::Error::other("no stdout pipe"));
@@ -161,7 +166,7 @@ pub fn read_gray(
     };
     read.map_err(read_err)?;
     let status = status.map_err(read_err)?;
-    if !status.success() {
+    if !status.success() && !stopped {
         return Err(FramesError::Failed {
             file: file.to_path_buf(),
             status: status.to_string(),

@@ -636,17 +636,28 @@ pub fn plan(
 /// The plan rig-stitch carries out: [`plan`] on the inputs after their
 /// time alignment was checked by content ([`sync::align`]), with the
 /// encoder probed ([`encode::choose`]). Runs ffmpeg (a few decodes and, for
-/// a hardware encoder, a probe encode).
+/// a hardware encoder, a probe encode); [`StitchError::Interrupted`] once
+/// `cancel` is set.
 pub fn plan_session(
     session: &SessionId,
     inputs: &[CameraInput],
     settings: &StitchSettings,
+    cancel: &AtomicBool,
 ) -> Result<Plan, StitchError> {
     if inputs.len() != 3 {
         return plan(session, inputs, settings);
     }
     let strip = f64::from(settings.overlap_px) / f64::from(inputs[1].probe.width.max(1));
-    let (aligned, report) = sync::align(&settings.ffmpeg, inputs, strip.max(0.1), &settings.sync);
+    let (aligned, report) = sync::align(
+        &settings.ffmpeg,
+        inputs,
+        strip.max(0.1),
+        &settings.sync,
+        cancel,
+    );
+    if cancel.load(Ordering::Relaxed) {
+        return Err(StitchError::Interrupted);
+    }
     let mut p = plan(session, &aligned, settings)?;
     sync_warnings(&mut p, report);
     let choice = encode::choose(&settings.ffmpeg, &settings.codec);
@@ -1020,7 +1031,7 @@ pub fn stitch_session(
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(PathBuf, Plan, f64), StitchError> {
     let inputs = load_inputs(layout, session, settings)?;
-    let plan = plan_session(session, &inputs, settings)?;
+    let plan = plan_session(session, &inputs, settings, cancel)?;
     for w in &plan.warnings {
         log::warn!("{session}: {w}");
     }
@@ -1223,7 +1234,7 @@ impl Runner {
     /// command line that would write the panorama (`--dry-run`).
     pub fn dry_run(&self, session: &SessionId) -> Result<(Plan, String), StitchError> {
         let inputs = load_inputs(&self.layout, session, &self.settings)?;
-        let plan = plan_session(session, &inputs, &self.settings)?;
+        let plan = plan_session(session, &inputs, &self.settings, &self.cancel)?;
         let args = ffmpeg_args(&plan, &self.settings, &self.layout.panorama(session));
         let line = shell_line(&self.settings.ffmpeg, &args);
         Ok((plan, line))

@@ -2,6 +2,7 @@
 //! the result to the inputs.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
     ANALYSIS_WIDTH, CameraSync, Curve, MAX_SECOND_RATIO, MIN_PEAK, Meter, Peak, SYNC_POINTS,
@@ -37,12 +38,13 @@ struct Side {
 /// Measures CAM_L's and CAM_R's offsets to CAM_C (`inputs` are L, C, R).
 /// `strip_frac` is the share of a frame's width the neighbours have in
 /// common. Never fails: what cannot be measured keeps the clock, with a
-/// warning.
+/// warning. Stops reading early once `cancel` is set (the caller checks it).
 pub fn measure(
     ffmpeg: &Path,
     inputs: &[CameraInput],
     strip_frac: f64,
     s: &SyncSettings,
+    cancel: &AtomicBool,
 ) -> SyncReport {
     let mut report = clock_report(inputs, s);
     let center = &inputs[1];
@@ -58,7 +60,8 @@ pub fn measure(
         return report;
     }
     report.windows = windows.clone();
-    match curves(ffmpeg, inputs, &sides, &windows, geo) {
+    let reader = Reader { ffmpeg, cancel };
+    match curves(&reader, inputs, &sides, &windows, geo) {
         Ok(curves) => {
             for (side, curve) in sides.iter().zip(curves) {
                 let mean = Curve::mean(&curve);
@@ -89,6 +92,13 @@ fn log_curve(c: &CameraInput, curve: &Curve) {
         curve.first_lag,
         values.join(" ")
     );
+}
+
+/// Where frames come from, and when to stop reading them.
+#[derive(Clone, Copy)]
+struct Reader<'a> {
+    ffmpeg: &'a Path,
+    cancel: &'a AtomicBool,
 }
 
 /// The report before any measurement: every camera on its clock.
@@ -191,7 +201,7 @@ fn windows(
 
 /// Per side camera, one correlation curve per window.
 fn curves(
-    ffmpeg: &Path,
+    reader: &Reader<'_>,
     inputs: &[CameraInput],
     sides: &[Side; 2],
     windows: &[SyncWindow],
@@ -202,9 +212,9 @@ fn curves(
     for w in windows {
         let first = w.first_frame as i64;
         let (center, left, right) = std::thread::scope(|scope| {
-            let c = scope.spawn(|| series(ffmpeg, &inputs[1], first, w.frames, geo, &strips));
-            let l = scope.spawn(|| side_series(ffmpeg, inputs, &sides[0], w, geo));
-            let r = scope.spawn(|| side_series(ffmpeg, inputs, &sides[1], w, geo));
+            let c = scope.spawn(|| series(reader, &inputs[1], first, w.frames, geo, &strips));
+            let l = scope.spawn(|| side_series(reader, inputs, &sides[0], w, geo));
+            let r = scope.spawn(|| side_series(reader, inputs, &sides[1], w, geo));
             (joined(c, inputs), joined(l, inputs), joined(r, inputs))
         });
         let center = center?;
@@ -235,7 +245,7 @@ fn joined<T>(
 /// A side camera's strip series around a window, and the first frame read
 /// (in CAM_C frames of its own file).
 fn side_series(
-    ffmpeg: &Path,
+    reader: &Reader<'_>,
     inputs: &[CameraInput],
     side: &Side,
     w: &SyncWindow,
@@ -248,13 +258,13 @@ fn side_series(
     } else {
         (0, geo.strip)
     };
-    let s = series(ffmpeg, &inputs[side.index], first, count, geo, &[strip])?;
+    let s = series(reader, &inputs[side.index], first, count, geo, &[strip])?;
     Ok((s, first))
 }
 
 /// Reads `count` frames of a camera from frame `first` and meters `strips`.
 fn series(
-    ffmpeg: &Path,
+    reader: &Reader<'_>,
     input: &CameraInput,
     first: i64,
     count: u64,
@@ -275,7 +285,10 @@ fn series(
         height: geo.height,
     };
     let mut meter = Meter::new(geo.width, geo.height, strips);
-    frames::read_gray(ffmpeg, &input.recording, &window, &mut |f| meter.push(f))?;
+    frames::read_gray(reader.ffmpeg, &input.recording, &window, &mut |f| {
+        meter.push(f);
+        !reader.cancel.load(Ordering::Relaxed)
+    })?;
     Ok(meter.into_series())
 }
 
@@ -347,16 +360,18 @@ fn decide(report: &mut SyncReport, side: &Side, peak: Option<Peak>, fps: f64) {
 /// Content alignment applied: the inputs with each content-aligned side
 /// camera's start moved to CAM_C's start plus its content offset, and the
 /// report (`inputs` are L, C, R). With `processing.sync_mode: clock`, the
-/// inputs unchanged and a report of the clocks alone.
+/// inputs unchanged and a report of the clocks alone. Once `cancel` is
+/// set the reading stops and the result is not to be used.
 pub fn align(
     ffmpeg: &Path,
     inputs: &[CameraInput],
     strip_frac: f64,
     s: &SyncSettings,
+    cancel: &AtomicBool,
 ) -> (Vec<CameraInput>, SyncReport) {
     let report = match s.mode {
         SyncMode::Clock => clock_report(inputs, s),
-        SyncMode::Content => measure(ffmpeg, inputs, strip_frac, s),
+        SyncMode::Content => measure(ffmpeg, inputs, strip_frac, s, cancel),
     };
     let center = inputs[1].start.as_nanosecond();
     let mut out = inputs.to_vec();
