@@ -904,9 +904,10 @@ fn usage_errors_and_dry_run() {
 
 #[test]
 fn sigterm_puts_the_job_back_and_leaves_no_file() {
-    // The wrapper marks that the encode is about to start, waits a moment
-    // (so the signal surely lands while the stitch is under way), then runs
-    // the real ffmpeg.
+    // The wrapper marks that ffmpeg is about to start, waits a moment (so
+    // the signal surely lands while the stitch is under way), then runs the
+    // real ffmpeg. The first ffmpeg is the content time alignment's, so the
+    // signal lands there; the encode is stopped the same way (`cancel`).
     let rig = Rig::new();
     let wrapper = rig.root().join("ffmpeg-slow");
     let marker = rig.root().join("ffmpeg-started");
