@@ -904,10 +904,17 @@ fn usage_errors_and_dry_run() {
 
 #[test]
 fn sigterm_puts_the_job_back_and_leaves_no_file() {
+    // With content time alignment the first ffmpeg is the analysis's, so the
+    // signal lands there; with the clocks alone it lands in the encode.
+    for sync_mode in ["content", "clock"] {
+        sigterm_case(sync_mode);
+    }
+}
+
+fn sigterm_case(sync_mode: &str) {
     // The wrapper marks that ffmpeg is about to start, waits a moment (so
     // the signal surely lands while the stitch is under way), then runs the
-    // real ffmpeg. The first ffmpeg is the content time alignment's, so the
-    // signal lands there; the encode is stopped the same way (`cancel`).
+    // real ffmpeg.
     let rig = Rig::new();
     let wrapper = rig.root().join("ffmpeg-slow");
     let marker = rig.root().join("ffmpeg-started");
@@ -925,7 +932,7 @@ fn sigterm_puts_the_job_back_and_leaves_no_file() {
         "ffmpeg_path: ffmpeg",
         &format!("ffmpeg_path: {}", wrapper.display()),
     );
-    std::fs::write(&rig.config, text).unwrap();
+    std::fs::write(&rig.config, text + &format!("  sync_mode: {sync_mode}\n")).unwrap();
     rig.standard_session();
 
     let child = Command::new(BIN)
