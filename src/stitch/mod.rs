@@ -16,7 +16,7 @@
 //! * **The clocks checked by content** ([`sync`]): before planning, each side
 //!   camera's offset to CAM_C is measured from the motion both see in their
 //!   shared columns; a clear answer replaces the clock's, a weak one keeps
-//!   it with a warning ([`plan_session`]).
+//!   it with a warning ([`plan_aligned`]).
 //! * **As large as it plays** ([`output_size`]): the panorama is scaled to the
 //!   codec's playable limit (H.264 4096 wide, HEVC 8192) or `output_width`;
 //!   a configured hardware encoder is probed and replaced by software with a
@@ -638,7 +638,7 @@ pub fn plan(
 /// encoder probed ([`encode::choose`]). Runs ffmpeg (a few decodes and, for
 /// a hardware encoder, a probe encode); [`StitchError::Interrupted`] once
 /// `cancel` is set.
-pub fn plan_session(
+pub fn plan_aligned(
     session: &SessionId,
     inputs: &[CameraInput],
     settings: &StitchSettings,
@@ -1031,7 +1031,7 @@ pub fn stitch_session(
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(PathBuf, Plan, f64), StitchError> {
     let inputs = load_inputs(layout, session, settings)?;
-    let plan = plan_session(session, &inputs, settings, cancel)?;
+    let plan = plan_aligned(session, &inputs, settings, cancel)?;
     for w in &plan.warnings {
         log::warn!("{session}: {w}");
     }
@@ -1234,7 +1234,7 @@ impl Runner {
     /// command line that would write the panorama (`--dry-run`).
     pub fn dry_run(&self, session: &SessionId) -> Result<(Plan, String), StitchError> {
         let inputs = load_inputs(&self.layout, session, &self.settings)?;
-        let plan = plan_session(session, &inputs, &self.settings, &self.cancel)?;
+        let plan = plan_aligned(session, &inputs, &self.settings, &self.cancel)?;
         let args = ffmpeg_args(&plan, &self.settings, &self.layout.panorama(session));
         let line = shell_line(&self.settings.ffmpeg, &args);
         Ok((plan, line))
