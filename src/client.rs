@@ -80,7 +80,8 @@ use crate::fsx::{self, LockFile};
 use crate::ids::RecordingId;
 use crate::layout::PiLayout;
 use crate::manifest::{self, Manifest};
-use crate::protocol::{self, ConfirmRequest, ConfirmResponse, ErrorResponse, UploadResponse};
+use crate::protocol::{self, ConfirmRequest};
+use crate::replies::{self, UploadReply};
 
 /// Where an offload stands, as the state file's `"status"` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -769,6 +770,11 @@ impl<'a> Uploader<'a> {
         {
             report.success = true;
             report.status = Outcome::AlreadyOffloaded;
+            if let Ok(rec) = RecordingId::parse(&prev.recording_id) {
+                // In --file mode the label is the manifest path; the
+                // state knows the ID.
+                report.recording_id = rec.to_string();
+            }
             report.file_size = prev.file_size;
             report.checksum = prev.checksum.clone();
             report.server_checksum = prev.server_checksum.clone();
@@ -839,8 +845,12 @@ impl<'a> Uploader<'a> {
                     report.elapsed_sec = started.elapsed().as_secs_f64();
                     return Ok(report);
                 }
-                Ok(_) => log::debug!("{}: server holds other bytes; uploading", prepared.rec),
-                Err(f) => log::debug!("{}: not on the server yet ({})", prepared.rec, f.message),
+                Ok(_) => log::info!("{}: the server holds other bytes; uploading", prepared.rec),
+                Err(f) => log::info!(
+                    "{}: not on the server yet ({}); uploading",
+                    prepared.rec,
+                    f.message
+                ),
             }
         }
 
@@ -1103,24 +1113,24 @@ impl<'a> Uploader<'a> {
             let (reply, rate, resumed_from) = self.upload(src, p)?;
             report.bytes_per_sec = Some(rate);
             report.resumed_from = resumed_from;
-            if !reply.success || !reply.checksum_verified {
+            if reply.success == Some(false) || reply.checksum_verified == Some(false) {
                 return Err(Failure::retry(
                     protocol::code::CHECKSUM_MISMATCH,
                     format!(
                         "the server accepted the upload but did not verify its checksum \
-                         (success {}, checksum_verified {})",
+                         (success {:?}, checksum_verified {:?})",
                         reply.success, reply.checksum_verified
                     ),
                 ));
             }
-            if reply.file_size != p.size {
+            if let Some(size) = reply.size.filter(|&n| n != p.size) {
                 return Err(Failure::retry(
                     "size_mismatch",
-                    format!(
-                        "the server stored {} bytes, the file has {}",
-                        reply.file_size, p.size
-                    ),
+                    format!("the server stored {size} bytes, the file has {}", p.size),
                 ));
+            }
+            for w in &reply.manifest_warnings {
+                log::warn!("{}: the server repaired our manifest: {w}", p.rec);
             }
             *uploaded = true;
         }
@@ -1206,7 +1216,7 @@ impl<'a> Uploader<'a> {
     /// a prefix; a 409 `offset_mismatch` is followed once by a resume from
     /// the length the server names. Returns the reply, the rate and the
     /// byte the upload started at.
-    fn upload(&self, src: &Source, p: &Prepared) -> Result<(UploadResponse, f64, u64), Failure> {
+    fn upload(&self, src: &Source, p: &Prepared) -> Result<(UploadReply, f64, u64), Failure> {
         let mut offset = self.resume_point(p)?;
         let mut corrected = false;
         loop {
@@ -1233,7 +1243,7 @@ impl<'a> Uploader<'a> {
         src: &Source,
         p: &Prepared,
         offset: u64,
-    ) -> Result<(UploadResponse, f64), (Failure, Option<u64>)> {
+    ) -> Result<(UploadReply, f64), (Failure, Option<u64>)> {
         let fail = |f: Failure| (f, None);
         let mut file = File::open(&src.video).map_err(|e| {
             let code = if e.kind() == io::ErrorKind::NotFound {
@@ -1287,10 +1297,12 @@ impl<'a> Uploader<'a> {
         let response = result.map_err(|e| fail(transport_failure("upload", &url, e)))?;
         let (status, text) = read_reply(response);
         if (200..300).contains(&status) {
-            let reply: UploadResponse = serde_json::from_str(&text).map_err(|e| {
+            let reply = replies::upload_reply(&text).ok_or_else(|| {
                 fail(Failure::retry(
                     "bad_response",
-                    format!("{url} answered {status} with an unexpected body ({e}): {text:.200}"),
+                    format!(
+                        "{url} answered {status} with a body that is no JSON object: {text:.200}"
+                    ),
                 ))
             })?;
             let rate = if secs > 0.0 {
@@ -1334,18 +1346,21 @@ impl<'a> Uploader<'a> {
         if !(200..300).contains(&status) {
             return Err(status_failure("confirm", status, &text));
         }
-        let reply: ConfirmResponse = serde_json::from_str(&text).map_err(|e| {
+        let reply = replies::confirm_reply(&text).map_err(|why| {
             Failure::retry(
                 "bad_response",
-                format!("{url} answered {status} with an unexpected body ({e}): {text:.200}"),
+                format!("{url} answered {status} but {why}: {text:.200}"),
             )
         })?;
-        if reply.session_id != req.session_id || reply.camera_id != req.camera_id {
+        let other = |got: &Option<String>, want: &str| got.as_deref().is_some_and(|g| g != want);
+        if other(&reply.session_id, &req.session_id) || other(&reply.camera_id, &req.camera_id) {
             return Err(Failure::retry(
                 "bad_response",
                 format!(
                     "confirm answered for {}_{} instead of {}",
-                    reply.session_id, reply.camera_id, p.rec
+                    reply.session_id.as_deref().unwrap_or("?"),
+                    reply.camera_id.as_deref().unwrap_or("?"),
+                    p.rec
                 ),
             ));
         }
@@ -1366,24 +1381,18 @@ fn read_reply(mut response: ureq::http::Response<ureq::Body>) -> (u16, String) {
     (status, text)
 }
 
-/// Classifies a non-2xx reply: 5xx, 408, 422 `checksum_mismatch` and 409
+/// Classifies a non-2xx reply: 5xx, 408, a 400/422 checksum mismatch
+/// (however the server words it, [`replies::is_mismatch`]) and 409
 /// `upload_in_progress` are retried, every other status is final. The server's message is kept.
 fn status_failure(step: &str, status: u16, text: &str) -> Failure {
-    let parsed: Option<ErrorResponse> = serde_json::from_str(text).ok();
-    let (code, message) = match parsed {
-        Some(e) => (e.error, e.message),
-        None => (
-            format!("http_{status}"),
-            text.trim().chars().take(200).collect::<String>(),
-        ),
-    };
+    let replies::ErrorReply { code, message } = replies::error_reply(status, text);
     // 409 `upload_in_progress` is the server's claim on the recording, most
     // often held by our own attempt that died with the Wi-Fi: the server
     // lets it go at its stall timeout, so waiting (like a 503) succeeds
     // where giving up would fail a resumable run. Other 409s stay final.
     let retry = status >= 500
         || status == 408
-        || (status == 422 && code == protocol::code::CHECKSUM_MISMATCH)
+        || ((status == 400 || status == 422) && code == protocol::code::CHECKSUM_MISMATCH)
         || (status == 409 && code == protocol::code::UPLOAD_IN_PROGRESS);
     let message = format!("{step}: server answered {status} {code}: {message}");
     Failure {
@@ -1793,6 +1802,14 @@ mod tests {
         assert!(f.message.contains("400 missing_field: m"), "{}", f.message);
         assert!(!status_failure("upload", 413, &e("payload_too_large")).retry);
         assert!(!status_failure("upload", 404, "nope").retry);
+        // Other servers' words for a mismatch (the Python reference's 400).
+        let python = r#"{"success": false, "error": "Checksum mismatch", "expected": "a", "calculated": "b"}"#;
+        let f = status_failure("upload", 400, python);
+        assert!(f.retry);
+        assert_eq!(f.code, "checksum_mismatch");
+        assert!(f.message.contains("Checksum mismatch"), "{}", f.message);
+        assert!(status_failure("upload", 422, r#"{"error": "CHECKSUM-MISMATCH"}"#).retry);
+        assert!(!status_failure("upload", 403, python).retry);
     }
 
     #[test]

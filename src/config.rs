@@ -237,6 +237,9 @@ pub struct ServerConfig {
     /// With API keys set, whether `GET /` (status page, thumbnails) and
     /// `GET /api/v1/health` stay open without a key. Default true.
     pub public_status: bool,
+    /// The zone naive times of a flat manifest (no `Z`, no offset) are read
+    /// in: `local` (this server's zone), `UTC` or an IANA name. Default `local`.
+    pub naive_time_zone: String,
 }
 
 /// One entry of `server.api_keys`: a bare key (any camera) or a key bound
@@ -277,6 +280,7 @@ impl Default for ServerConfig {
             api_keys_file: None,
             allow_ips: Vec::new(),
             public_status: true,
+            naive_time_zone: "local".into(),
         }
     }
 }
@@ -289,14 +293,26 @@ pub struct ProcessingConfig {
     pub ffmpeg_path: PathBuf,
     /// ffprobe binary. Default `/usr/bin/ffprobe`.
     pub ffprobe_path: PathBuf,
-    /// Panorama codec, `h264` or `h265`. Default `h264`.
+    /// Panorama codec, `h264` or `h265` (libx264/libx265), or a hardware
+    /// encoder of either (`h264_nvenc`, `hevc_vaapi`, ...), probed before use
+    /// with a fallback to software. Default `h264`.
     pub output_codec: String,
     /// x264/x265 preset. Default `medium`.
     pub output_preset: String,
     /// Columns shared by neighbouring cameras, cross-faded. Default 100.
     pub stitch_overlap_px: u32,
-    /// Widest panorama written; wider is scaled down (0 = no cap). Default 3840.
+    /// Widest panorama written; wider is scaled down (0 = only the codec's
+    /// playable limit). Default 0.
     pub output_width: u32,
+    /// `content` (the clocks are checked and corrected by what the cameras
+    /// saw) or `clock` (the manifests alone). Default `content`.
+    pub sync_mode: String,
+    /// Time offsets searched either side of the clocks' answer, seconds
+    /// (four times as far for a clock that was not NTP-synced). Default 2.0.
+    pub sync_search_sec: f64,
+    /// Length of each of up to three windows analysed for the time
+    /// alignment, seconds. Default 10.0.
+    pub sync_window_sec: f64,
 }
 
 impl Default for ProcessingConfig {
@@ -307,7 +323,10 @@ impl Default for ProcessingConfig {
             output_codec: "h264".into(),
             output_preset: "medium".into(),
             stitch_overlap_px: 100,
-            output_width: 3840,
+            output_width: 0,
+            sync_mode: "content".into(),
+            sync_search_sec: 2.0,
+            sync_window_sec: 10.0,
         }
     }
 }
@@ -452,6 +471,7 @@ impl Config {
                 return Err(format!("{key}: must be a number >= 0, got {v}"));
             }
         }
+        crate::manifest_flat::zone_named(&self.server.naive_time_zone)?;
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err("server.tls_cert/tls_key: set both (HTTPS) or neither (HTTP)".into());
         }
@@ -481,14 +501,13 @@ impl Config {
                 return Err(format!("{key}: must be at least 1"));
             }
         }
-        for (key, codec) in [
-            ("processing.output_codec", &self.processing.output_codec),
-            ("recording.codec", &self.recording.codec),
-        ] {
-            if codec != "h264" && codec != "h265" {
-                return Err(format!("{key}: must be h264 or h265, got {codec:?}"));
-            }
+        let codec = &self.recording.codec;
+        if codec != "h264" && codec != "h265" {
+            return Err(format!(
+                "recording.codec: must be h264 or h265, got {codec:?}"
+            ));
         }
+        self.check_processing()?;
         self.node.camera().map_err(|e| e.message)?;
         let r = &self.recording;
         if r.width == 0 || r.height == 0 || r.fps == 0 || r.bitrate_mbps == 0 {
@@ -503,6 +522,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The `processing:` keys' values, checked where rig-stitch reads them.
+    fn check_processing(&self) -> Result<(), String> {
+        match crate::stitch::StitchSettings::from_config(&self.processing) {
+            Err(crate::stitch::StitchError::Config(m)) => Err(m),
+            _ => Ok(()),
+        }
     }
 
     /// The whole configuration as YAML, defaults filled in (for `--print-config`
@@ -569,5 +596,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("node.camera_id"), "{err}");
+        let err = Config::from_yaml("server:\n  naive_time_zone: Mars/Olympus\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.naive_time_zone"), "{err}");
+        assert!(Config::from_yaml("server:\n  naive_time_zone: Europe/Paris\n", None).is_ok());
     }
 }

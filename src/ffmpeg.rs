@@ -19,6 +19,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+pub mod encoders;
+pub mod frames;
+
 /// Why a probe failed. Each message says what to do.
 #[derive(Debug)]
 pub enum ProbeError {

@@ -9,6 +9,7 @@
 //! recordings/S/C/S_C.mp4                 sessions/S/C/recording.mp4
 //! manifests/S/C/S_C.json                 sessions/S/C/manifest.json
 //! manifests/S/C/S_C.offload.json         sessions/S/C/recording.sha256
+//!                                        sessions/S/C/manifest.client.json
 //! .rig-upload.lock                       sessions/S/stitched/panorama.mp4
 //!                                        processing/jobs.json (+ jobs.lock, stitch.lock)
 //!                                        temp/
@@ -29,6 +30,21 @@ pub const SERVER_RECORDING: &str = "recording.mp4";
 
 /// The manifest's name in a server camera directory `sessions/S/C/`.
 pub const SERVER_MANIFEST: &str = "manifest.json";
+
+/// The client's own manifest text, kept verbatim in `sessions/S/C/` when
+/// rig-receive stored a translated or repaired `manifest.json` instead.
+pub const SERVER_CLIENT_MANIFEST: &str = "manifest.client.json";
+
+/// The digest file's name in a server camera directory `sessions/S/C/`.
+pub const SERVER_DIGEST: &str = "recording.sha256";
+
+/// Every file a server camera directory `sessions/S/C/` may hold.
+pub const SERVER_CAMERA_FILES: [&str; 4] = [
+    SERVER_RECORDING,
+    SERVER_MANIFEST,
+    SERVER_DIGEST,
+    SERVER_CLIENT_MANIFEST,
+];
 
 /// The server recording that belongs to a server manifest: the
 /// `recording.mp4` beside a file named `manifest.json`. `None` for any other
@@ -146,7 +162,15 @@ impl ServerLayout {
 
     /// `sessions/S/C/recording.sha256`: the digest computed at receive time.
     pub fn digest(&self, session: &SessionId, camera: CameraId) -> PathBuf {
-        self.camera_dir(session, camera).join("recording.sha256")
+        self.camera_dir(session, camera).join(SERVER_DIGEST)
+    }
+
+    /// `sessions/S/C/manifest.client.json`: the manifest text the client
+    /// sent, verbatim, when the stored `manifest.json` differs from it
+    /// (translated from another format or repaired).
+    pub fn client_manifest(&self, session: &SessionId, camera: CameraId) -> PathBuf {
+        self.camera_dir(session, camera)
+            .join(SERVER_CLIENT_MANIFEST)
     }
 
     /// `sessions/S/stitched/`

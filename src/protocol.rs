@@ -57,6 +57,10 @@ pub struct UploadResponse {
     pub file_size: u64,
     /// The received bytes' digest equalled the form's `checksum`.
     pub checksum_verified: bool,
+    /// What rig-receive found wrong with the client's manifest and repaired
+    /// (PROTOCOL-EXTENSIONS.md); absent when there was nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifest_warnings: Vec<String>,
 }
 
 /// Body of a confirm request.

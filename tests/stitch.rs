@@ -23,11 +23,9 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::host::ClockSync;
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::ids::{CameraId, SessionId};
 use soccer_rig::jobs::{JobQueue, JobStatus};
-use soccer_rig::layout::{self, ServerLayout};
+use soccer_rig::layout::ServerLayout;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-stitch");
 const SESSION: &str = "GAME_20240315_140000";
@@ -174,27 +172,7 @@ impl Rig {
     /// `start` (local clock) with sync offset `offset_ms`.
     fn add_camera(&self, cam: CameraId, clip: &Path, start: &str, offset_ms: Option<f64>) {
         let s = self.session();
-        let rec_path = self.layout.recording(&s, cam);
-        std::fs::create_dir_all(rec_path.parent().unwrap()).unwrap();
-        std::fs::copy(clip, &rec_path).unwrap();
-        let opts = DescribeOptions {
-            ffprobe: "ffprobe".into(),
-            start: Some(start.parse().unwrap()),
-            clock: Some(ClockSync {
-                synced: true,
-                offset_ms,
-                source: "chronyc",
-            }),
-            ..DescribeOptions::default()
-        };
-        let rec = RecordingId::new(s.clone(), cam);
-        let m = describe::describe(&rec_path, &rec, &opts).unwrap();
-        m.write_atomic(&self.layout.manifest(&s, cam)).unwrap();
-        std::fs::write(
-            self.layout.digest(&s, cam),
-            layout::digest_line(&m.checksum.value),
-        )
-        .unwrap();
+        common::sync_rig::put_camera(&self.layout, &s, cam, clip, start, true, offset_ms);
     }
 
     /// The standard session: CAM_L at 14:00:00.0, CAM_C 0.5 s later, CAM_R
@@ -391,24 +369,7 @@ fn psnr_shifted(pano: &Path, truth: &Path, dx: u32) -> (f64, f64) {
         FIRST_TRUTH_FRAME + FRAMES,
         WIDE - dx
     );
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-i"])
-        .arg(pano)
-        .arg("-i")
-        .arg(truth)
-        .args(["-lavfi", &graph, "-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    let text = common::stderr(&out);
-    let field = |name: &str| -> f64 {
-        text.split_whitespace()
-            .find_map(|f| f.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-            .parse()
-            .unwrap()
-    };
-    (field("average:"), field("min:"))
+    common::sync_rig::lavfi_psnr(pano, truth, &graph)
 }
 
 #[test]
@@ -943,9 +904,17 @@ fn usage_errors_and_dry_run() {
 
 #[test]
 fn sigterm_puts_the_job_back_and_leaves_no_file() {
-    // The wrapper marks that the encode is about to start, waits a moment
-    // (so the signal surely lands while the stitch is under way), then runs
-    // the real ffmpeg.
+    // With content time alignment the first ffmpeg is the analysis's, so the
+    // signal lands there; with the clocks alone it lands in the encode.
+    for sync_mode in ["content", "clock"] {
+        sigterm_case(sync_mode);
+    }
+}
+
+fn sigterm_case(sync_mode: &str) {
+    // The wrapper marks that ffmpeg is about to start, waits a moment (so
+    // the signal surely lands while the stitch is under way), then runs the
+    // real ffmpeg.
     let rig = Rig::new();
     let wrapper = rig.root().join("ffmpeg-slow");
     let marker = rig.root().join("ffmpeg-started");
@@ -963,7 +932,7 @@ fn sigterm_puts_the_job_back_and_leaves_no_file() {
         "ffmpeg_path: ffmpeg",
         &format!("ffmpeg_path: {}", wrapper.display()),
     );
-    std::fs::write(&rig.config, text).unwrap();
+    std::fs::write(&rig.config, text + &format!("  sync_mode: {sync_mode}\n")).unwrap();
     rig.standard_session();
 
     let child = Command::new(BIN)

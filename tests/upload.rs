@@ -16,14 +16,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::layout::PiLayout;
+use soccer_rig::ids::{CameraId, RecordingId};
+
+use common::pi::{DELAY, Rig};
+use common::wire::{parse_multipart, read_head, respond, sha256_hex};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-upload");
-/// The retry delay the tests configure: waits are 0.05, 0.1, 0.2, 0.4 s.
-const DELAY: f64 = 0.05;
 
 // ---------------------------------------------------------------- fault server
 
@@ -137,76 +135,14 @@ impl FaultServer {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn respond(stream: &mut TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
-    let body = body.to_string();
-    write!(
-        stream,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
-}
-
 fn error_body(code: &str) -> Value {
     serde_json::json!({"success": false, "error": code, "message": format!("scripted {code}")})
 }
 
-/// Splits a multipart body into (name, content) in order.
-fn parse_multipart(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
-    let delim = format!("--{boundary}");
-    let d = delim.as_bytes();
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + d.len() <= body.len() {
-        if &body[i..i + d.len()] == d {
-            starts.push(i);
-            i += d.len();
-        } else {
-            i += 1;
-        }
-    }
-    let mut parts = Vec::new();
-    for w in starts.windows(2) {
-        let part = &body[w[0] + d.len() + 2..w[1] - 2]; // skip "\r\n", drop "\r\n" before next
-        let split = part.windows(4).position(|x| x == b"\r\n\r\n").unwrap();
-        let headers = String::from_utf8_lossy(&part[..split]).to_string();
-        let name = headers
-            .split("name=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or("")
-            .to_string();
-        parts.push((name, part[split + 4..].to_vec()));
-    }
-    parts
-}
-
 fn handle(mut stream: TcpStream, shared: &Mutex<Inner>) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let (_, path, headers) = read_head(&mut reader)?;
     let at = Instant::now();
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
     let content_length: Option<u64> = headers.get("content-length").and_then(|v| v.parse().ok());
     let expect_continue = headers
         .get("expect")
@@ -351,85 +287,6 @@ fn handle(mut stream: TcpStream, shared: &Mutex<Inner>) -> std::io::Result<()> {
 }
 
 // ---------------------------------------------------------------- Pi fixture
-
-struct Rig {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    config: PathBuf,
-    clip: PathBuf,
-}
-
-impl Rig {
-    /// A Pi storage root and a config pointing at `url`, with tiny retry
-    /// delays; `extra` adds lines to the `offload:` section.
-    fn new(url: &str, extra: &str) -> Rig {
-        Rig::with_retries(url, 5, extra)
-    }
-
-    /// Like [`Rig::new`] with `retry_count` attempts.
-    fn with_retries(url: &str, retries: u32, extra: &str) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("nvme");
-        fs::create_dir_all(&root).unwrap();
-        let config = dir.path().join("config.yaml");
-        fs::write(
-            &config,
-            format!(
-                "offload:\n  server_url: \"{url}\"\n  retry_count: {retries}\n  retry_delay_sec: {DELAY}\n\
-                 \x20 connect_timeout_sec: 5\n  upload_timeout_sec: 20\n{extra}\
-                 node:\n  storage_root: \"{}\"\n",
-                root.display()
-            ),
-        )
-        .unwrap();
-        let clip = common::small_clip(dir.path(), "clip.mp4");
-        Rig {
-            _dir: dir,
-            root,
-            config,
-            clip,
-        }
-    }
-
-    fn layout(&self) -> PiLayout {
-        PiLayout::new(&self.root)
-    }
-
-    /// A recording of the clip with a real manifest, starting at `start`.
-    fn add(&self, session: &str, camera: CameraId, start: &str) -> RecordingId {
-        let rec = RecordingId::new(SessionId::parse(session).unwrap(), camera);
-        let video = self.layout().recording(&rec);
-        fs::create_dir_all(video.parent().unwrap()).unwrap();
-        fs::copy(&self.clip, &video).unwrap();
-        let m = describe::describe(
-            &video,
-            &rec,
-            &DescribeOptions {
-                ffprobe: "ffprobe".into(),
-                start: Some(start.parse().unwrap()),
-                ..DescribeOptions::default()
-            },
-        )
-        .unwrap();
-        m.write_atomic(&self.layout().manifest(&rec)).unwrap();
-        rec
-    }
-
-    fn upload(&self, args: &[&str]) -> Output {
-        let mut all = vec!["--config", self.config.to_str().unwrap()];
-        all.extend_from_slice(args);
-        common::run(BIN, &all)
-    }
-
-    fn state(&self, rec: &RecordingId) -> Value {
-        let text = fs::read_to_string(self.layout().offload_state(rec)).unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-
-    fn video(&self, rec: &RecordingId) -> PathBuf {
-        self.layout().recording(rec)
-    }
-}
 
 fn sess_cam(rec: &RecordingId) -> [String; 2] {
     [rec.session.to_string(), rec.camera.to_string()]

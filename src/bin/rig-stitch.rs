@@ -31,7 +31,8 @@ OPTIONS:
     --force               stitch SESSION_ID again although it is done
     --dry-run             print the alignment and the ffmpeg command; run nothing
     --preset NAME         x264/x265 preset (default processing.output_preset, medium)
-    --output-width PX     widest panorama, 0 = no cap (default processing.output_width, 3840)
+    --output-width PX     widest panorama, 0 = the codec's playable limit only
+                          (default processing.output_width, 0)
     --json                machine-readable output on stdout
     -h, --help            this text
     -V, --version         the version
@@ -196,9 +197,6 @@ fn do_dry_run(runner: &Runner, session: &SessionId, json: bool) -> Result<u8, Er
     if json {
         print_json(&json!({"success": true, "plan": plan, "command": command}));
     } else {
-        for w in &plan.warnings {
-            log::warn!("{session}: {w}");
-        }
         print!(
             "{session}: would write {}x{}, {} frames ({:.3} s)\n{}{command}\n",
             plan.output_width,

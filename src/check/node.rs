@@ -22,7 +22,8 @@ use crate::host;
 use crate::ids::{CameraId, RecordingId, SessionId};
 use crate::layout::PiLayout;
 use crate::manifest::Manifest;
-use crate::protocol::{HEALTH_PATH, HealthResponse};
+use crate::protocol::HEALTH_PATH;
+use crate::replies::HealthReply;
 
 /// Minutes of recording a match needs by default: 90 minutes of play, half
 /// time, stoppage time and a margin.
@@ -591,11 +592,11 @@ fn check_server(url: &str, config: &Config, opts: &NodeOptions) -> (CheckItem, O
     if code != 200 {
         return fail(format!("{health} answered HTTP {code}"), Some(code));
     }
-    let h: HealthResponse = match serde_json::from_str(&body) {
+    let h = match crate::replies::health_reply(&body) {
         Ok(h) => h,
-        Err(e) => {
+        Err(why) => {
             return fail(
-                format!("{health} answered 200 but not a health reply: {e}"),
+                format!("{health} answered 200 but not a health reply: {why}"),
                 Some(code),
             );
         }
@@ -603,28 +604,46 @@ fn check_server(url: &str, config: &Config, opts: &NodeOptions) -> (CheckItem, O
     let value = json!({"url": health, "reachable": true, "http_status": code,
                        "status": h.status, "storage_free_gb": h.storage_free_gb,
                        "active_uploads": h.active_uploads});
-    let figure = format!(
-        "{:.1} GB free, {} upload(s) active",
-        h.storage_free_gb, h.active_uploads
+    (health_item(&health, &h, value), h.storage_free_gb)
+}
+
+/// The check a health reply makes: PASS when healthy with its figures,
+/// WARN when not healthy or when it does not tell its free space (another
+/// PROTOCOL.md server, e.g. the Python reference).
+fn health_item(health: &str, h: &HealthReply, value: serde_json::Value) -> CheckItem {
+    let uploads = h.active_uploads.map_or_else(
+        || "upload count unknown".into(),
+        |n| format!("{n} upload(s) active"),
     );
-    let check = if h.status == "healthy" {
-        item(
-            "server",
-            Status::Pass,
-            format!("{health} healthy: {figure}"),
-            None,
-            value,
-        )
-    } else {
-        item(
+    let (free, figure) = match h.storage_free_gb {
+        Some(gb) => (true, format!("{gb:.1} GB free, {uploads}")),
+        None => (false, format!("free space unknown, {uploads}")),
+    };
+    if h.status != "healthy" {
+        return item(
             "server",
             Status::Warn,
             format!("{health} reports {:?}: {figure}", h.status),
             Some("free space on the server (rig-check server shows what is there)"),
             value,
-        )
-    };
-    (check, Some(h.storage_free_gb))
+        );
+    }
+    if !free {
+        return item(
+            "server",
+            Status::Warn,
+            format!("{health} healthy: {figure} (the server does not report it)"),
+            Some("check the server's free space there; the backlog check is skipped"),
+            value,
+        );
+    }
+    item(
+        "server",
+        Status::Pass,
+        format!("{health} healthy: {figure}"),
+        None,
+        value,
+    )
 }
 
 /// What a state file says (the fields rig-check shows).

@@ -31,8 +31,9 @@ use crate::manifest::validate_value;
 /// `stitched/` directories.
 pub const THUMBNAIL: &str = "thumb.jpg";
 
-/// Largest `manifest.json` read; anything bigger is not a manifest.
-const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Largest `manifest.json` read (the largest rig-receive accepts); anything
+/// bigger is not a manifest.
+const MAX_MANIFEST_BYTES: u64 = crate::server::upload::MAX_MANIFEST_BYTES as u64;
 /// Largest `recording.sha256` read.
 const MAX_DIGEST_BYTES: u64 = 4096;
 
@@ -581,7 +582,7 @@ fn walk_sessions(layout: &ServerLayout, only: Option<&SessionId>) -> Walk {
             _ => {
                 let parent = parts.get(1).map(String::as_str).unwrap_or_default();
                 let allowed: &[&str] = if CameraId::parse(parent).is_ok() {
-                    &["recording.mp4", "manifest.json", "recording.sha256"]
+                    &crate::layout::SERVER_CAMERA_FILES
                 } else {
                     &["panorama.mp4"]
                 };

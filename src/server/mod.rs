@@ -42,6 +42,7 @@
 pub mod access;
 pub mod browse;
 pub mod fdlimit;
+pub mod incoming;
 pub mod multipart;
 pub mod pace;
 pub mod page;
@@ -185,6 +186,8 @@ pub struct State {
     expiry: partial::ExpiryTimer,
     ffprobe: PathBuf,
     ffmpeg: PathBuf,
+    /// How naive times of a flat manifest are read (`server.naive_time_zone`).
+    naive_zone: crate::manifest_flat::ZoneRule,
     in_flight: Mutex<HashSet<RecordingId>>,
     active: AtomicU64,
     /// Requests being handled (shutdown waits for them).
@@ -229,14 +232,23 @@ impl Drop for Counted<'_> {
 }
 
 impl State {
-    fn new(config: &Config, layout: ServerLayout, access: access::Access) -> State {
-        State {
+    fn new(
+        config: &Config,
+        layout: ServerLayout,
+        access: access::Access,
+    ) -> Result<State, ServerError> {
+        Ok(State {
             layout,
             limits: Limits::from_config(config),
             partials: partial::PartialStore::from_config(config),
             expiry: partial::ExpiryTimer::new(partial::EXPIRE_EVERY, Instant::now()),
             ffprobe: config.processing.ffprobe_path.clone(),
             ffmpeg: config.processing.ffmpeg_path.clone(),
+            naive_zone: crate::manifest_flat::ZoneRule {
+                zone: crate::manifest_flat::zone_named(&config.server.naive_time_zone)
+                    .map_err(ServerError)?,
+                name: config.server.naive_time_zone.clone(),
+            },
             in_flight: Mutex::new(HashSet::new()),
             active: AtomicU64::new(0),
             busy: AtomicU64::new(0),
@@ -244,7 +256,7 @@ impl State {
             aborting: AtomicBool::new(false),
             access,
             space: space::Reservations::default(),
-        }
+        })
     }
 
     /// Claims `rec` for this upload, or 409 if another upload of it is in flight.
@@ -333,7 +345,7 @@ impl Receiver {
         let tls = ssl.is_some();
         log::info!("{}", access.describe());
         fdlimit::raise(config.server.max_connections);
-        let state = Arc::new(State::new(config, layout, access));
+        let state = Arc::new(State::new(config, layout, access)?);
         let handler_state = Arc::clone(&state);
         let handler: tiny_http::Handler = Arc::new(move |req| handle(&handler_state, req));
         let server =

@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use tempfile::NamedTempFile;
 
+use super::incoming::{Incoming, Settled};
 use super::multipart::{Event, FormError, FormStream, boundary_of};
 use super::{ApiError, InFlight, State, space};
 use crate::checksum::{FileDigest, HashingWriter, is_sha256_hex};
@@ -30,11 +31,13 @@ use crate::fsx;
 use crate::ids::{CameraId, RecordingId, SessionId};
 use crate::jobs::JobQueue;
 use crate::layout;
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::Manifest;
 use crate::protocol::{UploadResponse, code, field};
 
-/// Largest `manifest` field accepted, bytes.
-pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// Largest `manifest` field accepted, bytes: room for a flat manifest's
+/// `snapshot_base64` JPEG. It is held in memory (with its parsed JSON, about
+/// three times this) for one upload at a time per worker.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// Largest other text field accepted, bytes.
 pub const MAX_TEXT_BYTES: usize = 1024;
 /// Most parts a form may have (five are defined; a few unknown ones are ignored).
@@ -698,91 +701,48 @@ fn finish(
         ));
     };
     let expected = parse_checksum(form.checksum.as_deref().unwrap_or_default())?;
-    let manifest = match form.manifest.as_deref() {
-        Some(text) => Some(check_manifest(text, &rec, &expected)?),
-        None => None,
-    };
+    let incoming = Incoming::read(form.manifest.as_deref(), &rec, &expected)?;
     let Some(file) = form.file.take() else {
         return Err(ApiError::new(500, code::INTERNAL, "file part lost".into()));
     };
     let (temp, digest) = file.writer.finish();
-    if digest.sha256 != expected {
-        return Err(ApiError::new(
-            422,
-            code::CHECKSUM_MISMATCH,
-            format!(
-                "received {} bytes with SHA-256 {}, but the form's checksum is {expected}; \
-                 the file changed or was damaged in transit: upload it again",
-                digest.size, digest.sha256
-            ),
-        ));
-    }
-    if let Some(m) = &manifest
-        && m.file.size_bytes != digest.size
-    {
-        return Err(ApiError::new(
-            400,
-            code::INVALID_MANIFEST,
-            format!(
-                "manifest file.size_bytes is {} but {} bytes were received (with the right \
-                 checksum): the manifest is wrong",
-                m.file.size_bytes, digest.size
-            ),
-        ));
+    check_digest(&digest, &expected)?;
+    let settled = incoming.settle(digest.size, &state.naive_zone, || {
+        describe_upload(state, &rec, temp.path(), &digest)
+    })?;
+    if !settled.warnings.is_empty() {
+        log::warn!(
+            "{rec}: stored a repaired manifest (the client's is kept as {}): {}",
+            layout::SERVER_CLIENT_MANIFEST,
+            settled.warnings.join("; ")
+        );
     }
     trace.recording = Some(rec.to_string());
-    store(state, &rec, temp, &digest, manifest)?;
+    let warnings = settled.warnings.clone();
+    store(state, &rec, temp, &digest, settled)?;
     Ok(UploadResponse {
         success: true,
         recording_id: rec.to_string(),
         file_size: digest.size,
         checksum_verified: true,
+        manifest_warnings: warnings,
     })
 }
 
-/// Parses and validates an uploaded manifest, which must describe this upload.
-fn check_manifest(text: &str, rec: &RecordingId, checksum: &str) -> Result<Manifest, ApiError> {
-    let bad = |m: String| ApiError::new(400, code::INVALID_MANIFEST, m);
-    let m = Manifest::from_json(text).map_err(|e| match e {
-        ManifestError::Json(e) => bad(format!("manifest field: not valid JSON: {e}")),
-        other => bad(format!("manifest field: {other}")),
-    })?;
-    let mut disagree = Vec::new();
-    if m.recording.session_id != rec.session.as_str() {
-        disagree.push(format!(
-            "recording.session_id {:?} != form session_id {:?}",
-            m.recording.session_id,
-            rec.session.as_str()
-        ));
+/// 422 unless the received bytes' digest is the form's checksum.
+fn check_digest(digest: &FileDigest, expected: &str) -> Result<(), ApiError> {
+    if digest.sha256 == expected {
+        return Ok(());
     }
-    if m.recording.camera_id != rec.camera.as_str() {
-        disagree.push(format!(
-            "recording.camera_id {:?} != form camera_id {:?}",
-            m.recording.camera_id,
-            rec.camera.as_str()
-        ));
-    }
-    if m.recording.id != rec.to_string() {
-        disagree.push(format!(
-            "recording.id {:?} != {:?}",
-            m.recording.id,
-            rec.to_string()
-        ));
-    }
-    if !m.checksum.value.eq_ignore_ascii_case(checksum) {
-        disagree.push(format!(
-            "checksum.value {:?} != form checksum {checksum:?}",
-            m.checksum.value
-        ));
-    }
-    if disagree.is_empty() {
-        Ok(m)
-    } else {
-        Err(bad(format!(
-            "the manifest does not describe this upload: {}",
-            disagree.join("; ")
-        )))
-    }
+    Err(ApiError::new(
+        422,
+        code::CHECKSUM_MISMATCH,
+        format!(
+            "received {} bytes with SHA-256 {}, but the form's checksum is {expected}; \
+             the file changed or was damaged in transit: upload it again",
+            digest.size, digest.sha256
+        ),
+    ))
 }
 
 /// Moves a verified upload into place (see the module docs for the order).
@@ -791,7 +751,7 @@ fn store(
     rec: &RecordingId,
     temp: NamedTempFile,
     digest: &FileDigest,
-    manifest: Option<Manifest>,
+    settled: Settled,
 ) -> Result<(), ApiError> {
     let layout = &state.layout;
     let (s, c) = (&rec.session, rec.camera);
@@ -812,7 +772,7 @@ fn store(
     let manifest_path = layout.manifest(s, c);
     // An identical re-upload without a manifest keeps the stored one (most
     // likely the Pi's own); otherwise the uploaded one wins, or ffprobe's.
-    let manifest = match manifest {
+    let manifest = match settled.manifest {
         Some(m) => Some(m),
         None if identical && Manifest::read(&manifest_path).is_ok() => None,
         None => Some(describe_upload(state, rec, temp.path(), digest)?),
@@ -841,6 +801,7 @@ fn store(
         fsx::sync_dir(&dir).map_err(|e| io_err("syncing its directory", e))?;
     }
     if let Some(m) = manifest {
+        keep_client_manifest(state, rec, settled.original.as_deref())?;
         m.write_atomic(&manifest_path)
             .map_err(|e| ApiError::new(500, code::INTERNAL, format!("storing {rec}: {e}")))?;
     }
@@ -854,8 +815,28 @@ fn store(
     Ok(())
 }
 
+/// Keeps the client's manifest text verbatim beside a translated or
+/// repaired `manifest.json`; removes an older one otherwise, so it never
+/// sits beside a manifest it is not the source of.
+fn keep_client_manifest(
+    state: &State,
+    rec: &RecordingId,
+    text: Option<&str>,
+) -> Result<(), ApiError> {
+    let path = state.layout.client_manifest(&rec.session, rec.camera);
+    let io_err = |e: io::Error| internal(&format!("storing {rec}: {}", path.display()), e);
+    match text {
+        Some(t) => fsx::atomic_write(&path, t.as_bytes()).map_err(io_err),
+        None => match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(e)),
+            _ => Ok(()),
+        },
+    }
+}
+
 /// A manifest for an upload that came without one: ffprobe on the temp file,
-/// the digest already computed (no second read for hashing).
+/// the digest already computed (no second read for hashing), its timing
+/// marked as the guess it is (`timing.guessed`).
 fn describe_upload(
     state: &State,
     rec: &RecordingId,
@@ -867,7 +848,7 @@ fn describe_upload(
         digest: Some(digest.clone()),
         ..DescribeOptions::default()
     };
-    describe::describe(temp, rec, &opts).map_err(|e| {
+    let mut m = describe::describe(temp, rec, &opts).map_err(|e| {
         let text = e
             .to_string()
             .replace(&temp.display().to_string(), "the uploaded file");
@@ -891,7 +872,9 @@ fn describe_upload(
                 ),
             ),
         }
-    })
+    })?;
+    crate::manifest_repair::mark_timing_guessed(&mut m, crate::manifest_repair::FILE_TIMING_GUESS);
+    Ok(m)
 }
 
 /// Queues a stitch once all three cameras of the session are stored. A

@@ -13,6 +13,14 @@
 //!   remaining error is at most half a frame, and the offsets wanted and
 //!   applied are reported. A camera whose clock was not NTP-synced makes the
 //!   alignment a guess, which is said as a warning.
+//! * **The clocks checked by content** ([`sync`]): before planning, each side
+//!   camera's offset to CAM_C is measured from the motion both see in their
+//!   shared columns; a clear answer replaces the clock's, a weak one keeps
+//!   it with a warning ([`plan_aligned`]).
+//! * **As large as it plays** ([`output_size`]): the panorama is scaled to the
+//!   codec's playable limit (H.264 4096 wide, HEVC 8192) or `output_width`;
+//!   a configured hardware encoder is probed and replaced by software with a
+//!   warning when it does not work ([`encode`]).
 //! * **One ffmpeg process, one filter graph.** No intermediate files: each
 //!   input is seeked (`-ss` before `-i`, frame-accurate when transcoding),
 //!   put on CAM_C's frame grid (`fps`), trimmed to the common span, and,
@@ -57,6 +65,13 @@ use crate::jobs::{self, Job, JobQueue, JobStatus, JobsError, JobsFile, Refused};
 use crate::layout::ServerLayout;
 use crate::manifest::{self, Manifest, ManifestError};
 
+pub mod encode;
+pub mod output_size;
+pub mod progress;
+pub mod sync;
+
+use sync::{SyncMode, SyncReport, SyncSettings};
+
 /// How panoramas are made: the `processing:` keys rig-stitch uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StitchSettings {
@@ -64,7 +79,7 @@ pub struct StitchSettings {
     pub ffmpeg: PathBuf,
     /// The ffprobe binary (`processing.ffprobe_path`).
     pub ffprobe: PathBuf,
-    /// `h264` or `h265` (`processing.output_codec`).
+    /// `h264`, `h265` or a hardware encoder (`processing.output_codec`).
     pub codec: String,
     /// x264/x265 preset (`processing.output_preset`).
     pub preset: String,
@@ -73,6 +88,8 @@ pub struct StitchSettings {
     pub overlap_px: u32,
     /// Widest panorama written, 0 for no cap (`processing.output_width`).
     pub output_width: u32,
+    /// How the cameras are put in time (`processing.sync_*`).
+    pub sync: SyncSettings,
 }
 
 impl StitchSettings {
@@ -104,13 +121,15 @@ impl StitchSettings {
                 p.output_preset
             )));
         }
-        if p.output_codec != "h264" && p.output_codec != "h265" {
+        if encode::codec_family(&p.output_codec).is_none() {
             return Err(StitchError::Config(format!(
-                "processing.output_codec: must be h264 or h265, got {:?}",
+                "processing.output_codec: must be h264, h265 or a hardware encoder of \
+                 either (h264_nvenc, hevc_vaapi, ...), got {:?}",
                 p.output_codec
             )));
         }
         Ok(StitchSettings {
+            sync: sync_settings(p)?,
             ffmpeg: p.ffmpeg_path.clone(),
             ffprobe: p.ffprobe_path.clone(),
             codec: p.output_codec.clone(),
@@ -119,6 +138,34 @@ impl StitchSettings {
             output_width: p.output_width,
         })
     }
+}
+
+/// The `processing.sync_*` keys, checked.
+fn sync_settings(p: &ProcessingConfig) -> Result<SyncSettings, StitchError> {
+    let mode = match p.sync_mode.as_str() {
+        "content" => SyncMode::Content,
+        "clock" => SyncMode::Clock,
+        other => {
+            return Err(StitchError::Config(format!(
+                "processing.sync_mode: must be content or clock, got {other:?}"
+            )));
+        }
+    };
+    for (key, v) in [
+        ("processing.sync_search_sec", p.sync_search_sec),
+        ("processing.sync_window_sec", p.sync_window_sec),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(StitchError::Config(format!(
+                "{key}: must be a number > 0, got {v}"
+            )));
+        }
+    }
+    Ok(SyncSettings {
+        mode,
+        search_sec: p.sync_search_sec,
+        window_sec: p.sync_window_sec,
+    })
 }
 
 /// Why a stitch (or a queue operation around it) failed. Messages name the
@@ -373,12 +420,21 @@ pub struct Plan {
     pub output_width: u32,
     /// Height written after the cap (aspect kept, even).
     pub output_height: u32,
+    /// Why the output has that size: the codec's playable limit, the
+    /// `output_width` cap, or the panorama's own size.
+    pub output_rule: String,
+    /// The ffmpeg video encoder (software, or the configured hardware one
+    /// when it works here).
+    pub encoder: String,
     /// Whether CAM_C's audio is kept.
     pub audio: bool,
     /// Per camera, left to right.
     pub cameras: Vec<CameraOffset>,
     /// Things a person should know (unsynced clocks, normalized inputs).
     pub warnings: Vec<String>,
+    /// Clock and content offsets per camera, when the time alignment ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncReport>,
     /// The three recordings, left to right.
     #[serde(skip)]
     pub inputs: Vec<PathBuf>,
@@ -552,15 +608,9 @@ pub fn plan(
         )));
     }
     let panorama_width = 3 * w - 2 * overlap;
-    let (output_width, output_height) =
-        if settings.output_width > 0 && panorama_width > settings.output_width {
-            let oh = (h as f64 * settings.output_width as f64 / panorama_width as f64 / 2.0).round()
-                as u32
-                * 2;
-            (settings.output_width, oh.max(2))
-        } else {
-            (panorama_width, h)
-        };
+    let family = encode::codec_family(&settings.codec).unwrap_or(encode::Family::H264);
+    let (output_width, output_height, output_rule) =
+        output_size::fit(panorama_width, h, settings.output_width, family);
     Ok(Plan {
         session_id: session.to_string(),
         common_start: manifest::format_time(common_start),
@@ -573,11 +623,70 @@ pub fn plan(
         panorama_width,
         output_width,
         output_height,
+        output_rule,
+        encoder: family.software().to_string(),
         audio: center.probe.has_audio,
         cameras,
         warnings,
+        sync: None,
         inputs: all.iter().map(|c| c.recording.clone()).collect(),
     })
+}
+
+/// The plan rig-stitch carries out: [`plan`] on the inputs after their
+/// time alignment was checked by content ([`sync::align`]), with the
+/// encoder probed ([`encode::choose`]). Runs ffmpeg (a few decodes and, for
+/// a hardware encoder, a probe encode); [`StitchError::Interrupted`] once
+/// `cancel` is set.
+pub fn plan_aligned(
+    session: &SessionId,
+    inputs: &[CameraInput],
+    settings: &StitchSettings,
+    cancel: &AtomicBool,
+) -> Result<Plan, StitchError> {
+    if inputs.len() != 3 {
+        return plan(session, inputs, settings);
+    }
+    let strip = f64::from(settings.overlap_px) / f64::from(inputs[1].probe.width.max(1));
+    let (aligned, report) = sync::align(
+        &settings.ffmpeg,
+        inputs,
+        strip.max(0.1),
+        &settings.sync,
+        cancel,
+    );
+    if cancel.load(Ordering::Relaxed) {
+        return Err(StitchError::Interrupted);
+    }
+    let mut p = plan(session, &aligned, settings)?;
+    sync_warnings(&mut p, report);
+    let choice = encode::choose(&settings.ffmpeg, &settings.codec);
+    p.warnings.extend(choice.fallback);
+    p.encoder = choice.encoder;
+    Ok(p)
+}
+
+/// Puts the time alignment's report and warnings in the plan. A camera
+/// aligned by its pictures no longer depends on its clock, so the plan's
+/// "not NTP-synced" warning for it says so instead.
+fn sync_warnings(p: &mut Plan, report: SyncReport) {
+    let checked = |c: &sync::CameraSync| c.used != sync::SyncSource::Clock;
+    let by_content = |cam: &str| {
+        report.cameras.iter().any(|c| c.camera == cam && checked(c))
+            && (cam != "CAM_C" || report.cameras.iter().all(checked))
+    };
+    for w in &mut p.warnings {
+        if let Some((cam, _)) = w.split_once(": clock was not NTP-synced")
+            && by_content(cam)
+        {
+            *w = format!(
+                "{cam}: clock was not NTP-synced while recording; aligned by the pictures \
+                 instead"
+            );
+        }
+    }
+    p.warnings.extend(report.warnings.iter().cloned());
+    p.sync = Some(report);
 }
 
 fn round3(v: f64) -> f64 {
@@ -675,15 +784,29 @@ pub fn ffmpeg_args(plan: &Plan, settings: &StitchSettings, output: &Path) -> Vec
         .into_iter()
         .map(OsString::from)
         .collect();
+    a.extend(encode::device_args(&plan.encoder));
     for (cam, input) in plan.cameras.iter().zip(&plan.inputs) {
         a.push("-ss".into());
         a.push(format!("{:.6}", cam.seek_sec).into());
         a.push("-i".into());
         a.push(input.clone().into_os_string());
     }
+    // Every core for the graph (the encoder takes them all by itself).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    a.push("-filter_complex_threads".into());
+    a.push(threads.to_string().into());
     a.push("-filter_complex".into());
-    a.push(filter_graph(plan).into());
-    for s in ["-map", "[v]"] {
+    let mut graph = filter_graph(plan);
+    let video = match encode::upload_filter(&plan.encoder) {
+        Some(upload) => {
+            graph.push(';');
+            graph.push_str(upload);
+            "[venc]"
+        }
+        None => "[v]",
+    };
+    a.push(graph.into());
+    for s in ["-map", video] {
         a.push(s.into());
     }
     if plan.audio {
@@ -691,26 +814,12 @@ pub fn ffmpeg_args(plan: &Plan, settings: &StitchSettings, output: &Path) -> Vec
             a.push(s.into());
         }
     }
-    let encoder = if settings.codec == "h265" {
-        "libx265"
-    } else {
-        "libx264"
-    };
-    for s in [
-        "-c:v",
-        encoder,
-        "-preset",
+    let family = encode::codec_family(&plan.encoder).unwrap_or(encode::Family::H264);
+    a.extend(encode::encoder_args(
+        &plan.encoder,
+        family,
         &settings.preset,
-        "-pix_fmt",
-        "yuv420p",
-    ] {
-        a.push(s.into());
-    }
-    if settings.codec == "h265" {
-        for s in ["-tag:v", "hvc1", "-x265-params", "log-level=error"] {
-            a.push(s.into());
-        }
-    }
+    ));
     for s in ["-movflags", "+faststart", "-metadata"] {
         a.push(s.into());
     }
@@ -748,6 +857,10 @@ pub struct StitchProgress {
     pub percent: f64,
     /// Encoding speed, frames per second.
     pub fps: f64,
+    /// Seconds since ffmpeg started.
+    pub elapsed_sec: f64,
+    /// Seconds left at the pace so far, once there is one.
+    pub eta_sec: Option<f64>,
 }
 
 /// Keeps the last `cap` bytes of a stream (ffmpeg's stderr), so a chatty
@@ -783,6 +896,7 @@ pub fn run_ffmpeg(
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(), StitchError> {
     log::debug!("running {}", shell_line(ffmpeg, args));
+    let started = Instant::now();
     let mut child = Command::new(ffmpeg)
         .args(args)
         .stdin(Stdio::null())
@@ -816,9 +930,12 @@ pub fn run_ffmpeg(
                 } else {
                     0.0
                 };
+                let elapsed_sec = started.elapsed().as_secs_f64();
                 on_progress(StitchProgress {
                     percent,
                     fps: p.fps,
+                    elapsed_sec,
+                    eta_sec: progress::eta_sec(percent, elapsed_sec),
                 });
             }
         }
@@ -880,6 +997,13 @@ pub fn plan_lines(p: &Plan) -> String {
     for c in &p.cameras {
         s.push_str(&camera_line(c));
     }
+    if let Some(sync) = &p.sync {
+        s.push_str(&sync.lines());
+    }
+    s.push_str(&format!("  output {} ({})\n", p.output_rule, p.encoder));
+    for w in &p.warnings {
+        s.push_str(&format!("  warning: {w}\n"));
+    }
     s
 }
 
@@ -907,7 +1031,7 @@ pub fn stitch_session(
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(PathBuf, Plan, f64), StitchError> {
     let inputs = load_inputs(layout, session, settings)?;
-    let plan = plan(session, &inputs, settings)?;
+    let plan = plan_aligned(session, &inputs, settings, cancel)?;
     for w in &plan.warnings {
         log::warn!("{session}: {w}");
     }
@@ -1003,8 +1127,12 @@ pub struct PendingItem {
     /// stitch got as far as a plan. Cron runs `--pending`, so this is where
     /// a misaligned panorama can be explained without the logs.
     pub cameras: Vec<CameraOffset>,
-    /// The plan's warnings (unsynced clocks, normalized inputs).
+    /// The plan's warnings (unsynced clocks, normalized inputs, clock and
+    /// content disagreeing).
     pub warnings: Vec<String>,
+    /// Clock and content offsets per camera, when the plan got that far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncReport>,
 }
 
 impl PendingItem {
@@ -1022,6 +1150,9 @@ impl PendingItem {
         );
         for c in &self.cameras {
             s.push_str(&camera_line(c));
+        }
+        if let Some(sync) = &self.sync {
+            s.push_str(&sync.lines());
         }
         for w in &self.warnings {
             s.push_str(&format!("  warning: {w}\n"));
@@ -1103,7 +1234,7 @@ impl Runner {
     /// command line that would write the panorama (`--dry-run`).
     pub fn dry_run(&self, session: &SessionId) -> Result<(Plan, String), StitchError> {
         let inputs = load_inputs(&self.layout, session, &self.settings)?;
-        let plan = plan(session, &inputs, &self.settings)?;
+        let plan = plan_aligned(session, &inputs, &self.settings, &self.cancel)?;
         let args = ffmpeg_args(&plan, &self.settings, &self.layout.panorama(session));
         let line = shell_line(&self.settings.ffmpeg, &args);
         Ok((plan, line))
@@ -1189,7 +1320,9 @@ impl Runner {
             };
             let result = self.run_job(&job);
             let item = |status, output, error, plan: Option<Plan>| {
-                let (cameras, warnings) = plan.map(|p| (p.cameras, p.warnings)).unwrap_or_default();
+                let (cameras, warnings, sync) = plan
+                    .map(|p| (p.cameras, p.warnings, p.sync))
+                    .unwrap_or_default();
                 PendingItem {
                     job_id: job.id.clone(),
                     session_id: job.session_id.clone(),
@@ -1198,6 +1331,7 @@ impl Runner {
                     error,
                     cameras,
                     warnings,
+                    sync,
                 }
             };
             let item = match result {
@@ -1242,11 +1376,15 @@ impl Runner {
     fn stitch_claimed(&self, job: &Job, session: &SessionId) -> Result<StitchReport, StitchError> {
         let mut last_write = Instant::now();
         let mut last_written = 0.0f64;
+        let mut log_throttle = progress::Throttle::new(progress::LOG_EVERY);
         let mut on_progress = |p: StitchProgress| {
+            let line = progress::line(session.as_str(), &p);
             if self.tty {
                 let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r{}: {:5.1}%  {:6.1} fps ", session, p.percent, p.fps);
+                let _ = write!(err, "\r{line}  \x1b[K");
                 let _ = err.flush();
+            } else if p.percent < 100.0 && log_throttle.ready() {
+                log::info!("{line}");
             }
             if p.percent > last_written
                 && (last_write.elapsed() >= PROGRESS_WRITE_EVERY || p.percent >= 100.0)

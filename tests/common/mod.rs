@@ -4,7 +4,11 @@
 //! Each test binary includes this with `mod common;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod pi;
 pub mod proxy;
+pub mod refserver;
+pub mod sync_rig;
+pub mod wire;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
