@@ -272,6 +272,14 @@ pub struct ProcessingConfig {
     pub stitch_overlap_px: u32,
     /// Widest panorama written; wider is scaled down (0 = no cap). Default 3840.
     pub output_width: u32,
+    /// Yaw between neighbouring cameras, degrees: `rig-stitch calibrate`'s
+    /// starting point when the rig has no earlier calibration. Default 60.
+    pub nominal_yaw_deg: f64,
+    /// The cameras' horizontal field of view, degrees, likewise. Default 75.
+    pub nominal_hfov_deg: f64,
+    /// A fixed (hand-edited) calibration file rig-stitch uses instead of each
+    /// session's own. Default empty: the session's `stitched/calibration.json`.
+    pub calibration_file: PathBuf,
 }
 
 impl Default for ProcessingConfig {
@@ -283,6 +291,9 @@ impl Default for ProcessingConfig {
             output_preset: "medium".into(),
             stitch_overlap_px: 100,
             output_width: 3840,
+            nominal_yaw_deg: 60.0,
+            nominal_hfov_deg: 75.0,
+            calibration_file: PathBuf::new(),
         }
     }
 }
