@@ -271,7 +271,7 @@ pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
     let flat = texture.map(|t| t < TEXTURE_MIN);
     let mut free: Vec<usize> = vec![12, 13];
     if !flat[0] && !flat[1] {
-        free.extend([0, 1]);
+        free.push(0);
     }
     for s in 0..2 {
         if !flat[s] {
@@ -279,7 +279,7 @@ pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
         }
     }
     let mut p = p0;
-    for (level, (sigma, step)) in [(4.0, 4.0), (2.0, 3.0), (1.0, 2.0), (0.0, 2.0)]
+    for (level, (sigma, step)) in [(8.0, 4.0), (4.0, 4.0), (2.0, 3.0), (1.0, 2.0), (0.0, 2.0)]
         .iter()
         .enumerate()
     {
@@ -298,7 +298,8 @@ pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
     finish(start, &fine, p0, p, texture, flat)
 }
 
-/// The best yaw of each outer camera within 6 degrees of `p`'s, by NCC.
+/// The best yaw and pitch of each outer camera within 6 and 4 degrees of
+/// `p`'s, by NCC.
 #[allow(clippy::needless_range_loop)]
 fn yaw_search(problem: &Problem, mut p: Params, flat: &[bool; 2]) -> Params {
     for seam in 0..2 {
@@ -306,17 +307,20 @@ fn yaw_search(problem: &Problem, mut p: Params, flat: &[bool; 2]) -> Params {
             continue;
         }
         let i = align::seam_params(seam).start;
-        let centre = p.0[i];
-        let mut best = (f64::MIN, centre);
-        for k in -24..=24 {
-            let mut q = p;
-            q.0[i] = centre + k as f64 * 0.25;
-            let (ncc, n) = problem.seam_ncc(&q, seam);
-            if n > 100 && ncc > best.0 {
-                best = (ncc, q.0[i]);
+        let (yaw, pitch) = (p.0[i], p.0[i + 1]);
+        let mut best = (f64::MIN, yaw, pitch);
+        for k in -12..=12 {
+            for j in -8..=8 {
+                let mut q = p;
+                q.0[i] = yaw + k as f64 * 0.5;
+                q.0[i + 1] = pitch + j as f64 * 0.5;
+                let (ncc, n) = problem.seam_ncc(&q, seam);
+                if n > 100 && ncc > best.0 {
+                    best = (ncc, q.0[i], q.0[i + 1]);
+                }
             }
         }
-        p.0[i] = best.1;
+        (p.0[i], p.0[i + 1]) = (best.1, best.2);
     }
     p
 }

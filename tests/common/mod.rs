@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod scene;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
