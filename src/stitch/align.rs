@@ -180,8 +180,9 @@ impl Problem<'_> {
         free: &[usize],
         k: f64,
     ) -> (Vec<Vec<f64>>, Vec<f64>) {
+        use rayon::prelude::*;
         let cols: Vec<Vec<f64>> = free
-            .iter()
+            .par_iter()
             .map(|&i| {
                 let h = step_of(i);
                 let mut q = *p;

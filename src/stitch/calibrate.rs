@@ -293,7 +293,13 @@ pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
         if level == 0 {
             p = yaw_search(&problem, p, &flat);
         }
-        p = problem.refine(p, &free, 15);
+        if level == 2 && free.contains(&0) {
+            p = fov_scan(&problem, p, &free, 0.5);
+        }
+        if level == 3 && free.contains(&0) {
+            p = fov_scan(&problem, p, &free, 0.125);
+        }
+        p = problem.refine(p, &free, if *sigma <= 1.0 { 60 } else { 15 });
     }
     finish(start, &fine, p0, p, texture, flat)
 }
@@ -323,6 +329,27 @@ fn yaw_search(problem: &Problem, mut p: Params, flat: &[bool; 2]) -> Params {
         (p.0[i], p.0[i + 1]) = (best.1, best.2);
     }
     p
+}
+
+/// CAM_C's FOV is the weakly seen direction (a common scale of all FOVs
+/// and yaws fits narrow overlaps almost as well, and the fit can stall on
+/// the way): tries it either side of `p`'s, each with the
+/// rest refitted, and keeps the lowest residual (in `step` degrees, 8 steps
+/// either side).
+fn fov_scan(problem: &Problem, p: Params, free: &[usize], step: f64) -> Params {
+    let others: Vec<usize> = free.iter().copied().filter(|&i| i != 0).collect();
+    let mut best = (f64::MAX, p);
+    let n = if step < 0.5 { 4 } else { 8 };
+    for k in -n..=n {
+        let mut q = p;
+        q.0[0] = p.0[0] + k as f64 * step;
+        let q = problem.refine(q, &others, 8);
+        let cost = problem.seam_rms(&q, 0).powi(2) + problem.seam_rms(&q, 1).powi(2);
+        if cost < best.0 {
+            best = (cost, q);
+        }
+    }
+    best.1
 }
 
 /// Median gradient over a seam's rays in both images, the smaller.
