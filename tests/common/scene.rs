@@ -1,5 +1,6 @@
 //! A synthetic rotated rig: one wide textured equirectangular scene (lavfi
-//! noise, blurred, in colour, with a moving "player"), and camera views of
+//! noise, blurred, with a moving red "player"; the three noise channels share
+//! geq's seed, so the texture is gray), and camera views of
 //! it rendered with ffmpeg's `v360` (equirect to flat), lens distortion by
 //! `lenscorrection` and exposure by `colorchannelmixer`: independent of
 //! rig-stitch's own projection code.
@@ -38,8 +39,8 @@ fn ffmpeg(args: &[&str]) {
     );
 }
 
-/// Renders the scene (`textured`: blurred colour noise; else a nearly
-/// uniform grey) as a lossless clip in `dir`.
+/// Renders the scene (`textured`: blurred gray noise; else one uniform
+/// colour) as a lossless clip in `dir`.
 pub fn scene(dir: &Path, textured: bool) -> PathBuf {
     let png = dir.join(if textured { "scene.png" } else { "flat.png" });
     let src = if textured {
