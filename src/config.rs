@@ -313,6 +313,14 @@ pub struct ProcessingConfig {
     /// Length of each of up to three windows analysed for the time
     /// alignment, seconds. Default 10.0.
     pub sync_window_sec: f64,
+    /// Yaw between neighbouring cameras, degrees: `rig-stitch calibrate`'s
+    /// starting point when the rig has no earlier calibration. Default 60.
+    pub nominal_yaw_deg: f64,
+    /// The cameras' horizontal field of view, degrees, likewise. Default 75.
+    pub nominal_hfov_deg: f64,
+    /// A fixed (hand-edited) calibration file rig-stitch uses instead of each
+    /// session's own. Default empty: the session's `stitched/calibration.json`.
+    pub calibration_file: PathBuf,
 }
 
 impl Default for ProcessingConfig {
@@ -327,6 +335,9 @@ impl Default for ProcessingConfig {
             sync_mode: "content".into(),
             sync_search_sec: 2.0,
             sync_window_sec: 10.0,
+            nominal_yaw_deg: 60.0,
+            nominal_hfov_deg: 75.0,
+            calibration_file: PathBuf::new(),
         }
     }
 }

@@ -509,6 +509,50 @@ pub fn capture_args(source: &CaptureSource, s: &CaptureSettings) -> Vec<std::ffi
     a
 }
 
+/// One frame of `file` at `at_sec`, scaled to `width` x `height` (area
+/// averaging) as 8-bit gray, row after row: what rig-stitch's calibration
+/// looks at. One short ffmpeg process per frame.
+pub fn gray_frame(
+    ffmpeg: &Path,
+    file: &Path,
+    at_sec: f64,
+    width: u32,
+    height: u32,
+) -> std::io::Result<Vec<u8>> {
+    let output = Command::new(ffmpeg)
+        .args([
+            "-v",
+            "error",
+            "-nostdin",
+            "-ss",
+            &format!("{at_sec:.3}"),
+            "-i",
+        ])
+        .arg(file)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            &format!("scale={width}:{height}:flags=area,format=gray"),
+            "-f",
+            "rawvideo",
+            "-",
+        ])
+        .output()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", ffmpeg.display())))?;
+    let want = width as usize * height as usize;
+    if !output.status.success() || output.stdout.len() < want {
+        return Err(std::io::Error::other(format!(
+            "{}: no frame at {at_sec:.3} s: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let mut frame = output.stdout;
+    frame.truncate(want);
+    Ok(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,6 +216,25 @@ impl ServerLayout {
         Ok(ids)
     }
 
+    /// `sessions/S/stitched/calibration.json`: the camera geometry
+    /// `rig-stitch calibrate` measured for this session.
+    pub fn calibration(&self, session: &SessionId) -> PathBuf {
+        self.stitched_dir(session).join("calibration.json")
+    }
+
+    /// `sessions/S/stitched/panorama.json`: the projection and calibration
+    /// the panorama beside it was made with.
+    pub fn panorama_record(&self, session: &SessionId) -> PathBuf {
+        self.stitched_dir(session).join("panorama.json")
+    }
+
+    /// `processing/rig-calibration.json`: the rig's latest calibration, the
+    /// prior of the next `rig-stitch calibrate` (rigs are re-erected every
+    /// match, but not very differently).
+    pub fn rig_calibration(&self) -> PathBuf {
+        self.processing.join("rig-calibration.json")
+    }
+
     /// `processing/jobs.json`
     pub fn jobs_file(&self) -> PathBuf {
         self.processing.join("jobs.json")

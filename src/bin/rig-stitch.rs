@@ -23,6 +23,8 @@ USAGE:
     rig-stitch [OPTIONS] SESSION_ID     stitch one session now (queued and run)
     rig-stitch [OPTIONS] --pending      run every queued job, oldest first
     rig-stitch [OPTIONS] --list         print processing/jobs.json as a table
+    rig-stitch [OPTIONS] calibrate SESSION_ID
+                                        measure the cameras' geometry from the overlaps
 
 OPTIONS:
     --config PATH         configuration file (default $SOCCER_RIG_CONFIG, then
@@ -33,6 +35,8 @@ OPTIONS:
     --preset NAME         x264/x265 preset (default processing.output_preset, medium)
     --output-width PX     widest panorama, 0 = the codec's playable limit only
                           (default processing.output_width, 0)
+    --calibration FILE    stitch with this calibration (default processing.calibration_file,
+                          else the session's stitched/calibration.json, else shared columns)
     --json                machine-readable output on stdout
     -h, --help            this text
     -V, --version         the version
@@ -112,9 +116,14 @@ fn run(json_out: &mut bool) -> Result<u8, Error> {
     let list = args.contains("--list");
     let preset: Option<String> = args.opt_value_from_str("--preset")?;
     let output_width: Option<u32> = args.opt_value_from_str("--output-width")?;
+    let calibration: Option<PathBuf> = args.opt_value_from_str("--calibration")?;
     // Anything left must be one SESSION_ID; a leftover starting with `-` is
     // an unknown flag (so a typo never becomes a session).
     let mut free = cli::free_paths(args)?;
+    let calibrate = free.len() == 2 && free[0].as_os_str() == "calibrate";
+    if calibrate {
+        free.remove(0);
+    }
     if free.len() > 1 {
         return Err(Failure::usage("give one SESSION_ID at a time; see --help").into());
     }
@@ -143,6 +152,9 @@ fn run(json_out: &mut bool) -> Result<u8, Error> {
     if let Some(w) = output_width {
         config.processing.output_width = w;
     }
+    if let Some(c) = calibration {
+        config.processing.calibration_file = c;
+    }
     let settings = StitchSettings::from_config(&config.processing)?;
     let layout = ServerLayout::from_config(&config.storage);
 
@@ -161,7 +173,9 @@ fn run(json_out: &mut bool) -> Result<u8, Error> {
     } else {
         let id = session.unwrap_or_default();
         let session = SessionId::parse(&id).map_err(StitchError::InvalidSession)?;
-        if dry_run {
+        if calibrate {
+            do_calibrate(&runner, &session, json)
+        } else if dry_run {
             do_dry_run(&runner, &session, json)
         } else {
             do_stitch(&runner, &session, force, json)
@@ -204,6 +218,20 @@ fn do_dry_run(runner: &Runner, session: &SessionId, json: bool) -> Result<u8, Er
             plan.frames,
             plan.duration_sec,
             stitch::plan_lines(&plan)
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn do_calibrate(runner: &Runner, session: &SessionId, json: bool) -> Result<u8, Error> {
+    let (cal, path) = runner.calibrate(session)?;
+    if json {
+        print_json(&json!({"success": true, "file": path, "calibration": cal}));
+    } else {
+        print!(
+            "{session}: calibration written to {}\n{}",
+            path.display(),
+            cal.human()
         );
     }
     Ok(EXIT_OK)

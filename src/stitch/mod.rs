@@ -46,6 +46,13 @@
 //!   holder is gone ([`jobs::holder_alive`]); an interrupted run (SIGINT,
 //!   SIGTERM) puts its job back in the queue.
 
+pub mod align;
+pub mod calibrate;
+pub mod calibrated;
+pub mod camera;
+pub mod canvas;
+pub mod image;
+
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -90,6 +97,15 @@ pub struct StitchSettings {
     pub output_width: u32,
     /// How the cameras are put in time (`processing.sync_*`).
     pub sync: SyncSettings,
+    /// Nominal yaw between neighbouring cameras, degrees
+    /// (`processing.nominal_yaw_deg`): calibration's prior with no earlier
+    /// calibration of the rig.
+    pub nominal_yaw_deg: f64,
+    /// Nominal horizontal FOV, degrees (`processing.nominal_hfov_deg`).
+    pub nominal_hfov_deg: f64,
+    /// A fixed calibration to stitch with (`processing.calibration_file`
+    /// or `--calibration`) instead of the session's own.
+    pub calibration_file: Option<PathBuf>,
 }
 
 impl StitchSettings {
@@ -136,6 +152,10 @@ impl StitchSettings {
             preset: p.output_preset.clone(),
             overlap_px: p.stitch_overlap_px,
             output_width: p.output_width,
+            nominal_yaw_deg: p.nominal_yaw_deg,
+            nominal_hfov_deg: p.nominal_hfov_deg,
+            calibration_file: (!p.calibration_file.as_os_str().is_empty())
+                .then(|| p.calibration_file.clone()),
         })
     }
 }
@@ -438,6 +458,10 @@ pub struct Plan {
     /// The three recordings, left to right.
     #[serde(skip)]
     pub inputs: Vec<PathBuf>,
+    /// The calibrated geometry, when stitched with one (else the
+    /// translation-only stitch of `overlap_px` shared columns).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geometry: Option<Box<calibrated::Geometry>>,
 }
 
 /// Reads the three cameras' manifests and probes their recordings.
@@ -630,6 +654,7 @@ pub fn plan(
         warnings,
         sync: None,
         inputs: all.iter().map(|c| c.recording.clone()).collect(),
+        geometry: None,
     })
 }
 
@@ -703,7 +728,14 @@ pub fn filter_graph(plan: &Plan) -> String {
     let (w, h, o) = (plan.camera_width, plan.camera_height, plan.overlap_px);
     let fps = plan.fps;
     let frames = plan.frames;
-    let mut g = Vec::new();
+    let mut g = match &plan.geometry {
+        Some(geo) => calibrated::video_graph(plan, geo),
+        None => Vec::new(),
+    };
+    if plan.geometry.is_some() {
+        audio_graph(plan, &mut g);
+        return g.join(";");
+    }
     // Each input: own timeline from 0, CAM_C's frame grid, the common span,
     // CAM_C's size, one pixel format for the blend and the stack.
     let names = ["l", "c", "r"];
@@ -764,6 +796,13 @@ pub fn filter_graph(plan: &Plan) -> String {
     }
     tail.push_str("[v]");
     g.push(tail);
+    audio_graph(plan, &mut g);
+    g.join(";")
+}
+
+/// CAM_C's audio over the panorama's span, as `[a]`, when there is any.
+fn audio_graph(plan: &Plan, g: &mut Vec<String>) {
+    let fps = plan.fps;
     if plan.audio {
         // Input 1 was seeked to half a frame before its first kept frame;
         // start the audio at that frame.
@@ -774,7 +813,6 @@ pub fn filter_graph(plan: &Plan) -> String {
             plan.frames as f64 / fps
         ));
     }
-    g.join(";")
 }
 
 /// The whole ffmpeg command line (without the program) writing the plan's
@@ -1030,8 +1068,7 @@ pub fn stitch_session(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(PathBuf, Plan, f64), StitchError> {
-    let inputs = load_inputs(layout, session, settings)?;
-    let plan = plan_aligned(session, &inputs, settings, cancel)?;
+    let plan = plan_session(layout, session, settings, cancel)?;
     for w in &plan.warnings {
         log::warn!("{session}: {w}");
     }
@@ -1074,7 +1111,28 @@ pub fn stitch_session(
         );
     }
     temp.commit()?;
+    if let Some(geo) = &plan.geometry {
+        calibrated::write_record(&layout.panorama_record(session), &plan, geo)?;
+    }
     Ok((target, plan, elapsed))
+}
+
+/// Loads the inputs, aligns them in time ([`plan_aligned`]) and plans the
+/// session's stitch, calibrated when a
+/// calibration applies ([`calibrated::calibration_for`]).
+pub fn plan_session(
+    layout: &ServerLayout,
+    session: &SessionId,
+    settings: &StitchSettings,
+    cancel: &AtomicBool,
+) -> Result<Plan, StitchError> {
+    let inputs = load_inputs(layout, session, settings)?;
+    let mut plan = plan_aligned(session, &inputs, settings, cancel)?;
+    if let Some(path) = calibrated::calibration_for(layout, session, settings) {
+        log::info!("{session}: stitching with calibration {}", path.display());
+        calibrated::apply(&mut plan, &path, settings)?;
+    }
+    Ok(plan)
 }
 
 /// Removes `.rig-tmp-*` leftovers of a crashed run from a session's
@@ -1233,11 +1291,20 @@ impl Runner {
     /// Plans a session without running anything: the plan and the ffmpeg
     /// command line that would write the panorama (`--dry-run`).
     pub fn dry_run(&self, session: &SessionId) -> Result<(Plan, String), StitchError> {
-        let inputs = load_inputs(&self.layout, session, &self.settings)?;
-        let plan = plan_aligned(session, &inputs, &self.settings, &self.cancel)?;
+        let plan = plan_session(&self.layout, session, &self.settings, &self.cancel)?;
         let args = ffmpeg_args(&plan, &self.settings, &self.layout.panorama(session));
         let line = shell_line(&self.settings.ffmpeg, &args);
         Ok((plan, line))
+    }
+
+    /// `rig-stitch calibrate SESSION_ID`: measures the cameras and writes
+    /// the session's calibration (and the rig's); returns it and its path.
+    pub fn calibrate(
+        &self,
+        session: &SessionId,
+    ) -> Result<(calibrate::Calibration, PathBuf), StitchError> {
+        let cal = calibrate::calibrate_session(&self.layout, session, &self.settings)?;
+        Ok((cal, self.layout.calibration(session)))
     }
 
     /// `rig-stitch SESSION_ID`: queue the session if needed and stitch it

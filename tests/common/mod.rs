@@ -7,6 +7,7 @@
 pub mod pi;
 pub mod proxy;
 pub mod refserver;
+pub mod scene;
 pub mod sync_rig;
 pub mod wire;
 

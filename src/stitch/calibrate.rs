@@ -1,0 +1,460 @@
+//! `rig-stitch calibrate SESSION`: each camera's geometry and exposure gain
+//! measured from the overlaps of the session's recordings, written as a
+//! human-readable JSON file (`sessions/S/stitched/calibration.json`, and the
+//! rig's copy `processing/rig-calibration.json`, the next prior).
+//!
+//! Frames are sampled across the whole match (7 instants per camera),
+//! scaled to at most 640 columns as gray, and reduced to a per-pixel
+//! temporal median: players move, the pitch's texture and lines do not, so
+//! the median is the static scene. [`super::align`] then fits the model,
+//! starting from the prior: the rig's previous calibration when there is
+//! one, else the nominal `processing.nominal_yaw_deg` and
+//! `processing.nominal_hfov_deg`.
+//!
+//! A seam whose overlap has too little texture (median gradient below
+//! [`TEXTURE_MIN`] gray levels per pixel), or whose fit does not make the
+//! two views agree (NCC below [`NCC_MIN`]), is not trusted: its outer camera
+//! keeps the prior's geometry, the seam's `status` says `fallback_prior`
+//! and a warning says why. Only the exposure gain is still measured there.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::align::{self, Params, Problem};
+use super::camera::Camera;
+use super::image::Gray;
+use super::{StitchError, StitchSettings, load_inputs};
+use crate::ffmpeg;
+use crate::fsx;
+use crate::ids::SessionId;
+use crate::layout::ServerLayout;
+
+/// Median gradient (gray levels per pixel) below which a seam is too flat
+/// to calibrate.
+pub const TEXTURE_MIN: f64 = 1.0;
+/// NCC below which a fitted seam is not believed.
+pub const NCC_MIN: f64 = 0.8;
+/// Frames sampled per camera.
+const SAMPLES: usize = 7;
+/// Widest frame calibration looks at.
+const CALIB_WIDTH: u32 = 640;
+
+/// The three cameras, left to right.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Cameras {
+    /// CAM_L.
+    #[serde(rename = "CAM_L")]
+    pub left: Camera,
+    /// CAM_C: yaw, pitch and roll are 0 (the reference).
+    #[serde(rename = "CAM_C")]
+    pub center: Camera,
+    /// CAM_R.
+    #[serde(rename = "CAM_R")]
+    pub right: Camera,
+}
+
+impl Cameras {
+    /// As an array, left to right.
+    pub fn array(&self) -> [Camera; 3] {
+        [self.left, self.center, self.right]
+    }
+
+    /// From an array, left to right.
+    pub fn from_array(c: [Camera; 3]) -> Cameras {
+        Cameras {
+            left: c[0],
+            center: c[1],
+            right: c[2],
+        }
+    }
+}
+
+/// One seam's calibration result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seam {
+    /// `CAM_L/CAM_C` or `CAM_C/CAM_R`.
+    pub between: String,
+    /// `calibrated` or `fallback_prior`.
+    pub status: String,
+    /// Median gradient in the overlap, gray levels per pixel.
+    pub texture: f64,
+    /// Rays both cameras saw.
+    pub samples: usize,
+    /// Normalized cross-correlation of the two views there (1 = same).
+    pub ncc: f64,
+    /// RMS gray-level difference after gains, with the result.
+    pub rms: f64,
+    /// The same with the prior.
+    pub rms_prior: f64,
+}
+
+/// A calibration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Always `cylindrical` (see [`super::camera`]).
+    pub projection: String,
+    /// Always `CAM_C`: its axis is the panorama's centre and horizon.
+    pub reference: String,
+    /// Session measured, if measured.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Where the starting point came from: `nominal` or a file.
+    #[serde(default)]
+    pub prior: String,
+    /// The geometry.
+    pub cameras: Cameras,
+    /// Exposure gains applied to each camera (CAM_C 1).
+    #[serde(default = "unit_gains")]
+    pub gains: [f64; 3],
+    /// Per seam, left to right.
+    #[serde(default)]
+    pub seams: Vec<Seam>,
+    /// Seams that fell back, and why.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+fn unit_gains() -> [f64; 3] {
+    [1.0; 3]
+}
+
+impl Calibration {
+    /// The nominal rig: neighbours `yaw_sep` degrees apart, all `hfov`.
+    pub fn nominal(yaw_sep: f64, hfov: f64) -> Calibration {
+        Calibration {
+            projection: "cylindrical".into(),
+            reference: "CAM_C".into(),
+            session_id: None,
+            prior: "nominal".into(),
+            cameras: Cameras::from_array([
+                Camera::nominal(-yaw_sep, hfov),
+                Camera::nominal(0.0, hfov),
+                Camera::nominal(yaw_sep, hfov),
+            ]),
+            gains: unit_gains(),
+            seams: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Reads and checks a calibration file (hand-edited ones too).
+    pub fn read(path: &Path) -> Result<Calibration, StitchError> {
+        let bad = |m: String| StitchError::Config(format!("calibration {}: {m}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+        let c: Calibration = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if c.projection != "cylindrical" {
+            return Err(bad(format!(
+                "projection {:?}: only cylindrical is made",
+                c.projection
+            )));
+        }
+        for (name, cam) in ["CAM_L", "CAM_C", "CAM_R"].iter().zip(c.cameras.array()) {
+            if !(10.0..=170.0).contains(&cam.hfov_deg) {
+                return Err(bad(format!(
+                    "cameras.{name}.hfov_deg {} is not 10-170",
+                    cam.hfov_deg
+                )));
+            }
+        }
+        if c.gains.iter().any(|g| !(0.2..=5.0).contains(g)) {
+            return Err(bad(format!("gains {:?}: each must be 0.2-5", c.gains)));
+        }
+        Ok(c)
+    }
+
+    /// Writes the file atomically, pretty-printed.
+    pub fn write(&self, path: &Path) -> Result<(), StitchError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(fsx::with_path(dir))?;
+        }
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        fsx::atomic_write(path, text.as_bytes()).map_err(StitchError::Io)
+    }
+
+    /// A few lines for people.
+    pub fn human(&self) -> String {
+        let mut s = format!("prior: {}\n", self.prior);
+        for (name, (c, g)) in ["CAM_L", "CAM_C", "CAM_R"]
+            .iter()
+            .zip(self.cameras.array().iter().zip(self.gains))
+        {
+            s.push_str(&format!(
+                "  {name}  yaw {:8.3}  pitch {:7.3}  roll {:7.3}  hfov {:7.3}  k1 {:7.4}  gain {:.3}\n",
+                c.yaw_deg, c.pitch_deg, c.roll_deg, c.hfov_deg, c.k1, g
+            ));
+        }
+        for seam in &self.seams {
+            s.push_str(&format!(
+                "  seam {}  {}  texture {:.1}  ncc {:.3}  rms {:.2} (prior {:.2})\n",
+                seam.between, seam.status, seam.texture, seam.ncc, seam.rms, seam.rms_prior
+            ));
+        }
+        for w in &self.warnings {
+            s.push_str(&format!("  warning: {w}\n"));
+        }
+        s
+    }
+}
+
+/// The prior for a session: the rig's last calibration, else nominal.
+pub fn prior(layout: &ServerLayout, settings: &StitchSettings) -> Calibration {
+    let path = layout.rig_calibration();
+    if path.exists() {
+        match Calibration::read(&path) {
+            Ok(mut c) => {
+                c.prior = path.display().to_string();
+                return c;
+            }
+            Err(e) => log::warn!("{e}; starting from the nominal rig instead"),
+        }
+    }
+    Calibration::nominal(settings.nominal_yaw_deg, settings.nominal_hfov_deg)
+}
+
+/// `rig-stitch calibrate SESSION`: measures, writes both files, returns
+/// the calibration.
+pub fn calibrate_session(
+    layout: &ServerLayout,
+    session: &SessionId,
+    settings: &StitchSettings,
+) -> Result<Calibration, StitchError> {
+    let inputs = load_inputs(layout, session, settings)?;
+    let start = prior(layout, settings);
+    log::info!("{session}: calibrating from prior {}", start.prior);
+    let mut images = Vec::with_capacity(3);
+    for input in &inputs {
+        let (w, h) = (input.probe.width, input.probe.height);
+        let cw = CALIB_WIDTH.min(w) / 2 * 2;
+        let ch = ((h as f64 * cw as f64 / w as f64 / 2.0).round() as u32 * 2).max(2);
+        let dur = input.probe.duration_sec.max(0.1);
+        let mut frames = Vec::with_capacity(SAMPLES);
+        for k in 0..SAMPLES {
+            let t = dur * (k as f64 + 0.5) / SAMPLES as f64;
+            frames.push(
+                ffmpeg::gray_frame(&settings.ffmpeg, &input.recording, t, cw, ch)
+                    .map_err(StitchError::Io)?,
+            );
+        }
+        images.push(Gray::median_of(cw as usize, ch as usize, &frames));
+    }
+    let images: [Gray; 3] = images
+        .try_into()
+        .map_err(|_| StitchError::Geometry(format!("session {session}: need three cameras")))?;
+    let mut cal = solve(&images, &start);
+    cal.session_id = Some(session.to_string());
+    for w in &cal.warnings {
+        log::warn!("{session}: {w}");
+    }
+    cal.write(&layout.calibration(session))?;
+    cal.write(&layout.rig_calibration())?;
+    Ok(cal)
+}
+
+/// Fits the model to three median images, starting from `start`.
+#[allow(clippy::needless_range_loop)]
+pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
+    let prior = start.cameras.array();
+    let f = prior[1].focal(images[1].w as f64);
+    let aspect = images[1].h as f64 / images[1].w as f64;
+    let sharp: Vec<Gray> = images.iter().map(|g| g.blur(0.7)).collect();
+    let rays =
+        |cams: &[Camera; 3], step| [0, 1].map(|s| align::seam_rays(cams, s, f, aspect, step, 4.0));
+    let p0 = Params::from_cameras(&prior, [start.gains[0], start.gains[2]]);
+    let fine = Problem {
+        images: [&sharp[0], &sharp[1], &sharp[2]],
+        rays: rays(&prior, 2.0),
+        prior,
+    };
+    let texture = [0, 1].map(|s| seam_texture(&fine, &p0, s));
+    let flat = texture.map(|t| t < TEXTURE_MIN);
+    let mut free: Vec<usize> = vec![12, 13];
+    if !flat[0] && !flat[1] {
+        free.push(0);
+    }
+    for s in 0..2 {
+        if !flat[s] {
+            free.extend(align::seam_params(s));
+        }
+    }
+    let mut p = p0;
+    for (level, (sigma, step)) in [(8.0, 4.0), (4.0, 4.0), (2.0, 3.0), (1.0, 2.0), (0.0, 2.0)]
+        .iter()
+        .enumerate()
+    {
+        let blurred: Vec<Gray> = sharp.iter().map(|g| g.blur(*sigma)).collect();
+        let cams = p.cameras(&prior);
+        let problem = Problem {
+            images: [&blurred[0], &blurred[1], &blurred[2]],
+            rays: rays(&cams, *step),
+            prior,
+        };
+        if level == 0 {
+            p = yaw_search(&problem, p, &flat);
+        }
+        if level == 2 && free.contains(&0) {
+            p = fov_scan(&problem, p, &free, 0.5);
+        }
+        if level == 3 && free.contains(&0) {
+            p = fov_scan(&problem, p, &free, 0.125);
+        }
+        p = problem.refine(p, &free, if *sigma <= 1.0 { 60 } else { 15 });
+    }
+    finish(start, &fine, p0, p, texture, flat)
+}
+
+/// The best yaw and pitch of each outer camera within 6 and 4 degrees of
+/// `p`'s, by NCC.
+#[allow(clippy::needless_range_loop)]
+fn yaw_search(problem: &Problem, mut p: Params, flat: &[bool; 2]) -> Params {
+    for seam in 0..2 {
+        if flat[seam] {
+            continue;
+        }
+        let i = align::seam_params(seam).start;
+        let (yaw, pitch) = (p.0[i], p.0[i + 1]);
+        let mut best = (f64::MIN, yaw, pitch);
+        for k in -12..=12 {
+            for j in -8..=8 {
+                let mut q = p;
+                q.0[i] = yaw + k as f64 * 0.5;
+                q.0[i + 1] = pitch + j as f64 * 0.5;
+                let (ncc, n) = problem.seam_ncc(&q, seam);
+                if n > 100 && ncc > best.0 {
+                    best = (ncc, q.0[i], q.0[i + 1]);
+                }
+            }
+        }
+        (p.0[i], p.0[i + 1]) = (best.1, best.2);
+    }
+    p
+}
+
+/// CAM_C's FOV is the weakly seen direction (a common scale of all FOVs
+/// and yaws fits narrow overlaps almost as well, and the fit can stall on
+/// the way): tries it either side of `p`'s, each with the
+/// rest refitted, and keeps the lowest residual (in `step` degrees, 8 steps
+/// either side).
+fn fov_scan(problem: &Problem, p: Params, free: &[usize], step: f64) -> Params {
+    let others: Vec<usize> = free.iter().copied().filter(|&i| i != 0).collect();
+    let mut best = (f64::MAX, p);
+    let n = if step < 0.5 { 4 } else { 8 };
+    for k in -n..=n {
+        let mut q = p;
+        q.0[0] = p.0[0] + k as f64 * step;
+        let q = problem.refine(q, &others, 8);
+        let cost = problem.seam_rms(&q, 0).powi(2) + problem.seam_rms(&q, 1).powi(2);
+        if cost < best.0 {
+            best = (cost, q);
+        }
+    }
+    best.1
+}
+
+/// Median gradient over a seam's rays in both images, the smaller.
+fn seam_texture(problem: &Problem, p: &Params, seam: usize) -> f64 {
+    let cams = p.cameras(&problem.prior);
+    let mut out = f64::INFINITY;
+    for i in [seam, seam + 1] {
+        let img = problem.images[i];
+        let rot = cams[i].rotation();
+        let mut g: Vec<f64> = problem.rays[seam]
+            .iter()
+            .filter_map(|ray| {
+                let (x, y) = cams[i].project(&rot, *ray, img.w as f64, img.h as f64)?;
+                img.gradient(x, y)
+            })
+            .collect();
+        if g.is_empty() {
+            return 0.0;
+        }
+        g.sort_by(f64::total_cmp);
+        out = out.min(g[g.len() / 2]);
+    }
+    out
+}
+
+/// Checks each seam, falls back where it must, and builds the file.
+#[allow(clippy::needless_range_loop)]
+fn finish(
+    start: &Calibration,
+    fine: &Problem,
+    p0: Params,
+    mut p: Params,
+    texture: [f64; 2],
+    flat: [bool; 2],
+) -> Calibration {
+    let names = ["CAM_L/CAM_C", "CAM_C/CAM_R"];
+    let mut warnings = Vec::new();
+    let mut fell_back = flat;
+    for s in 0..2 {
+        let (ncc, _) = fine.seam_ncc(&p, s);
+        if flat[s] {
+            warnings.push(format!(
+                "seam {}: too little texture to calibrate (median gradient {:.2} < {TEXTURE_MIN}); \
+                 kept the prior's geometry ({})",
+                names[s], texture[s], start.prior
+            ));
+        } else if ncc < NCC_MIN {
+            fell_back[s] = true;
+            warnings.push(format!(
+                "seam {}: the fit does not make the views agree (NCC {ncc:.3} < {NCC_MIN}); \
+                 kept the prior's geometry ({})",
+                names[s], start.prior
+            ));
+        }
+    }
+    for s in 0..2 {
+        if fell_back[s] {
+            for i in align::seam_params(s).chain([0, 1]) {
+                p.0[i] = p0.0[i];
+            }
+        }
+    }
+    if fell_back.iter().any(|b| *b) {
+        p = fine.refine(p, &[12, 13], 10);
+    }
+    let seams = (0..2)
+        .map(|s| {
+            let (ncc, samples) = fine.seam_ncc(&p, s);
+            Seam {
+                between: names[s].into(),
+                status: if fell_back[s] {
+                    "fallback_prior"
+                } else {
+                    "calibrated"
+                }
+                .into(),
+                texture: round(texture[s], 3),
+                samples,
+                ncc: round(ncc, 4),
+                rms: round(fine.seam_rms(&p, s), 3),
+                rms_prior: round(fine.seam_rms(&p0, s), 3),
+            }
+        })
+        .collect();
+    let cams = p.cameras(&fine.prior).map(|c| Camera {
+        yaw_deg: round(c.yaw_deg, 4),
+        pitch_deg: round(c.pitch_deg, 4),
+        roll_deg: round(c.roll_deg, 4),
+        hfov_deg: round(c.hfov_deg, 4),
+        k1: round(c.k1, 5),
+        k2: c.k2,
+    });
+    Calibration {
+        projection: "cylindrical".into(),
+        reference: "CAM_C".into(),
+        session_id: None,
+        prior: start.prior.clone(),
+        cameras: Cameras::from_array(cams),
+        gains: p.gains().map(|g| round(g, 4)),
+        seams,
+        warnings,
+    }
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (v * m).round() / m
+}

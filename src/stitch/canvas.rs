@@ -1,0 +1,255 @@
+//! The calibrated panorama's layout and filter graph: the largest
+//! rectangle of the cylinder every column of which some camera covers from
+//! top to bottom (no black corners), at CAM_C's resolution, cut into each
+//! camera's piece; neighbouring pieces share the columns both cameras cover
+//! fully (the true overlap), cross-faded there with a linear ramp.
+//!
+//! Each camera's chain: lens correction (`lenscorrection`, bilinear, when
+//! k1 or k2 is set), the warp into its piece (`v360` flat to cylindrical,
+//! bicubic, see [`super::camera`]), its exposure gain (`lutyuv`, on luma
+//! above black and on chroma around neutral, as a gain on linear-ish RGB
+//! does).
+
+use serde::{Deserialize, Serialize};
+
+use super::camera::{Camera, Cylinder};
+
+/// Where the three pieces sit in the panorama.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Canvas {
+    /// The whole panorama (before any `output_width` cap).
+    pub panorama: Cylinder,
+    /// Each camera's piece, left to right.
+    pub pieces: [Cylinder; 3],
+    /// Column of each piece's first column in the panorama.
+    pub offsets: [u32; 3],
+    /// Width of the L-C and C-R cross-fades, columns.
+    pub seams: [u32; 2],
+}
+
+/// How far up and down from the horizon (rows, from the centre row) a
+/// camera covers column `u` of `cyl` fully, 0 if not at all.
+fn coverage(cam: &Camera, size: (u32, u32), cyl: &Cylinder, u: f64) -> u32 {
+    let (w, h) = (size.0 as f64, size.1 as f64);
+    let rot = cam.rotation();
+    let inside = |v: f64| {
+        cam.project(&rot, cyl.ray(u, v), w, h)
+            .is_some_and(|(x, y)| x >= 0.5 && y >= 0.5 && x <= w - 1.5 && y <= h - 1.5)
+    };
+    let c = cyl.height as f64 / 2.0 - 0.5;
+    let mut k = 0u32;
+    while k < cyl.height / 2 && inside(c - k as f64 - 0.5) && inside(c + k as f64 + 0.5) {
+        k += 1;
+    }
+    k
+}
+
+/// Lays out the panorama for `cams` recording frames of `sizes`.
+pub fn plan_canvas(cams: &[Camera; 3], sizes: &[(u32, u32); 3]) -> Result<Canvas, String> {
+    let f = cams[1].focal(sizes[1].0 as f64);
+    let lo = cams
+        .iter()
+        .map(|c| c.yaw_deg - c.hfov_deg * 0.6)
+        .fold(f64::MAX, f64::min);
+    let hi = cams
+        .iter()
+        .map(|c| c.yaw_deg + c.hfov_deg * 0.6)
+        .fold(f64::MIN, f64::max);
+    let width = ((hi - lo).to_radians() * f).ceil() as u32;
+    let height = (2.0 * f * (cams[1].hfov_deg / 2.0).to_radians().tan()).ceil() as u32 * 2;
+    let full = Cylinder {
+        width,
+        height,
+        f,
+        yaw0_deg: (lo + hi) / 2.0,
+    };
+    let cover: Vec<[u32; 3]> = (0..width)
+        .map(|u| [0, 1, 2].map(|i| coverage(&cams[i], sizes[i], &full, u as f64)))
+        .collect();
+    let best: Vec<u32> = cover
+        .iter()
+        .map(|c| *c.iter().max().unwrap_or(&0))
+        .collect();
+    let centre = ((0.0 - lo).to_radians() * f) as usize;
+    let (hh, ua, ub) = best_rectangle(&best, centre.min(best.len().saturating_sub(1)));
+    if hh < 8 || ub <= ua {
+        return Err("the cameras cover no common band around the horizon".into());
+    }
+    let span = |i: usize| {
+        let cols: Vec<usize> = (ua..ub).filter(|&u| cover[u][i] >= hh).collect();
+        (cols.first().copied(), cols.last().map(|l| l + 1))
+    };
+    let mut edges = [(0usize, 0usize); 3];
+    for (i, e) in edges.iter_mut().enumerate() {
+        let (Some(a), Some(b)) = span(i) else {
+            return Err(format!(
+                "camera {i} covers none of the panorama's rows fully"
+            ));
+        };
+        let a = ua + (a - ua).div_ceil(2) * 2;
+        let b = ua + (b - ua) / 2 * 2;
+        *e = (a - ua, b - ua);
+    }
+    let total = ((ub - ua) / 2 * 2).min(edges[2].1);
+    edges[0].0 = 0;
+    edges[2].1 = total;
+    build(full, ua, hh, edges)
+}
+
+/// The rows' half-height and columns `[ua, ub)` of the largest rectangle
+/// whose every column has `best >= half-height`, containing `centre`.
+fn best_rectangle(best: &[u32], centre: usize) -> (u32, usize, usize) {
+    let mut cands: Vec<u32> = best.to_vec();
+    cands.sort_unstable();
+    cands.dedup();
+    let mut out = (0, 0, 0);
+    let mut area = 0u64;
+    for &hh in &cands {
+        if best[centre] < hh || hh == 0 {
+            continue;
+        }
+        let mut a = centre;
+        while a > 0 && best[a - 1] >= hh {
+            a -= 1;
+        }
+        let mut b = centre + 1;
+        while b < best.len() && best[b] >= hh {
+            b += 1;
+        }
+        let ar = hh as u64 * (b - a) as u64;
+        if ar > area {
+            area = ar;
+            out = (hh, a, b);
+        }
+    }
+    out
+}
+
+fn build(full: Cylinder, ua: usize, hh: u32, edges: [(usize, usize); 3]) -> Result<Canvas, String> {
+    let height = hh / 2 * 4;
+    let [l, c, r] = edges;
+    if c.0 >= l.1 || r.0 >= c.1 || l.1 > r.0 || c.1 <= c.0 {
+        return Err(format!(
+            "the cameras' full-height columns do not overlap as L|C|R (L {l:?}, C {c:?}, R {r:?}); \
+             check the calibration's yaws and FOVs"
+        ));
+    }
+    let az = |u: f64| (u - full.width as f64 / 2.0) / full.f + full.yaw0_deg.to_radians();
+    let piece = |(a, b): (usize, usize)| {
+        let w = (b - a) as u32;
+        Cylinder {
+            width: w,
+            height,
+            f: full.f,
+            yaw0_deg: az((ua + a) as f64 + w as f64 / 2.0).to_degrees(),
+        }
+    };
+    let total = r.1;
+    Ok(Canvas {
+        panorama: Cylinder {
+            width: total as u32,
+            height,
+            f: full.f,
+            yaw0_deg: az(ua as f64 + total as f64 / 2.0).to_degrees(),
+        },
+        pieces: [piece(l), piece(c), piece(r)],
+        offsets: [0, c.0 as u32, r.0 as u32],
+        seams: [(l.1 - c.0) as u32, (c.1 - r.0) as u32],
+    })
+}
+
+/// The per-camera filters ahead of the blend: lens correction, warp, gain.
+pub fn camera_chain(cam: &Camera, size: (u32, u32), piece: &Cylinder, gain: f64) -> String {
+    let mut s = String::new();
+    if cam.k1 != 0.0 || cam.k2 != 0.0 {
+        s.push_str(&format!(
+            "lenscorrection=k1={:.6}:k2={:.6}:i=bilinear,",
+            cam.k1.clamp(-1.0, 1.0),
+            cam.k2.clamp(-1.0, 1.0)
+        ));
+    }
+    s.push_str(&piece.v360_filter(cam, size.0, size.1));
+    if (gain - 1.0).abs() > 1e-4 {
+        s.push_str(&format!(
+            ",lutyuv=y='clip(16+(val-16)*{gain:.5},0,255)':u='clip(128+(val-128)*{gain:.5},0,255)':\
+             v='clip(128+(val-128)*{gain:.5},0,255)'"
+        ));
+    }
+    s
+}
+
+/// The blend: pieces `[l]`, `[c]`, `[r]` (yuv420p) cut into the five
+/// parts and the two ramps, stacked into `[pano]`. `frames` and `fps` size
+/// the looped masks.
+pub fn blend_graph(canvas: &Canvas, frames: u64, fps: f64) -> Vec<String> {
+    let [wl, wc, wr] = canvas.pieces.map(|p| p.width);
+    let [o1, o2] = canvas.seams;
+    let h = canvas.panorama.height;
+    let ramp = "255*(X+0.5)/W";
+    let mask = |o: u32, name: &str| {
+        format!(
+            "color=c=black:s={o}x{h}:r={fps},format=yuv420p,trim=end_frame=1,\
+             geq=lum='{ramp}':cb='{ramp}':cr='{ramp}',loop=loop={}:size=1,\
+             setpts=N/({fps}*TB)[{name}]",
+            frames.saturating_sub(1)
+        )
+    };
+    vec![
+        format!(
+            "[l]split=2[l0][l1];[l0]crop={}:{h}:0:0[lm];[l1]crop={o1}:{h}:{}:0[lb]",
+            wl - o1,
+            wl - o1
+        ),
+        format!(
+            "[c]split=3[c0][c1][c2];[c0]crop={o1}:{h}:0:0[cl];[c1]crop={}:{h}:{o1}:0[cm];\
+             [c2]crop={o2}:{h}:{}:0[cr]",
+            wc - o1 - o2,
+            wc - o2
+        ),
+        format!(
+            "[r]split=2[r0][r1];[r0]crop={o2}:{h}:0:0[rb];[r1]crop={}:{h}:{o2}:0[rm]",
+            wr - o2
+        ),
+        mask(o1, "m0"),
+        mask(o2, "m1"),
+        "[lb][cl][m0]maskedmerge[s0]".into(),
+        "[cr][rb][m1]maskedmerge[s1]".into(),
+        "[lm][s0][cm][s1][rm]hstack=inputs=5:shortest=1[pano]".into(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nominal_rig_tiles_without_gaps() {
+        let cams = [
+            Camera::nominal(-60.0, 75.0),
+            Camera::nominal(0.0, 75.0),
+            Camera::nominal(60.0, 75.0),
+        ];
+        let c = plan_canvas(&cams, &[(640, 360); 3]).unwrap();
+        let [wl, wc, wr] = c.pieces.map(|p| p.width);
+        assert_eq!(c.offsets[1] + c.seams[0], wl, "{c:?}");
+        assert_eq!(c.offsets[2] + c.seams[1], c.offsets[1] + wc);
+        assert_eq!(c.offsets[2] + wr, c.panorama.width);
+        assert!(
+            c.seams.iter().all(|s| *s >= 2 && s.is_multiple_of(2)),
+            "{c:?}"
+        );
+        assert!(
+            c.panorama.height.is_multiple_of(2) && c.panorama.height > 200,
+            "{c:?}"
+        );
+        // Symmetric rig: the panorama is centred on CAM_C.
+        assert!(c.panorama.yaw0_deg.abs() < 0.5, "{c:?}");
+        // Too far apart: no overlap.
+        let apart = [
+            Camera::nominal(-80.0, 60.0),
+            Camera::nominal(0.0, 60.0),
+            Camera::nominal(80.0, 60.0),
+        ];
+        assert!(plan_canvas(&apart, &[(640, 360); 3]).is_err());
+    }
+}
