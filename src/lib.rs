@@ -58,4 +58,5 @@ pub mod protocol;
 pub mod record;
 pub mod server;
 pub mod stitch;
+pub mod sustain;
 pub mod verify;
