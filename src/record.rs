@@ -536,6 +536,9 @@ fn check_ffprobe(ffprobe: &Path) -> Result<(), RecordError> {
             ),
         )
     };
+    if !ffmpeg::tool_exists(ffprobe) {
+        return Err(missing("no such program".into()));
+    }
     let out = Command::new(ffprobe)
         .args(["-hide_banner", "-version"])
         .stdin(Stdio::null())
@@ -637,21 +640,25 @@ fn check_ffmpeg(
     source: &CaptureSource,
     s: &CaptureSettings,
 ) -> Result<(), RecordError> {
+    let missing = |why: &dyn std::fmt::Display| {
+        RecordError::new(
+            "ffmpeg_missing",
+            format!(
+                "cannot run ffmpeg at {} ({why}): install ffmpeg (apt-get install ffmpeg) \
+                 or set processing.ffmpeg_path",
+                ffmpeg.display()
+            ),
+        )
+    };
+    if !ffmpeg::tool_exists(ffmpeg) {
+        return Err(missing(&"no such program"));
+    }
     let listing = |what: &str| -> Result<String, RecordError> {
         let out = Command::new(ffmpeg)
             .args(["-hide_banner", what])
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| {
-                RecordError::new(
-                    "ffmpeg_missing",
-                    format!(
-                        "cannot run ffmpeg at {} ({e}): install ffmpeg (apt-get install ffmpeg) \
-                         or set processing.ffmpeg_path",
-                        ffmpeg.display()
-                    ),
-                )
-            })?;
+            .map_err(|e| missing(&e))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let encoder = s.encoder_name();

@@ -783,6 +783,9 @@ pub fn run_ffmpeg(
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(), StitchError> {
     log::debug!("running {}", shell_line(ffmpeg, args));
+    if !crate::ffmpeg::tool_exists(ffmpeg) {
+        return Err(StitchError::FfmpegMissing(ffmpeg.to_path_buf()));
+    }
     let mut child = Command::new(ffmpeg)
         .args(args)
         .stdin(Stdio::null())
