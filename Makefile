@@ -1,5 +1,9 @@
 # Convenience targets; the real work is in scripts/ so it runs without make.
-# make install ROLE=server PREFIX=/usr DESTDIR=/tmp/stage
+#   make && sudo make install ROLE=node      (install builds nothing: sudo has no cargo)
+#   make install ROLE=server PREFIX=/usr DESTDIR=/tmp/stage
+#   sudo make uninstall                      (what install listed; config and data stay)
+#   make deb                                 (the Debian packages, scripts/build-deb)
+#   make pi                                  (arm64 binaries, scripts/build-pi)
 # ROLE is node, server or all. Installing the server role for real (no
 # DESTDIR, as root) also creates the soccer-rig user and /data/soccer-rig;
 # with DESTDIR it prints those commands instead (scripts/install).
@@ -9,7 +13,7 @@ ROLE ?= all
 # Passed to scripts/install when set (empty means its default).
 export SYSCONFDIR SYSTEMDDIR BINDIR DATADIR RIG_USER
 
-.PHONY: all test demo install bench lint gauntlet
+.PHONY: all test demo install uninstall deb pi bench lint gauntlet
 all:
 	cargo build --release
 test:
@@ -18,6 +22,12 @@ demo:
 	scripts/demo
 install:
 	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install "$(ROLE)"
+uninstall:
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/uninstall
+deb:
+	scripts/build-deb
+pi:
+	scripts/build-pi
 bench:
 	scripts/bench
 gauntlet:

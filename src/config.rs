@@ -374,26 +374,36 @@ impl NodeConfig {
     }
 }
 
-/// `recording:`: capture settings for rig-record.
+/// The camera command a Raspberry Pi camera module records from by default:
+/// `rpicam-vid` writing raw YUV 4:2:0 frames at the default size and rate
+/// (keep its `--width/--height/--framerate` equal to `recording.width/height/fps`).
+pub const PI_CAMERA_SOURCE: &str = "cmd-yuv420p:rpicam-vid -t 0 -n --width 1920 --height 1080 \
+                                    --framerate 30 --codec yuv420 -o -";
+
+/// `recording:`: capture settings for rig-record. The defaults are what a
+/// Raspberry Pi 5 sustains in software (it has no video encoder): H.264
+/// through libx264 preset `ultrafast` at 1920x1080, 30 fps, from its camera
+/// module; `rig-record --test` tells whether a node keeps up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecordingConfig {
-    /// `v4l2:/dev/videoN`, `cmd:<shell command>` or `test`. Default `v4l2:/dev/video0`.
+    /// `v4l2:/dev/videoN`, `cmd:<shell command>`, `cmd-yuv420p:<shell command>`
+    /// or `test`. Default [`PI_CAMERA_SOURCE`].
     pub source: String,
-    /// `h264` or `h265`. Default `h265`.
+    /// `h264` or `h265`. Default `h264`.
     pub codec: String,
     /// ffmpeg encoder; empty picks libx264/libx265 from `codec`. Default empty.
     pub encoder: String,
     /// Encoder preset (`-preset`, e.g. `ultrafast` so a software encoder keeps
-    /// up with a live camera); empty passes none, the encoder's default. Default empty.
+    /// up with a live camera); empty passes none, the encoder's default. Default `ultrafast`.
     pub preset: String,
-    /// Frame width. Default 3840.
+    /// Frame width. Default 1920.
     pub width: u32,
-    /// Frame height. Default 2160.
+    /// Frame height. Default 1080.
     pub height: u32,
     /// Frames per second. Default 30.
     pub fps: u32,
-    /// Target bitrate, Mbps. Default 30.
+    /// Target bitrate, Mbps. Default 16.
     pub bitrate_mbps: u32,
     /// Fragmented-MP4 fragment length, seconds. Default 1.0.
     pub fragment_sec: f64,
@@ -404,14 +414,14 @@ pub struct RecordingConfig {
 impl Default for RecordingConfig {
     fn default() -> Self {
         RecordingConfig {
-            source: "v4l2:/dev/video0".into(),
-            codec: "h265".into(),
+            source: PI_CAMERA_SOURCE.into(),
+            codec: "h264".into(),
             encoder: String::new(),
-            preset: String::new(),
-            width: 3840,
-            height: 2160,
+            preset: "ultrafast".into(),
+            width: 1920,
+            height: 1080,
             fps: 30,
-            bitrate_mbps: 30,
+            bitrate_mbps: 16,
             fragment_sec: 1.0,
             fsync_interval_sec: 2.0,
         }

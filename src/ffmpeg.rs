@@ -127,8 +127,26 @@ impl Probe {
     }
 }
 
+/// Whether `program` names something that can be run: a path that is a
+/// file, or a bare name found in `PATH`. Asked before spawning because
+/// under user-mode emulation (qemu-aarch64 running an arm64 build) a
+/// missing program does not fail to spawn: the child "starts" and exits 127.
+pub fn tool_exists(program: &Path) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
 /// Runs ffprobe on `file`.
 pub fn probe(ffprobe: &Path, file: &Path) -> Result<Probe, ProbeError> {
+    if !tool_exists(ffprobe) {
+        return Err(ProbeError::ToolMissing {
+            tool: ffprobe.to_path_buf(),
+        });
+    }
     let output = Command::new(ffprobe)
         .args([
             "-v",
@@ -643,6 +661,15 @@ mod tests {
         let json: Value = serde_json::from_str(r#"{"streams":[{"codec_type":"audio"}]}"#).unwrap();
         let err = parse_probe_json(&json, Path::new("a.mp4")).unwrap_err();
         assert!(err.to_string().contains("no video stream"));
+    }
+
+    #[test]
+    fn tools_are_found_by_path_or_in_path() {
+        assert!(tool_exists(Path::new("sh")));
+        assert!(tool_exists(Path::new("/bin/sh")));
+        assert!(!tool_exists(Path::new("/nonexistent/ffprobe")));
+        assert!(!tool_exists(Path::new("no-such-tool-soccer-rig")));
+        assert!(!tool_exists(Path::new("/tmp")), "a directory is no program");
     }
 
     #[test]

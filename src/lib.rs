@@ -61,4 +61,5 @@ pub mod record;
 pub mod replies;
 pub mod server;
 pub mod stitch;
+pub mod sustain;
 pub mod verify;

@@ -99,6 +99,7 @@ use crate::host;
 use crate::ids::{CameraId, RecordingId, SessionId};
 use crate::layout::PiLayout;
 use crate::manifest::{Manifest, QualityInfo};
+use crate::sustain;
 
 /// How long ffmpeg gets to finish cleanly after a stop before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,6 +152,10 @@ pub struct RecordError {
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
+    /// What ffmpeg had encoded when a started capture failed (for the self
+    /// test's `keeps up` check: a node too slow for its settings often fails
+    /// this way, ffmpeg still encoding long after the duration).
+    pub encoded: Option<sustain::Measured>,
 }
 
 impl RecordError {
@@ -158,7 +163,19 @@ impl RecordError {
         RecordError {
             code,
             message: message.into(),
+            encoded: None,
         }
+    }
+
+    /// Attaches what ffmpeg had encoded (its progress log).
+    fn with_encoded(mut self, log: &ProgressLog) -> RecordError {
+        self.encoded = Some(sustain::Measured {
+            measured_fps: log.measured_fps(),
+            frames: log.last.frame,
+            dropped: log.last.drop_frames,
+            wall_sec: 0.0,
+        });
+        self
     }
 
     /// 2 for a configuration error, 1 for everything else.
@@ -288,7 +305,8 @@ impl Recorded {
 /// One line of the `--test` report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
-    /// `frames written`, `dropped frames`, `fps reached`, `file playable`,
+    /// `frames written`, `dropped frames`, `fps reached`, `keeps up`
+    /// (see [`crate::sustain`]), `file playable`,
     /// `checksum ok` or `manifest valid` (or `recording` when it failed).
     pub name: &'static str,
     /// Whether it passed.
@@ -305,10 +323,11 @@ pub struct SelfTest {
 }
 
 /// The self test's checks, in report order (see [`judge`]).
-pub const SELF_TEST_CHECKS: [&str; 6] = [
+pub const SELF_TEST_CHECKS: [&str; 7] = [
     "frames written",
     "dropped frames",
     "fps reached",
+    "keeps up",
     "file playable",
     "checksum ok",
     "manifest valid",
@@ -318,7 +337,9 @@ impl SelfTest {
     /// The report of a test whose recording failed: the failure, then every
     /// check as FAIL, so a node that cannot record never looks half ready
     /// (and a script finds each check it looks for).
-    pub fn not_recorded(e: &RecordError) -> SelfTest {
+    /// `keeps_up`, when ffmpeg encoded something before the failure, takes
+    /// the place of its "not checked" line.
+    pub fn not_recorded(e: &RecordError, keeps_up: Option<Check>) -> SelfTest {
         let mut checks = vec![Check {
             name: "recording",
             pass: false,
@@ -329,6 +350,11 @@ impl SelfTest {
             pass: false,
             detail: "not checked: the recording failed".to_string(),
         }));
+        if let Some(k) = keeps_up {
+            checks.retain(|c| c.name != k.name);
+            let at = SELF_TEST_CHECKS.iter().position(|&n| n == k.name);
+            checks.insert(at.map_or(checks.len(), |i| i + 1), k);
+        }
         SelfTest { checks }
     }
 
@@ -510,6 +536,9 @@ fn check_ffprobe(ffprobe: &Path) -> Result<(), RecordError> {
             ),
         )
     };
+    if !ffmpeg::tool_exists(ffprobe) {
+        return Err(missing("no such program".into()));
+    }
     let out = Command::new(ffprobe)
         .args(["-hide_banner", "-version"])
         .stdin(Stdio::null())
@@ -611,21 +640,25 @@ fn check_ffmpeg(
     source: &CaptureSource,
     s: &CaptureSettings,
 ) -> Result<(), RecordError> {
+    let missing = |why: &dyn std::fmt::Display| {
+        RecordError::new(
+            "ffmpeg_missing",
+            format!(
+                "cannot run ffmpeg at {} ({why}): install ffmpeg (apt-get install ffmpeg) \
+                 or set processing.ffmpeg_path",
+                ffmpeg.display()
+            ),
+        )
+    };
+    if !ffmpeg::tool_exists(ffmpeg) {
+        return Err(missing(&"no such program"));
+    }
     let listing = |what: &str| -> Result<String, RecordError> {
         let out = Command::new(ffmpeg)
             .args(["-hide_banner", what])
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| {
-                RecordError::new(
-                    "ffmpeg_missing",
-                    format!(
-                        "cannot run ffmpeg at {} ({e}): install ffmpeg (apt-get install ffmpeg) \
-                         or set processing.ffmpeg_path",
-                        ffmpeg.display()
-                    ),
-                )
-            })?;
+            .map_err(|e| missing(&e))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let encoder = s.encoder_name();
@@ -1284,7 +1317,8 @@ pub fn record(
         return Err(RecordError::new(
             "capture_failed",
             format!("ffmpeg wrote no video for source {spec:?}: {why}"),
-        ));
+        )
+        .with_encoded(&log));
     }
     let on_disk = fs::metadata(&video).map(|m| m.len()).ok();
     if on_disk != Some(digest.size) {
@@ -1311,18 +1345,21 @@ pub fn record(
         bitrate_mbps: Some(settings.bitrate_mbps),
     };
     let mut manifest = describe::describe(&video, &rec, &describe_opts).map_err(|e| {
-        RecordError::new(
-            "manifest_failed",
-            format!(
-                "{} ({} bytes) is kept, but no valid manifest could be built: {e}{}",
-                video.display(),
-                digest.size,
-                if problems.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (earlier: {})", problems.join("; "))
-                }
+        RecordError::with_encoded(
+            RecordError::new(
+                "manifest_failed",
+                format!(
+                    "{} ({} bytes) is kept, but no valid manifest could be built: {e}{}",
+                    video.display(),
+                    digest.size,
+                    if problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (earlier: {})", problems.join("; "))
+                    }
+                ),
             ),
+            &log,
         )
     })?;
     // A live source cannot deliver N seconds of video in less than N
@@ -1471,18 +1508,27 @@ pub fn self_test(
         source: opts.source.clone(),
         self_test: false,
     };
+    let started = Instant::now();
     let recorded = match record(&cfg, &test_opts, stop) {
         Ok(r) => r,
         Err(e) if e.code == "invalid_config" => return Err(e),
-        Err(e) => return Ok(SelfTest::not_recorded(&e)),
+        Err(e) => {
+            let keeps_up = e.encoded.filter(|m| m.frames > 0).map(|mut m| {
+                m.wall_sec = started.elapsed().as_secs_f64();
+                let encoder = capture_settings(&cfg, Some(duration)).encoder_name();
+                sustain::keeps_up(&cfg.recording, &encoder, &m)
+            });
+            return Ok(SelfTest::not_recorded(&e, keeps_up));
+        }
     };
+    let wall_sec = started.elapsed().as_secs_f64();
     Ok(SelfTest {
-        checks: judge(&cfg, &recorded, duration),
+        checks: judge(&cfg, &recorded, duration, wall_sec),
     })
 }
 
 /// The self test's checks on a finished scratch recording.
-fn judge(config: &Config, r: &Recorded, duration: f64) -> Vec<Check> {
+fn judge(config: &Config, r: &Recorded, duration: f64, wall_sec: f64) -> Vec<Check> {
     let fps = config.recording.fps;
     let expected = (duration * f64::from(fps)).round() as u64;
     let mut checks = vec![
@@ -1509,6 +1555,14 @@ fn judge(config: &Config, r: &Recorded, duration: f64) -> Vec<Check> {
             detail: "too few progress reports to measure".into(),
         },
     });
+    let measured = sustain::Measured {
+        measured_fps: r.measured_fps,
+        frames: r.frames,
+        dropped: r.dropped_frames,
+        wall_sec,
+    };
+    let encoder = capture_settings(config, Some(duration)).encoder_name();
+    checks.push(sustain::keeps_up(&config.recording, &encoder, &measured));
     let frame = 1.0 / f64::from(fps);
     checks.push(
         match ffmpeg::probe(&config.processing.ffprobe_path, &r.video_path) {
@@ -1629,9 +1683,10 @@ mod tests {
             after("-movflags"),
             "+frag_keyframe+empty_moov+default_base_moof"
         );
-        assert_eq!(after("-c:v"), "libx265");
+        assert_eq!(after("-c:v"), "libx264");
+        assert_eq!(after("-preset"), "ultrafast");
         assert_eq!(after("-t"), "3.000000");
-        assert_eq!(after("-b:v"), "30M");
+        assert_eq!(after("-b:v"), "16M");
         assert_eq!(args.last().map(String::as_str), Some("pipe:1"));
         assert!(
             !args.contains(&"-nostdin".to_string()),

@@ -460,6 +460,12 @@ fn server_killed_mid_upload_and_restarted() {
     wait_for_stall(&proxy, &mut client);
     let layout = server.layout();
     let temp_files = || fs::read_dir(&layout.temp).unwrap().count();
+    // The proxy has forwarded half the file; the server may still be
+    // reading it (slowly under emulation): wait for its temp file.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while temp_files() == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(temp_files(), 1, "the upload in flight lives in temp/");
     server.kill9();
     let s = SessionId::parse("KILLSRV").unwrap();

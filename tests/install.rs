@@ -82,7 +82,8 @@ fn config(dest: &Path) -> PathBuf {
 }
 
 fn unit(dest: &Path, name: &str) -> PathBuf {
-    staged(dest, &format!("/etc/systemd/system/{name}"))
+    // PREFIX=/usr is a package-style install: units go where packages put them.
+    staged(dest, &format!("/lib/systemd/system/{name}"))
 }
 
 /// A staged server role prints idempotent commands for the user and the
@@ -121,6 +122,11 @@ fn node_role_gets_the_node_programs_and_config_only() {
     assert!(staged(dest, "/usr/share/man/man7/soccer-rig.7").is_file());
     assert!(!staged(dest, "/usr/share/man/man8/rig-receive.8").exists());
     assert!(staged(dest, "/usr/share/soccer-rig/rig-upload.cron").is_file());
+    assert!(staged(dest, "/usr/share/soccer-rig/rig-check-node.cron").is_file());
+    assert!(
+        !staged(dest, "/usr/share/soccer-rig/rig-check.cron").exists(),
+        "the server's audits"
+    );
     assert_eq!(
         fs::read_to_string(config(dest)).unwrap(),
         example("node-config.example.yaml")
@@ -151,6 +157,16 @@ fn server_role_gets_units_running_as_the_rig_user_and_prints_its_setup() {
         example("server-config.example.yaml")
     );
     assert!(!staged(dest, "/etc/soccer-rig/node-config.example.yaml").exists());
+    for cron in ["rig-check.cron", "rig-stitch.cron"] {
+        let text = fs::read_to_string(staged(dest, &format!("/usr/share/soccer-rig/{cron}")))
+            .unwrap_or_else(|e| panic!("{cron}: {e}"));
+        assert!(
+            text.contains("PATH=/usr/bin:"),
+            "{cron}: PREFIX first:\n{text}"
+        );
+        assert!(text.contains(" rig-"), "{cron}");
+    }
+    assert!(!staged(dest, "/usr/share/soccer-rig/rig-upload.cron").exists());
 
     let receive = fs::read_to_string(unit(dest, "rig-receive.service")).unwrap();
     let stitch = fs::read_to_string(unit(dest, "rig-stitch.service")).unwrap();
@@ -283,4 +299,117 @@ fn the_man_pages_give_the_cron_line_scripts_rig_upload_cron_gives() {
         man("rig-upload.1").contains(&format!(".Dl * * * * * {command}")),
         "rig-upload.1 shows {command:?}"
     );
+}
+
+/// SYSCONFDIR reaches the unit's --config and the cron files; PREFIX
+/// /usr/local keeps units in /etc/systemd/system; uninstall removes every
+/// file install listed and keeps config.yaml.
+#[test]
+fn sysconfdir_reaches_units_and_uninstall_removes_what_install_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path();
+    let script = |name: &str| format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let run = |name: &str, role: Option<&str>| {
+        let mut c = Command::new("bash");
+        c.arg(script(name));
+        if let Some(r) = role {
+            c.arg(r);
+        }
+        c.env("DESTDIR", dest)
+            .env("PREFIX", "/usr/local")
+            .env("SYSCONFDIR", "/opt/etc")
+            .env("BINDIR", bindir())
+            .env_remove("SYSTEMDDIR")
+            .env_remove("DATADIR")
+            .env_remove("RIG_USER")
+            .output()
+            .unwrap()
+    };
+    ok(&run("install", Some("all")));
+    let receive = staged(dest, "/etc/systemd/system/rig-receive.service");
+    let text = fs::read_to_string(&receive).unwrap();
+    assert!(
+        text.contains(
+            "ExecStart=/usr/local/bin/rig-receive --config /opt/etc/soccer-rig/config.yaml"
+        ),
+        "{text}"
+    );
+    let upload =
+        fs::read_to_string(staged(dest, "/usr/local/share/soccer-rig/rig-upload.cron")).unwrap();
+    assert!(
+        upload.contains("/opt/etc/soccer-rig/config.yaml"),
+        "{upload}"
+    );
+    let conf = staged(dest, "/opt/etc/soccer-rig/config.yaml");
+    assert!(conf.is_file());
+    let list = staged(dest, "/usr/local/share/soccer-rig/installed-files");
+    let listed = fs::read_to_string(&list).unwrap();
+    assert!(
+        listed.lines().any(|l| l == "/usr/local/bin/rig-receive"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("config.yaml\n"),
+        "config.yaml is never removed: {listed}"
+    );
+
+    let out = run("uninstall", None);
+    let text = ok(&out);
+    assert!(text.contains("kept: the configuration"), "{text}");
+    for line in listed.lines() {
+        assert!(!staged(dest, line).exists(), "{line} left behind");
+    }
+    assert!(
+        !staged(dest, "/usr/local/bin").exists(),
+        "empty directories go too"
+    );
+    assert!(conf.is_file(), "config.yaml stays");
+}
+
+/// Under sudo there is no cargo on PATH: with the binaries built in
+/// target/release, install uses them and needs no cargo.
+#[test]
+fn install_without_cargo_uses_built_binaries_or_says_to_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(tree.join("scripts")).unwrap();
+    for d in ["scripts", "man"] {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join(d);
+        for e in fs::read_dir(&from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                fs::create_dir_all(tree.join(d)).unwrap();
+                fs::copy(e.path(), tree.join(d).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let dest = dir.path().join("dest");
+    let run = || {
+        Command::new("/bin/bash")
+            .arg(tree.join("scripts/install"))
+            .arg("node")
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("DESTDIR", &dest)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cargo is not on PATH") && err.contains("make"),
+        "{err}"
+    );
+
+    fs::create_dir_all(tree.join("target/release")).unwrap();
+    for b in ["rig-record", "rig-upload", "rig-manifest", "rig-check"] {
+        fs::copy(bindir().join(b), tree.join("target/release").join(b)).unwrap();
+    }
+    let text = ok(&run());
+    assert!(
+        text.contains("using the binaries in target/release"),
+        "{text}"
+    );
+    assert!(staged(&dest, "/usr/local/bin/rig-record").is_file());
 }

@@ -511,6 +511,7 @@ fn self_test_reports_every_check_and_cleans_up() {
         "frames written",
         "dropped frames",
         "fps reached",
+        "keeps up",
         "file playable",
         "checksum ok",
         "manifest valid",
@@ -570,6 +571,7 @@ fn self_test_fails_every_check_when_the_recording_fails() {
         "frames written",
         "dropped frames",
         "fps reached",
+        "keeps up",
         "file playable",
         "checksum ok",
         "manifest valid",
@@ -594,10 +596,52 @@ fn self_test_fails_every_check_when_the_recording_fails() {
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["success"], false);
     let checks = j["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 7, "{j}");
+    assert_eq!(checks.len(), 8, "{j}");
     assert!(checks.iter().all(|c| c["pass"] == false), "{j}");
     let left: Vec<_> = fs::read_dir(rig.root()).unwrap().collect();
     assert!(left.is_empty(), "scratch removed: {left:?}");
+}
+
+/// A setting no machine encodes in real time (x264's slowest preset at
+/// 640x360 and 240 fps): the test FAILs `keeps up`, gives the encode speed
+/// against real time and names the setting to change first. On a slow
+/// machine ffmpeg overruns the duration and the recording itself fails;
+/// `keeps up` still reports what was encoded.
+#[test]
+fn self_test_fails_a_setting_too_slow_for_real_time_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let config = dir.path().join("config.yaml");
+    let yaml = format!(
+        "node:\n  storage_root: {}\n  camera_id: CAM_L\nrecording:\n  source: test\n  \
+         codec: h264\n  preset: placebo\n  width: 640\n  height: 360\n  fps: 240\n  \
+         bitrate_mbps: 1\n",
+        root.display()
+    );
+    fs::write(&config, yaml).unwrap();
+    let o = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--test", "--duration", "0.5"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{}", stderr(&o));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("FAIL  keeps up: encodes at "))
+        .unwrap_or_else(|| panic!("no failed keeps up:\n{out}\n{}", stderr(&o)));
+    for needle in [
+        "x real time (",
+        "of 240 fps)",
+        "libx264 (preset placebo) at 640x360 240 fps is too slow for real time",
+        "set recording.preset: ultrafast, or recording.fps: 30",
+    ] {
+        assert!(line.contains(needle), "{needle}: {line}");
+    }
+    assert!(out.contains("node NOT ready"), "{out}");
 }
 
 #[test]

@@ -236,9 +236,11 @@ impl Pi {
         let config = dir.path().join("config.yaml");
         fs::write(
             &config,
+            // upload_timeout_sec is a backstop only: a 64 MiB upload through
+            // an emulated debug build (scripts/test-pi) takes over a minute.
             format!(
                 "offload:\n  server_url: \"{url}\"\n  retry_count: 5\n  retry_delay_sec: 0.05\n\
-                 \x20 connect_timeout_sec: 5\n  upload_timeout_sec: 60\n\
+                 \x20 connect_timeout_sec: 5\n  upload_timeout_sec: 600\n\
                  node:\n  storage_root: \"{}\"\n",
                 dir.path().join("nvme").display()
             ),

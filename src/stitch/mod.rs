@@ -934,6 +934,9 @@ pub fn run_ffmpeg(
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(), StitchError> {
     log::debug!("running {}", shell_line(ffmpeg, args));
+    if !crate::ffmpeg::tool_exists(ffmpeg) {
+        return Err(StitchError::FfmpegMissing(ffmpeg.to_path_buf()));
+    }
     let started = Instant::now();
     let mut child = Command::new(ffmpeg)
         .args(args)
