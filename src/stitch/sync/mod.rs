@@ -43,12 +43,14 @@
 mod correlate;
 mod energy;
 mod measure;
+mod strips;
 
 use serde::Serialize;
 
 pub use correlate::{Curve, Peak, find_peak, high_pass, ncc_at};
 pub use energy::{BANDS, Meter};
 pub use measure::{align, measure};
+pub use strips::{SeamStrips, Strip, StripRule, edge_strips, shared_strips};
 
 /// Width of the gray frames analysed, pixels.
 pub const ANALYSIS_WIDTH: u32 = 160;
