@@ -41,9 +41,14 @@ pub fn calibration_for(
     own.exists().then_some(own)
 }
 
-/// Turns a translation-only plan into a calibrated one.
-pub fn apply(plan: &mut Plan, path: &Path, settings: &StitchSettings) -> Result<(), StitchError> {
-    let cal = Calibration::read(path)?;
+/// Turns a translation-only plan into a calibrated one, by `cal` (read
+/// from `path`).
+pub fn apply(
+    plan: &mut Plan,
+    path: &Path,
+    cal: Calibration,
+    settings: &StitchSettings,
+) -> Result<(), StitchError> {
     let sizes = [0, 1, 2].map(|i| (plan.cameras[i].width, plan.cameras[i].height));
     let canvas = canvas::plan_canvas(&cal.cameras.array(), &sizes).map_err(|m| {
         StitchError::Geometry(format!(

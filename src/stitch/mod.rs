@@ -77,6 +77,7 @@ pub mod output_size;
 pub mod progress;
 pub mod sync;
 
+use camera::Camera;
 use sync::{SyncMode, SyncReport, SyncSettings};
 
 /// How panoramas are made: the `processing:` keys rig-stitch uses.
@@ -667,19 +668,14 @@ pub fn plan_aligned(
     session: &SessionId,
     inputs: &[CameraInput],
     settings: &StitchSettings,
+    rig: Option<&[Camera; 3]>,
     cancel: &AtomicBool,
 ) -> Result<Plan, StitchError> {
     if inputs.len() != 3 {
         return plan(session, inputs, settings);
     }
-    let strip = f64::from(settings.overlap_px) / f64::from(inputs[1].probe.width.max(1));
-    let (aligned, report) = sync::align(
-        &settings.ffmpeg,
-        inputs,
-        strip.max(0.1),
-        &settings.sync,
-        cancel,
-    );
+    let rule = strip_rule(inputs, settings, rig);
+    let (aligned, report) = sync::align(&settings.ffmpeg, inputs, &rule, &settings.sync, cancel);
     if cancel.load(Ordering::Relaxed) {
         return Err(StitchError::Interrupted);
     }
@@ -689,6 +685,30 @@ pub fn plan_aligned(
     p.warnings.extend(choice.fallback);
     p.encoder = choice.encoder;
     Ok(p)
+}
+
+/// Which strips the time alignment meters: where the calibration `rig`
+/// says neighbours see the same azimuths; with none, a translation rig's
+/// shared edges (`processing.stitch_overlap_px`); with that 0, where the
+/// nominal rig (`processing.nominal_*`) says they overlap.
+fn strip_rule(
+    inputs: &[CameraInput],
+    settings: &StitchSettings,
+    rig: Option<&[Camera; 3]>,
+) -> sync::StripRule {
+    if let Some(cams) = rig {
+        return sync::StripRule::Cameras(*cams);
+    }
+    if settings.overlap_px > 0 {
+        let frac = f64::from(settings.overlap_px) / f64::from(inputs[1].probe.width.max(1));
+        return sync::StripRule::Edges(frac.max(0.1));
+    }
+    let (yaw, hfov) = (settings.nominal_yaw_deg, settings.nominal_hfov_deg);
+    sync::StripRule::Cameras([
+        Camera::nominal(-yaw, hfov),
+        Camera::nominal(0.0, hfov),
+        Camera::nominal(yaw, hfov),
+    ])
 }
 
 /// Puts the time alignment's report and warnings in the plan. A camera
@@ -1130,10 +1150,18 @@ pub fn plan_session(
     cancel: &AtomicBool,
 ) -> Result<Plan, StitchError> {
     let inputs = load_inputs(layout, session, settings)?;
-    let mut plan = plan_aligned(session, &inputs, settings, cancel)?;
-    if let Some(path) = calibrated::calibration_for(layout, session, settings) {
+    let calibration = match calibrated::calibration_for(layout, session, settings) {
+        Some(path) => {
+            let cal = calibrate::Calibration::read(&path)?;
+            Some((path, cal))
+        }
+        None => None,
+    };
+    let rig = calibration.as_ref().map(|(_, cal)| cal.cameras.array());
+    let mut plan = plan_aligned(session, &inputs, settings, rig.as_ref(), cancel)?;
+    if let Some((path, cal)) = calibration {
         log::info!("{session}: stitching with calibration {}", path.display());
-        calibrated::apply(&mut plan, &path, settings)?;
+        calibrated::apply(&mut plan, &path, cal, settings)?;
     }
     Ok(plan)
 }

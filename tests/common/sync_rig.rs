@@ -98,6 +98,52 @@ pub fn crop_scene(dir: &Path, frames: u32) -> PathBuf {
     out
 }
 
+/// An equirectangular scene (360x180 degrees, 4 pixels a degree) of
+/// `players` boxes running left and right near the horizon at 15-55
+/// degrees a second, each its own size, colour and speed, over a still
+/// pitch and sky, lossless: what a match looks like, where (unlike
+/// [`sphere_scene`]) little moves outside the players. Each player is a
+/// colour source overlaid frame by frame (ffmpeg 5's `drawbox` evaluates
+/// its position once, without `t`).
+pub fn players_scene(dir: &Path, frames: u32, players: u32) -> PathBuf {
+    let out = dir.join("players-scene.mp4");
+    let mut graph = format!(
+        "color=c=0x305828:s=1440x720:r={FPS},drawbox=x=0:y=0:w=1440:h=360:c=0x6080a0:t=fill[p0]"
+    );
+    for i in 0..players {
+        let sign = if i % 2 == 0 { 1 } else { -1 };
+        let speed = sign * i64::from(60 + 37 * i % 160);
+        graph.push_str(&format!(
+            ";color=c=0x{:02x}{:02x}{:02x}:s={}x{}:r={FPS}[b{i}];\
+             [p{i}][b{i}]overlay=x='mod({} + {speed}*t + 14400, 1440)':y={}[p{}]",
+            60 + 53 * i % 196,
+            200 - 41 * i % 160,
+            40 + 97 * i % 215,
+            6 + 5 * i % 10,
+            12 + 7 * i % 16,
+            97 * i,
+            345 + 7 * i % 30,
+            i + 1
+        ));
+    }
+    graph.push_str(&format!(
+        ";[p{players}]trim=end_frame={frames},format=yuv420p[out]"
+    ));
+    let out_s = out.to_str().unwrap();
+    ffmpeg(&[
+        "-filter_complex",
+        &graph,
+        "-map",
+        "[out]",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        out_s,
+    ]);
+    out
+}
+
 /// Columns of the crop scene a camera sees, from the left.
 pub fn crop_x(cam: CameraId) -> u32 {
     match cam {

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
     ANALYSIS_WIDTH, CameraSync, Curve, MAX_SECOND_RATIO, MIN_PEAK, Meter, Peak, SYNC_POINTS,
-    SyncMode, SyncReport, SyncSettings, SyncSource, SyncWindow, UNSYNCED_SEARCH_FACTOR, find_peak,
-    high_pass, ncc_at,
+    SeamStrips, Strip, StripRule, SyncMode, SyncReport, SyncSettings, SyncSource, SyncWindow,
+    UNSYNCED_SEARCH_FACTOR, edge_strips, find_peak, high_pass, ncc_at, shared_strips,
 };
 use crate::ffmpeg::frames::{self, FramesError, GrayWindow};
 use crate::stitch::CameraInput;
@@ -21,7 +21,8 @@ struct Geometry {
     fps: f64,
     width: u32,
     height: u32,
-    strip: u32,
+    /// What each seam meters (see [`super::strips`]).
+    seams: SeamStrips,
 }
 
 /// One side camera as the measurement sees it.
@@ -36,19 +37,18 @@ struct Side {
 }
 
 /// Measures CAM_L's and CAM_R's offsets to CAM_C (`inputs` are L, C, R).
-/// `strip_frac` is the share of a frame's width the neighbours have in
-/// common. Never fails: what cannot be measured keeps the clock, with a
+/// `rule` says which strips of the frames each seam meters. Never fails: what cannot be measured keeps the clock, with a
 /// warning. Stops reading early once `cancel` is set (the caller checks it).
 pub fn measure(
     ffmpeg: &Path,
     inputs: &[CameraInput],
-    strip_frac: f64,
+    rule: &StripRule,
     s: &SyncSettings,
     cancel: &AtomicBool,
 ) -> SyncReport {
     let mut report = clock_report(inputs, s);
     let center = &inputs[1];
-    let geo = geometry(center, strip_frac);
+    let geo = geometry(center, rule, &mut report.warnings);
     let sides = [0, 2].map(|index| side(inputs, index, geo.fps, s));
     let windows = windows(inputs, &sides, geo.fps, s.window_sec);
     if windows.is_empty() {
@@ -142,17 +142,30 @@ fn search_sec(c: &CameraInput, center: &CameraInput, s: &SyncSettings) -> f64 {
     }
 }
 
-fn geometry(center: &CameraInput, strip_frac: f64) -> Geometry {
+fn geometry(center: &CameraInput, rule: &StripRule, warnings: &mut Vec<String>) -> Geometry {
     let (w, h) = (center.probe.width.max(2), center.probe.height.max(2));
     let height = ((f64::from(ANALYSIS_WIDTH) * f64::from(h) / f64::from(w) / 2.0).round() as u32
         * 2)
     .max(2 * super::BANDS as u32);
-    let strip = (strip_frac.clamp(0.05, 0.5) * f64::from(ANALYSIS_WIDTH)).round() as u32;
+    let seams = match rule {
+        StripRule::Edges(frac) => edge_strips(ANALYSIS_WIDTH, height, *frac),
+        StripRule::Cameras(cams) => {
+            shared_strips(cams, ANALYSIS_WIDTH, height).unwrap_or_else(|| {
+                warnings.push(
+                    "content alignment: by the rig's geometry a pair of neighbours shares \
+                 (almost) nothing; metered the frames' edges instead"
+                        .to_string(),
+                );
+                edge_strips(ANALYSIS_WIDTH, height, 0.1)
+            })
+        }
+    };
+    log::debug!("content alignment strips (side, CAM_C) per seam: {seams:?}");
     Geometry {
         fps: center.probe.fps_exact,
         width: ANALYSIS_WIDTH,
         height,
-        strip: strip.max(4),
+        seams,
     }
 }
 
@@ -208,7 +221,7 @@ fn curves(
     geo: Geometry,
 ) -> Result<[Vec<Curve>; 2], FramesError> {
     let mut out = [Vec::new(), Vec::new()];
-    let strips = [(0, geo.strip), (geo.width - geo.strip, geo.width)];
+    let strips = [geo.seams[0].1, geo.seams[1].1];
     for w in windows {
         let first = w.first_frame as i64;
         let (center, left, right) = std::thread::scope(|scope| {
@@ -253,11 +266,7 @@ fn side_series(
 ) -> Result<(Vec<Vec<f32>>, i64), FramesError> {
     let first = (w.first_frame as i64 - side.clock_frames - side.reach).max(0);
     let count = w.frames + 2 * side.reach as u64 + 2;
-    let strip = if side.index == 0 {
-        (geo.width - geo.strip, geo.width)
-    } else {
-        (0, geo.strip)
-    };
+    let strip = geo.seams[side.index / 2].0;
     let s = series(reader, &inputs[side.index], first, count, geo, &[strip])?;
     Ok((s, first))
 }
@@ -269,7 +278,7 @@ fn series(
     first: i64,
     count: u64,
     geo: Geometry,
-    strips: &[(u32, u32)],
+    strips: &[Strip],
 ) -> Result<Vec<Vec<f32>>, FramesError> {
     let window = GrayWindow {
         // Half a frame early, so the first frame kept never depends on
@@ -365,13 +374,13 @@ fn decide(report: &mut SyncReport, side: &Side, peak: Option<Peak>, fps: f64) {
 pub fn align(
     ffmpeg: &Path,
     inputs: &[CameraInput],
-    strip_frac: f64,
+    rule: &StripRule,
     s: &SyncSettings,
     cancel: &AtomicBool,
 ) -> (Vec<CameraInput>, SyncReport) {
     let report = match s.mode {
         SyncMode::Clock => clock_report(inputs, s),
-        SyncMode::Content => measure(ffmpeg, inputs, strip_frac, s, cancel),
+        SyncMode::Content => measure(ffmpeg, inputs, rule, s, cancel),
     };
     let center = inputs[1].start.as_nanosecond();
     let mut out = inputs.to_vec();

@@ -6,9 +6,10 @@
 //! Neighbouring cameras see the same players cross their shared band at the
 //! same instant. For each side camera the module measures, frame by frame,
 //! the *motion energy* (mean absolute difference between consecutive gray
-//! frames) of the strip of columns it shares with CAM_C (CAM_L's right edge
-//! against CAM_C's left edge, CAM_R's left edge against CAM_C's right edge),
-//! in [`BANDS`] horizontal bands, on frames scaled down to
+//! frames, beyond [`NOISE`]) of the strip it shares with CAM_C and of
+//! CAM_C's matching strip (the same azimuths by the calibration, see
+//! [`strips`]; the frames' edges for a translation rig), in [`BANDS`]
+//! horizontal bands, on frames scaled down to
 //! [`ANALYSIS_WIDTH`] columns, less its moving average over half a second
 //! (slow drifts correlate at every lag and would hide the peak). Energy is a high-pass signal of what moves, so
 //! it is insensitive to exposure, lens and projection differences between
@@ -43,12 +44,14 @@
 mod correlate;
 mod energy;
 mod measure;
+pub mod strips;
 
 use serde::Serialize;
 
 pub use correlate::{Curve, Peak, find_peak, high_pass, ncc_at};
-pub use energy::{BANDS, Meter};
+pub use energy::{BANDS, Meter, NOISE};
 pub use measure::{align, measure};
+pub use strips::{SeamStrips, Strip, StripRule, edge_strips, shared_strips};
 
 /// Width of the gray frames analysed, pixels.
 pub const ANALYSIS_WIDTH: u32 = 160;
