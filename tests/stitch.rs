@@ -27,6 +27,8 @@ use soccer_rig::ids::{CameraId, SessionId};
 use soccer_rig::jobs::{JobQueue, JobStatus};
 use soccer_rig::layout::ServerLayout;
 
+use common::ffmpeg;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rig-stitch");
 const SESSION: &str = "GAME_20240315_140000";
 const W: u32 = 320;
@@ -58,19 +60,6 @@ fn frames_of(camera: CameraId) -> (u32, u32) {
         CameraId::Center => (15, 99), // 0.5 .. 3.3 s
         CameraId::Right => (24, 108), // 0.8 .. 3.6 s
     }
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg must be installed");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        common::stderr(&out)
-    );
 }
 
 /// The truth and the three camera clips, made once for all tests.
@@ -286,12 +275,7 @@ fn panorama_is_aligned_blended_and_matches_the_truth() {
     assert_eq!(report["output"], rig.panorama().to_str().unwrap());
     let plan = &report["plan"];
     assert_eq!(plan["common_start"], "2024-03-15T14:00:00.800000Z");
-    let skipped: Vec<u64> = plan["cameras"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["skipped_frames"].as_u64().unwrap())
-        .collect();
+    let skipped = common::skipped_frames(plan);
     assert_eq!(skipped, [24, 9, 0], "L skips 0.8 s, C 0.3 s, R nothing");
     assert_eq!(
         plan["cameras"][2]["start_time"],

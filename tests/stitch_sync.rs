@@ -275,7 +275,7 @@ fn a_still_scene_keeps_the_clocks_and_says_so() {
     // One frame of the scene, held: nothing moves anywhere.
     let still = dir.path().join("still.mp4");
     let moving = sync_rig::crop_scene(dir.path(), 2);
-    sync_rig::ffmpeg(&[
+    common::ffmpeg(&[
         "-i",
         moving.to_str().unwrap(),
         "-vf",
@@ -301,11 +301,6 @@ fn a_still_scene_keeps_the_clocks_and_says_so() {
         );
     }
     // The clocks alone decide: CAM_L skips 12 frames, CAM_C 6, CAM_R none.
-    let skipped: Vec<u64> = plan["cameras"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["skipped_frames"].as_u64().unwrap())
-        .collect();
+    let skipped = common::skipped_frames(&plan);
     assert_eq!(skipped, [12, 6, 0]);
 }

@@ -101,6 +101,27 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs ffmpeg quietly (`-v error -nostdin -y` and `args`); panics with its
+/// stderr if it fails.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg must be installed (apt-get install ffmpeg)");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", stderr(&out));
+}
+
+/// The frames each camera skips, in a stitch plan's JSON (`plan.cameras`).
+pub fn skipped_frames(plan: &serde_json::Value) -> Vec<u64> {
+    plan["cameras"]
+        .as_array()
+        .expect("plan.cameras is an array")
+        .iter()
+        .map(|c| c["skipped_frames"].as_u64().expect("skipped_frames"))
+        .collect()
+}
+
 /// Starts the real `rig-receive` with `config` and `--root root` on `listen`
 /// (`127.0.0.1:0` picks a free port) and reads the bound address from its
 /// first line, `listening on http://HOST:PORT`. The caller kills the child.

@@ -5,8 +5,8 @@
 //! `lenscorrection` and exposure by `colorchannelmixer`: independent of
 //! rig-stitch's own projection code.
 
+use super::ffmpeg;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// One camera of the synthetic rig.
 #[derive(Debug, Clone, Copy)]
@@ -25,19 +25,6 @@ pub const W: u32 = 640;
 pub const H: u32 = 360;
 pub const FPS: u32 = 10;
 pub const SECONDS: u32 = 2;
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg must be installed");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Renders the scene (`textured`: blurred gray noise; else one uniform
 /// colour) as a lossless clip in `dir`.

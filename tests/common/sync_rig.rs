@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use super::ffmpeg;
 use soccer_rig::describe::{self, DescribeOptions};
 use soccer_rig::host::ClockSync;
 use soccer_rig::ids::{CameraId, RecordingId, SessionId};
@@ -30,20 +31,6 @@ pub const OVERLAP: u32 = 64;
 pub const WIDE: u32 = 3 * W - 2 * OVERLAP;
 /// The session every rig holds.
 pub const SESSION: &str = "GAME_20240315_140000";
-
-/// Runs ffmpeg quietly; panics with its stderr if it fails.
-pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg must be installed (apt-get install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// ffmpeg's `psnr` filter summary of `graph` (which reads inputs 0 = `a`
 /// and 1 = `b` and ends in `psnr`): (average, min) in dB.
