@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use soccer_rig::checksum::hash_file;
+use soccer_rig::base::checksum::hash_file;
 
 /// Connects `n` clients that each send `first`.
 fn open(addr: &str, n: usize, first: &str) -> Vec<TcpStream> {

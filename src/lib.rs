@@ -20,46 +20,47 @@
 //!
 //! The three types a reader needs first:
 //!
-//! * [`ids::RecordingId`]: a session and a camera; the only way paths get
+//! * [`base::ids::RecordingId`]: a session and a camera; the only way paths get
 //!   their components, and so the path-traversal guard.
-//! * [`manifest::Manifest`]: the metadata that travels with every recording,
+//! * [`base::manifest::Manifest`]: the metadata that travels with every recording,
 //!   validated field by field.
-//! * [`layout::PiLayout`] / [`layout::ServerLayout`]: where every file lives.
+//! * [`base::layout::PiLayout`] / [`base::layout::ServerLayout`]: where every file lives.
 //!
 //! ```
-//! use soccer_rig::ids::RecordingId;
-//! use soccer_rig::layout::PiLayout;
+//! use soccer_rig::base::ids::RecordingId;
+//! use soccer_rig::base::layout::PiLayout;
 //!
 //! let rec = RecordingId::parse("GAME_20240315_140000_CAM_C").unwrap();
 //! let pi = PiLayout::new("/mnt/nvme");
 //! assert!(pi.manifest(&rec).ends_with("GAME_20240315_140000_CAM_C.json"));
 //! ```
 //!
-//! Every byte is hashed once on each side while it moves ([`checksum`]);
-//! every file others read is written atomically ([`fsx`]).
+//! Every byte is hashed once on each side while it moves ([`base::checksum`]);
+//! every file others read is written atomically ([`base::fsx`]).
+
+//! # The house
+//!
+//! Two layers. [`base`] holds the foundations every program shares (IDs,
+//! paths, digests, the manifest, wire types, config, ffmpeg). Above it, one
+//! module per program, named after it:
+//!
+//! | module | program | job |
+//! |---|---|---|
+//! | [`record`] | rig-record | capture into the Pi layout, manifest at stop |
+//! | [`base::manifest`] | rig-manifest | build, validate and verify manifests |
+//! | [`upload`] | rig-upload | offload: upload, confirm, compare, retry |
+//! | [`receive`] | rig-receive | the protocol's HTTP server and its storage |
+//! | [`stitch`] | rig-stitch | calibration, time alignment, the panorama |
+//! | [`check`] | rig-check | verify trees, pre-flight a node, probe a server |
+//!
+//! The binaries in `src/bin/` parse flags and call these; they hold no
+//! logic of their own.
 
 #![deny(missing_docs)]
 
+pub mod base;
 pub mod check;
-pub mod checksum;
-pub mod cli;
-pub mod client;
-pub mod config;
-pub mod describe;
-pub mod ffmpeg;
-pub mod fsx;
-pub mod host;
-pub mod http;
-pub mod ids;
-pub mod jobs;
-pub mod layout;
-pub mod manifest;
-pub mod manifest_flat;
-pub mod manifest_repair;
-pub mod protocol;
+pub mod receive;
 pub mod record;
-pub mod replies;
-pub mod server;
 pub mod stitch;
-pub mod sustain;
-pub mod verify;
+pub mod upload;

@@ -17,7 +17,7 @@ use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use soccer_rig::layout::ServerLayout;
+use soccer_rig::base::layout::ServerLayout;
 
 const SESSION: &str = "GAME_20240315_140000";
 
@@ -207,14 +207,14 @@ fn a_keep_alive_burst_of_12_is_served_without_waiting_for_idle_connections() {
 /// A stored recording of `len` zero bytes (sparse), for slow readers.
 fn store_big_recording(root: &Path, len: u64) {
     let layout = ServerLayout::under(root);
-    let session = soccer_rig::ids::SessionId::parse(SESSION).unwrap();
-    let cam = soccer_rig::ids::CameraId::parse("CAM_L").unwrap();
+    let session = soccer_rig::base::ids::SessionId::parse(SESSION).unwrap();
+    let cam = soccer_rig::base::ids::CameraId::parse("CAM_L").unwrap();
     let video = layout.recording(&session, cam);
     fs::create_dir_all(video.parent().unwrap()).unwrap();
     fs::File::create(&video).unwrap().set_len(len).unwrap();
     fs::write(
         layout.digest(&session, cam),
-        soccer_rig::layout::digest_line(&"0".repeat(64)),
+        soccer_rig::base::layout::digest_line(&"0".repeat(64)),
     )
     .unwrap();
 }

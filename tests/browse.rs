@@ -13,11 +13,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::host::ClockSync;
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::jobs::{JobQueue, JobStatus};
-use soccer_rig::layout::ServerLayout;
+use soccer_rig::base::host::ClockSync;
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::jobs::{JobQueue, JobStatus};
+use soccer_rig::base::layout::ServerLayout;
+use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 const STITCH: &str = env!("CARGO_BIN_EXE_rig-stitch");
 const CAMS: [&str; 3] = ["CAM_L", "CAM_C", "CAM_R"];
@@ -918,7 +918,7 @@ fn the_page_in_headless_chromium_shows_every_session_and_injects_nothing() {
         "-F",
         &format!(
             "checksum={}",
-            soccer_rig::checksum::hash_file(clip).unwrap().sha256
+            soccer_rig::base::checksum::hash_file(clip).unwrap().sha256
         ),
         "-F",
         &format!("file=@{}", clip.display()),

@@ -14,10 +14,10 @@ use std::process::{Command, Output};
 
 use common::scene::{self, View};
 use serde_json::Value;
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::host::ClockSync;
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::layout::{self, ServerLayout};
+use soccer_rig::base::host::ClockSync;
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::layout::{self, ServerLayout};
+use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-stitch");
 const SESSION: &str = "GAME_20240315_140000";

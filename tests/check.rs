@@ -12,10 +12,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use soccer_rig::describe::{DescribeOptions, describe};
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::jobs::JobQueue;
-use soccer_rig::layout::{PiLayout, ServerLayout};
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::jobs::JobQueue;
+use soccer_rig::base::layout::{PiLayout, ServerLayout};
+use soccer_rig::base::manifest::describe::{DescribeOptions, describe};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-check");
 const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
@@ -607,7 +607,7 @@ fn queue_and_storage_problems() {
     let layout = server_tree(&root, &["S1"]);
     let q = JobQueue::new(&layout);
     q.update(|f| {
-        f.jobs[0].status = soccer_rig::jobs::JobStatus::Done;
+        f.jobs[0].status = soccer_rig::base::jobs::JobStatus::Done;
     })
     .unwrap();
     let config = config_file(dir.path(), "");

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, Proxy};
 use serde_json::Value;
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::layout::{PiLayout, ServerLayout};
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::layout::{PiLayout, ServerLayout};
+use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 const UPLOAD: &str = env!("CARGO_BIN_EXE_rig-upload");
 

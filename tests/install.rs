@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use soccer_rig::config::Config;
+use soccer_rig::base::config::Config;
 
 const PREFIX: &str = "/usr";
 const NODE_BINS: [&str; 5] = [

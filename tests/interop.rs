@@ -20,10 +20,10 @@ use std::process::Child;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::ids::{CameraId, RecordingId};
-use soccer_rig::layout::ServerLayout;
-use soccer_rig::manifest::Manifest;
+use soccer_rig::base::ids::{CameraId, RecordingId};
+use soccer_rig::base::layout::ServerLayout;
+use soccer_rig::base::manifest::Manifest;
+use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 use common::pi::Rig;
 use common::refserver::RefServer;
@@ -87,7 +87,10 @@ impl Drop for Receiver {
 }
 
 fn rec(session: &str, camera: CameraId) -> RecordingId {
-    RecordingId::new(soccer_rig::ids::SessionId::parse(session).unwrap(), camera)
+    RecordingId::new(
+        soccer_rig::base::ids::SessionId::parse(session).unwrap(),
+        camera,
+    )
 }
 
 /// A multipart body as Python `requests` builds it for
@@ -229,7 +232,7 @@ fn requests_client_with_a_flat_manifest_and_a_big_snapshot_is_translated() {
     assert_eq!(m.timing.end_time, "2024-03-15T14:00:02.400000Z");
     assert_eq!(m.timing.sync_offset_ms, Some(250.0));
     assert_eq!(
-        soccer_rig::manifest::format_time(m.corrected_start().unwrap()),
+        soccer_rig::base::manifest::format_time(m.corrected_start().unwrap()),
         "2024-03-15T14:00:00.150000Z",
         "corrected start is the master time"
     );

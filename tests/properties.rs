@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::manifest::Manifest;
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::manifest::Manifest;
 
 const EXAMPLE: &str = include_str!("data/protocol-example.json");
 

@@ -12,11 +12,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use soccer_rig::checksum::hash_file;
-use soccer_rig::ids::RecordingId;
-use soccer_rig::jobs::{JobQueue, JobStatus};
-use soccer_rig::layout::ServerLayout;
-use soccer_rig::manifest::Manifest;
+use soccer_rig::base::checksum::hash_file;
+use soccer_rig::base::ids::RecordingId;
+use soccer_rig::base::jobs::{JobQueue, JobStatus};
+use soccer_rig::base::layout::ServerLayout;
+use soccer_rig::base::manifest::Manifest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-receive");
 const SESSION: &str = "GAME_20240315_140000";
@@ -426,7 +426,7 @@ fn curl_upload_stores_byte_identical_and_confirm_answers_from_receive_time() {
     assert_eq!(keys(&h), ["status", "storage_free_gb", "active_uploads"]);
     assert_eq!(h["status"], "healthy");
     assert_eq!(h["active_uploads"], 0);
-    let free = soccer_rig::fsx::free_space(d.root.path()).unwrap() as f64 / 1e9;
+    let free = soccer_rig::base::fsx::free_space(d.root.path()).unwrap() as f64 / 1e9;
     assert!(
         (h["storage_free_gb"].as_f64().unwrap() - free).abs() < 1.0,
         "{h} vs {free}"
@@ -467,11 +467,11 @@ fn a_file_of_many_reads_arrives_byte_identical_via_curl_and_ureq() {
 fn ureq_upload_with_manifest_stores_that_manifest() {
     let d = Daemon::start();
     let rec = RecordingId::parse("JVvsRivals_Home_CAM_L").unwrap();
-    let opts = soccer_rig::describe::DescribeOptions {
+    let opts = soccer_rig::base::manifest::describe::DescribeOptions {
         ffprobe: "ffprobe".into(),
         ..Default::default()
     };
-    let mut m = soccer_rig::describe::describe(&clips()[0], &rec, &opts).unwrap();
+    let mut m = soccer_rig::base::manifest::describe::describe(&clips()[0], &rec, &opts).unwrap();
     m.extra
         .insert("note".into(), Value::String("from the Pi".into()));
     let text = m.to_json_pretty();
@@ -793,7 +793,7 @@ fn huge_declared_bodies_cut_short_do_not_bring_the_server_down() {
         // More than the disk holds is refused 507 at the headers, even with
         // a floor of 0, and the body is drained instead: the declared length
         // must not be allocated on that path either.
-        let free = soccer_rig::fsx::free_space(d.root.path()).unwrap();
+        let free = soccer_rig::base::fsx::free_space(d.root.path()).unwrap();
         let until = Instant::now() + Duration::from_secs(10);
         while declared < free && d.health()["active_uploads"] != 1 {
             assert!(Instant::now() < until);
@@ -1084,8 +1084,8 @@ fn help_version_and_usage_errors() {
 #[test]
 fn example_server_config_is_the_defaults() {
     let text = include_str!("../scripts/server-config.example.yaml");
-    let c = soccer_rig::config::Config::from_yaml(text, None).unwrap();
-    assert_eq!(c, soccer_rig::config::Config::default());
+    let c = soccer_rig::base::config::Config::from_yaml(text, None).unwrap();
+    assert_eq!(c, soccer_rig::base::config::Config::default());
 }
 
 /// Writes `body` in `chunk`-byte pieces every `pause`, from a thread, until
@@ -1215,8 +1215,8 @@ fn sigterm_lets_an_upload_in_flight_finish_within_the_grace_time() {
     assert_eq!(r.1["checksum_verified"], true);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), 0);
     let stored = d.layout().recording(
-        &soccer_rig::ids::SessionId::parse(SESSION).unwrap(),
-        soccer_rig::ids::CameraId::Center,
+        &soccer_rig::base::ids::SessionId::parse(SESSION).unwrap(),
+        soccer_rig::base::ids::CameraId::Center,
     );
     assert_eq!(std::fs::read(stored).unwrap(), bytes);
     assert!(upload_temps(&d).is_empty(), "{:?}", d.files());
@@ -1265,7 +1265,7 @@ fn sigterm_grace_running_out_stops_the_upload_and_keeps_a_partial() {
 #[test]
 fn concurrent_uploads_cannot_both_take_the_last_room() {
     let probe = tempfile::tempdir().unwrap();
-    let free = soccer_rig::fsx::free_space(probe.path()).unwrap();
+    let free = soccer_rig::base::fsx::free_space(probe.path()).unwrap();
     let room = (free / 2).min(40_000_000_000);
     let floor_gb = (free - room) as f64 / 1e9;
     let each = room * 6 / 10;

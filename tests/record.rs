@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{ffprobe_json, sha256sum, stderr, stdout};
 use serde_json::Value;
-use soccer_rig::manifest::Manifest;
+use soccer_rig::base::manifest::Manifest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-record");
 const MANIFEST_BIN: &str = env!("CARGO_BIN_EXE_rig-manifest");

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::layout::{PiLayout, ServerLayout};
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::layout::{PiLayout, ServerLayout};
+use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
 const UPLOAD: &str = env!("CARGO_BIN_EXE_rig-upload");

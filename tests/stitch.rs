@@ -23,9 +23,9 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use soccer_rig::ids::{CameraId, SessionId};
-use soccer_rig::jobs::{JobQueue, JobStatus};
-use soccer_rig::layout::ServerLayout;
+use soccer_rig::base::ids::{CameraId, SessionId};
+use soccer_rig::base::jobs::{JobQueue, JobStatus};
+use soccer_rig::base::layout::ServerLayout;
 
 use common::ffmpeg;
 
@@ -406,7 +406,7 @@ fn queue_goes_queued_running_done_and_records_the_running_pid() {
         common::stdout(&out)
     );
 
-    let during: soccer_rig::jobs::JobsFile =
+    let during: soccer_rig::base::jobs::JobsFile =
         serde_json::from_str(&std::fs::read_to_string(&snapshot).unwrap()).unwrap();
     let running = &during.jobs[0];
     assert_eq!(running.status, JobStatus::Running);

@@ -7,7 +7,7 @@ mod common;
 
 use common::sync_rig::{self, FPS, SyncRig};
 use serde_json::Value;
-use soccer_rig::ids::CameraId;
+use soccer_rig::base::ids::CameraId;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-stitch");
 

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use soccer_rig::ids::{CameraId, RecordingId};
+use soccer_rig::base::ids::{CameraId, RecordingId};
 
 use common::pi::{DELAY, Rig};
 use common::wire::{parse_multipart, read_head, respond, sha256_hex};
@@ -648,9 +648,9 @@ fn all_goes_oldest_first_skips_offloaded_and_retries_failed() {
     let done = rig.add("DONE", CameraId::Left, "2024-03-14T10:00:00Z");
     let failed = rig.add("FAILED", CameraId::Left, "2024-03-15T12:00:00Z");
     let write_state = |rec: &RecordingId, status: &str| {
-        let mut s = soccer_rig::client::OffloadState::pending(&rec.to_string());
+        let mut s = soccer_rig::upload::OffloadState::pending(&rec.to_string());
         s.status = serde_json::from_value(Value::from(status)).unwrap();
-        soccer_rig::client::write_offload_state(&rig.layout().offload_state(rec), &s).unwrap();
+        soccer_rig::upload::write_offload_state(&rig.layout().offload_state(rec), &s).unwrap();
     };
     write_state(&done, "offloaded");
     write_state(&failed, "failed");
@@ -689,11 +689,11 @@ fn an_interrupted_run_is_resumed_by_confirm_without_resending() {
     let rec = rig.add("S14", CameraId::Center, "2024-03-15T14:00:00Z");
     // First run stores it on the server; then pretend we died before the state write.
     assert_eq!(upload_one(&rig, &rec, &[]).status.code(), Some(0));
-    let mut st = soccer_rig::client::read_offload_state(&rig.layout().offload_state(&rec))
+    let mut st = soccer_rig::upload::read_offload_state(&rig.layout().offload_state(&rec))
         .unwrap()
         .unwrap();
-    st.status = soccer_rig::client::OffloadStatus::Uploading;
-    soccer_rig::client::write_offload_state(&rig.layout().offload_state(&rec), &st).unwrap();
+    st.status = soccer_rig::upload::OffloadStatus::Uploading;
+    soccer_rig::upload::write_offload_state(&rig.layout().offload_state(&rec), &st).unwrap();
     let out = upload_one(&rig, &rec, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
     assert_eq!(server.arrivals("/api/v1/upload").len(), 1);
@@ -706,7 +706,7 @@ fn a_second_instance_exits_at_once_while_the_lock_is_held() {
     let server = FaultServer::start(vec![], vec![]);
     let rig = Rig::new(&server.url, "");
     let rec = rig.add("S15", CameraId::Center, "2024-03-15T14:00:00Z");
-    let held = soccer_rig::fsx::LockFile::try_acquire(&rig.layout().upload_lock())
+    let held = soccer_rig::base::fsx::LockFile::try_acquire(&rig.layout().upload_lock())
         .unwrap()
         .unwrap();
     let out = rig.upload(&["--all", "--json"]);
@@ -776,10 +776,16 @@ fn file_and_manifest_pair_dry_run_auto_and_usage() {
 #[test]
 fn node_config_example_parses_to_the_defaults() {
     let text = include_str!("../scripts/node-config.example.yaml");
-    let c = soccer_rig::config::Config::from_yaml(text, None).unwrap();
-    assert_eq!(c.offload, soccer_rig::config::OffloadConfig::default());
-    assert_eq!(c.node, soccer_rig::config::NodeConfig::default());
-    assert_eq!(c.recording, soccer_rig::config::RecordingConfig::default());
+    let c = soccer_rig::base::config::Config::from_yaml(text, None).unwrap();
+    assert_eq!(
+        c.offload,
+        soccer_rig::base::config::OffloadConfig::default()
+    );
+    assert_eq!(c.node, soccer_rig::base::config::NodeConfig::default());
+    assert_eq!(
+        c.recording,
+        soccer_rig::base::config::RecordingConfig::default()
+    );
 }
 
 #[test]
@@ -1030,7 +1036,7 @@ struct Receiver {
     _stdout: BufReader<std::process::ChildStdout>,
     url: String,
     addr: std::net::SocketAddr,
-    layout: soccer_rig::layout::ServerLayout,
+    layout: soccer_rig::base::layout::ServerLayout,
     _dir: tempfile::TempDir,
 }
 
@@ -1063,7 +1069,7 @@ impl Receiver {
             _stdout: stdout,
             url,
             addr,
-            layout: soccer_rig::layout::ServerLayout::under(&root),
+            layout: soccer_rig::base::layout::ServerLayout::under(&root),
             _dir: dir,
         }
     }
@@ -1096,7 +1102,7 @@ fn real_receiver_gets_three_cameras_byte_identical() {
         assert_eq!(fs::read(server.stored(rec)).unwrap(), clip, "{rec}");
         let digest = fs::read_to_string(server.layout.digest(&rec.session, rec.camera)).unwrap();
         assert_eq!(
-            soccer_rig::layout::parse_digest_line(&digest),
+            soccer_rig::base::layout::parse_digest_line(&digest),
             Some(want.clone())
         );
         let st = rig.state(rec);
@@ -1107,7 +1113,7 @@ fn real_receiver_gets_three_cameras_byte_identical() {
         assert!(rig.layout().manifest(rec).exists());
     }
     // All three cameras stored: the session is queued for stitching.
-    let queue = soccer_rig::jobs::JobQueue::new(&server.layout);
+    let queue = soccer_rig::base::jobs::JobQueue::new(&server.layout);
     assert!(queue.latest_for(&recs[0].session).unwrap().is_some());
 }
 

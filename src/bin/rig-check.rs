@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use soccer_rig::base::cli::{self, Failure};
+use soccer_rig::base::config::Config;
+use soccer_rig::base::ids::SessionId;
 use soccer_rig::check::{self, Request, node::NodeOptions, server::ServerOptions};
-use soccer_rig::cli::{self, Failure};
-use soccer_rig::config::Config;
-use soccer_rig::ids::SessionId;
 
 const PROGRAM: &str = "rig-check";
 

@@ -3,14 +3,14 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use soccer_rig::cli::{self, EXIT_FAILURE, EXIT_OK, Failure};
-use soccer_rig::config::Config;
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::layout::PiLayout;
-use soccer_rig::manifest::parse_time;
+use soccer_rig::base::cli::{self, EXIT_FAILURE, EXIT_OK, Failure};
+use soccer_rig::base::config::Config;
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::layout::PiLayout;
+use soccer_rig::base::manifest::describe::{self, DescribeOptions};
+use soccer_rig::base::manifest::parse_time;
+use soccer_rig::base::manifest::verify::{self, VerifyStatus};
 use soccer_rig::record;
-use soccer_rig::verify::{self, VerifyStatus};
 
 const PROGRAM: &str = "rig-manifest";
 

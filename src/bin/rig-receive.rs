@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use soccer_rig::cli::{self, EXIT_OK, Failure};
-use soccer_rig::config::Config;
-use soccer_rig::server;
+use soccer_rig::base::cli::{self, EXIT_OK, Failure};
+use soccer_rig::base::config::Config;
+use soccer_rig::receive;
 
 const PROGRAM: &str = "rig-receive";
 
@@ -82,7 +82,7 @@ fn run() -> Result<u8, Failure> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| Failure::failed(format!("cannot handle signal {signal}: {e}")))?;
     }
-    server::run(&config, &stop, |_addr, url| {
+    receive::run(&config, &stop, |_addr, url| {
         log::info!(
             "storing into {} (temp {}), jobs in {}",
             config.storage.sessions_path.display(),

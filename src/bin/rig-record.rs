@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use soccer_rig::cli::{self, Failure};
-use soccer_rig::config::Config;
-use soccer_rig::ids::{CameraId, SessionId};
+use soccer_rig::base::cli::{self, Failure};
+use soccer_rig::base::config::Config;
+use soccer_rig::base::ids::{CameraId, SessionId};
 use soccer_rig::record::{self, RecordOptions};
 
 const HELP: &str = "\

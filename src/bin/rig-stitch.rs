@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use serde_json::{Value, json};
-use soccer_rig::cli::{self, EXIT_FAILURE, EXIT_OK, Failure};
-use soccer_rig::config::Config;
-use soccer_rig::ids::SessionId;
-use soccer_rig::layout::ServerLayout;
+use soccer_rig::base::cli::{self, EXIT_FAILURE, EXIT_OK, Failure};
+use soccer_rig::base::config::Config;
+use soccer_rig::base::ids::SessionId;
+use soccer_rig::base::layout::ServerLayout;
 use soccer_rig::stitch::{self, Outcome, Runner, StitchError, StitchSettings};
 
 const PROGRAM: &str = "rig-stitch";
@@ -81,8 +81,8 @@ impl From<pico_args::Error> for Error {
     }
 }
 
-impl From<soccer_rig::config::ConfigError> for Error {
-    fn from(e: soccer_rig::config::ConfigError) -> Self {
+impl From<soccer_rig::base::config::ConfigError> for Error {
+    fn from(e: soccer_rig::base::config::ConfigError) -> Self {
         Error {
             failure: Failure::from(e),
             code: "config_error",

@@ -1,14 +1,14 @@
 //! rig-upload: offload recordings from a Pi camera node to the server.
-//! The flow, retries and state live in `soccer_rig::client`.
+//! The flow, retries and state live in `soccer_rig::upload`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use soccer_rig::cli::{self, EXIT_FAILURE, EXIT_OK, Failure};
-use soccer_rig::client::{self, ClientError, OffloadOptions, OffloadReport};
-use soccer_rig::config::Config;
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::cli::{self, EXIT_FAILURE, EXIT_OK, Failure};
+use soccer_rig::base::config::Config;
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::upload::{self, ClientError, OffloadOptions, OffloadReport};
 
 const PROGRAM: &str = "rig-upload";
 
@@ -137,9 +137,9 @@ fn run() -> Result<u8, Failure> {
     }
 
     let result = match target {
-        Target::All => client::offload_all(&config, &opts),
-        Target::One(rec) => client::offload_recording(&config, &rec, &opts).map(|r| vec![r]),
-        Target::Pair(f, m) => client::offload_files(&config, &f, &m, &opts).map(|r| vec![r]),
+        Target::All => upload::offload_all(&config, &opts),
+        Target::One(rec) => upload::offload_recording(&config, &rec, &opts).map(|r| vec![r]),
+        Target::Pair(f, m) => upload::offload_files(&config, &f, &m, &opts).map(|r| vec![r]),
     };
     let reports = match result {
         Ok(r) => r,

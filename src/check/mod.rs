@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::checksum::{self, FileDigest};
-use crate::cli;
-use crate::config::Config;
+use crate::base::checksum::{self, FileDigest};
+use crate::base::cli;
+use crate::base::config::Config;
 
 pub mod node;
 pub mod server;
@@ -153,7 +153,7 @@ pub fn run(config: &Config, request: &Request) -> Result<Report, CheckError> {
 
 /// Now, as manifests write times.
 pub(crate) fn now_rfc3339() -> String {
-    crate::manifest::format_time(jiff::Timestamp::now())
+    crate::base::manifest::format_time(jiff::Timestamp::now())
 }
 
 /// A byte count for people: `1.5 GiB`, `300.0 MiB`, `12 B`.
@@ -209,7 +209,7 @@ impl<R: Read> Read for CountingReader<'_, R> {
 
 /// Hashes one file, streamed once, counting bytes as they go.
 fn hash_counted(path: &Path, bytes: &AtomicU64) -> io::Result<FileDigest> {
-    let with_path = crate::fsx::with_path(path);
+    let with_path = crate::base::fsx::with_path(path);
     let file = std::fs::File::open(path).map_err(&with_path)?;
     // A hint only: read-ahead helps a single sequential pass; failure is harmless.
     let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);

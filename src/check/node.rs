@@ -16,14 +16,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{CheckError, HashJob, Status, hash_all, human_bytes, human_minutes};
-use crate::config::{Config, GB};
-use crate::fsx;
-use crate::host;
-use crate::ids::{CameraId, RecordingId, SessionId};
-use crate::layout::PiLayout;
-use crate::manifest::Manifest;
-use crate::protocol::HEALTH_PATH;
-use crate::replies::HealthReply;
+use crate::base::config::{Config, GB};
+use crate::base::fsx;
+use crate::base::host;
+use crate::base::ids::{CameraId, RecordingId, SessionId};
+use crate::base::layout::PiLayout;
+use crate::base::manifest::Manifest;
+use crate::base::protocol::HEALTH_PATH;
+use crate::base::replies::HealthReply;
 
 /// Minutes of recording a match needs by default: 90 minutes of play, half
 /// time, stoppage time and a margin.
@@ -552,7 +552,7 @@ fn check_server(url: &str, config: &Config, opts: &NodeOptions) -> (CheckItem, O
             None,
         )
     };
-    let builder = match crate::http::agent_builder(&config.offload) {
+    let builder = match crate::base::http::agent_builder(&config.offload) {
         Ok(b) => b,
         Err(e) => return fail(e.0, None),
     };
@@ -564,15 +564,18 @@ fn check_server(url: &str, config: &Config, opts: &NodeOptions) -> (CheckItem, O
         .build()
         .into();
     let mut req = agent.get(&health);
-    match crate::http::api_key(&config.offload) {
-        Ok(Some(key)) => req = req.header("Authorization", crate::http::bearer(&key)),
+    match crate::base::http::api_key(&config.offload) {
+        Ok(Some(key)) => req = req.header("Authorization", crate::base::http::bearer(&key)),
         Ok(None) => {}
         Err(e) => return fail(e.0, None),
     }
     let mut resp = match req.call() {
         Ok(r) => r,
-        Err(e) if crate::http::is_tls_failure(&e) => {
-            return fail(format!("{} ({e})", crate::http::tls_hint(&health)), None);
+        Err(e) if crate::base::http::is_tls_failure(&e) => {
+            return fail(
+                format!("{} ({e})", crate::base::http::tls_hint(&health)),
+                None,
+            );
         }
         Err(e) => return fail(format!("{health} unreachable: {e}"), None),
     };
@@ -592,7 +595,7 @@ fn check_server(url: &str, config: &Config, opts: &NodeOptions) -> (CheckItem, O
     if code != 200 {
         return fail(format!("{health} answered HTTP {code}"), Some(code));
     }
-    let h = match crate::replies::health_reply(&body) {
+    let h = match crate::base::replies::health_reply(&body) {
         Ok(h) => h,
         Err(why) => {
             return fail(

@@ -19,13 +19,13 @@ use serde_json::Value;
 use walkdir::WalkDir;
 
 use super::{CheckError, HashJob, Status, hash_all, human_bytes};
-use crate::checksum::{FileDigest, is_sha256_hex};
-use crate::config::{GB, StorageConfig};
-use crate::fsx;
-use crate::ids::{CameraId, SessionId};
-use crate::jobs::{Job, JobQueue, JobStatus};
-use crate::layout::{ServerLayout, parse_digest_line};
-use crate::manifest::validate_value;
+use crate::base::checksum::{FileDigest, is_sha256_hex};
+use crate::base::config::{GB, StorageConfig};
+use crate::base::fsx;
+use crate::base::ids::{CameraId, SessionId};
+use crate::base::jobs::{Job, JobQueue, JobStatus};
+use crate::base::layout::{ServerLayout, parse_digest_line};
+use crate::base::manifest::validate_value;
 
 /// A session directory may hold this thumbnail besides the camera and
 /// `stitched/` directories.
@@ -33,7 +33,7 @@ pub const THUMBNAIL: &str = "thumb.jpg";
 
 /// Largest `manifest.json` read (the largest rig-receive accepts); anything
 /// bigger is not a manifest.
-const MAX_MANIFEST_BYTES: u64 = crate::server::upload::MAX_MANIFEST_BYTES as u64;
+const MAX_MANIFEST_BYTES: u64 = crate::receive::upload::MAX_MANIFEST_BYTES as u64;
 /// Largest `recording.sha256` read.
 const MAX_DIGEST_BYTES: u64 = 4096;
 
@@ -254,7 +254,7 @@ pub struct PartialReport {
 }
 
 fn partial_reports(layout: &ServerLayout) -> Vec<PartialReport> {
-    let store = crate::server::partial::PartialStore::in_dir(layout.temp_dir());
+    let store = crate::receive::partial::PartialStore::in_dir(layout.temp_dir());
     let now = jiff::Timestamp::now();
     let mut out: Vec<PartialReport> = store
         .list()
@@ -582,7 +582,7 @@ fn walk_sessions(layout: &ServerLayout, only: Option<&SessionId>) -> Walk {
             _ => {
                 let parent = parts.get(1).map(String::as_str).unwrap_or_default();
                 let allowed: &[&str] = if CameraId::parse(parent).is_ok() {
-                    &crate::layout::SERVER_CAMERA_FILES
+                    &crate::base::layout::SERVER_CAMERA_FILES
                 } else {
                     &["panorama.mp4"]
                 };
@@ -643,7 +643,7 @@ fn temp_leftovers(layout: &ServerLayout, errors: &mut Vec<Problem>) -> Vec<Lefto
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if all && name.starts_with(crate::server::partial::PARTIAL_PREFIX) {
+            if all && name.starts_with(crate::receive::partial::PARTIAL_PREFIX) {
                 // A partial kept for a resume: reported apart, not a leftover.
                 continue;
             }
@@ -681,7 +681,7 @@ fn leftover(path: &Path, name: &str, hint: Option<&str>) -> Leftover {
     let modified = meta
         .and_then(|m| m.modified().ok())
         .and_then(|t| jiff::Timestamp::try_from(t).ok())
-        .map(crate::manifest::format_time);
+        .map(crate::base::manifest::format_time);
     let temp = hint.is_some() || name.starts_with(fsx::TEMP_PREFIX);
     let hint = match hint {
         Some(h) => h.to_string(),
@@ -1039,7 +1039,7 @@ fn session_report(
 /// Summarises the queue file.
 fn queue_report(
     layout: &ServerLayout,
-    file: Result<crate::jobs::JobsFile, crate::jobs::JobsError>,
+    file: Result<crate::base::jobs::JobsFile, crate::base::jobs::JobsError>,
     sessions: &BTreeMap<SessionId, BTreeSet<CameraId>>,
     filtered: bool,
 ) -> QueueReport {

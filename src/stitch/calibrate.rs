@@ -25,10 +25,10 @@ use super::align::{self, Params, Problem};
 use super::camera::Camera;
 use super::image::Gray;
 use super::{StitchError, StitchSettings, load_inputs};
-use crate::ffmpeg;
-use crate::fsx;
-use crate::ids::SessionId;
-use crate::layout::ServerLayout;
+use crate::base::ffmpeg;
+use crate::base::fsx;
+use crate::base::ids::SessionId;
+use crate::base::layout::ServerLayout;
 
 /// Median gradient (gray levels per pixel) below which a seam is too flat
 /// to calibrate.

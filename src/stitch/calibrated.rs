@@ -13,9 +13,9 @@ use serde::Serialize;
 use super::calibrate::Calibration;
 use super::canvas::{self, Canvas};
 use super::{Plan, StitchError, StitchSettings, encode, output_size};
-use crate::fsx;
-use crate::ids::SessionId;
-use crate::layout::ServerLayout;
+use crate::base::fsx;
+use crate::base::ids::SessionId;
+use crate::base::layout::ServerLayout;
 
 /// The geometry a plan stitches with.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -5,7 +5,7 @@
 //! `processing.output_codec` is `h264`, `h265`, or a hardware encoder of
 //! either family (`h264_nvenc`, `hevc_vaapi`, `h264_qsv`, `h264_v4l2m2m`,
 //! ...). A hardware encoder is tried on a few frames of a lavfi colour
-//! before the stitch ([`crate::ffmpeg::encoders::try_encoder`]): an ffmpeg
+//! before the stitch ([`crate::base::ffmpeg::encoders::try_encoder`]): an ffmpeg
 //! build lists `h264_nvenc` whether or not a card is present, and finding
 //! out an hour into a match is too late. The x264/x265 preset is passed to
 //! software encoders only; hardware encoders take their own defaults.
@@ -13,7 +13,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use crate::ffmpeg::encoders;
+use crate::base::ffmpeg::encoders;
 
 /// The two codec families a panorama can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

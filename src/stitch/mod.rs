@@ -64,13 +64,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::ProcessingConfig;
-use crate::ffmpeg::{self, Probe, ProbeError, ProgressParser};
-use crate::fsx::{self, AtomicFile, LockFile};
-use crate::ids::{CameraId, IdError, SessionId};
-use crate::jobs::{self, Job, JobQueue, JobStatus, JobsError, JobsFile, Refused};
-use crate::layout::ServerLayout;
-use crate::manifest::{self, Manifest, ManifestError};
+use crate::base::config::ProcessingConfig;
+use crate::base::ffmpeg::{self, Probe, ProbeError, ProgressParser};
+use crate::base::fsx::{self, AtomicFile, LockFile};
+use crate::base::ids::{CameraId, IdError, SessionId};
+use crate::base::jobs::{self, Job, JobQueue, JobStatus, JobsError, JobsFile, Refused};
+use crate::base::layout::ServerLayout;
+use crate::base::manifest::{self, Manifest, ManifestError};
 
 pub mod encode;
 pub mod output_size;
@@ -286,8 +286,8 @@ impl StitchError {
     /// Exit code: 2 for usage and configuration errors, 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StitchError::Config(_) | StitchError::InvalidSession(_) => crate::cli::EXIT_USAGE,
-            _ => crate::cli::EXIT_FAILURE,
+            StitchError::Config(_) | StitchError::InvalidSession(_) => crate::base::cli::EXIT_USAGE,
+            _ => crate::base::cli::EXIT_FAILURE,
         }
     }
 }
@@ -954,7 +954,7 @@ pub fn run_ffmpeg(
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(), StitchError> {
     log::debug!("running {}", shell_line(ffmpeg, args));
-    if !crate::ffmpeg::tool_exists(ffmpeg) {
+    if !crate::base::ffmpeg::tool_exists(ffmpeg) {
         return Err(StitchError::FfmpegMissing(ffmpeg.to_path_buf()));
     }
     let started = Instant::now();
@@ -1730,7 +1730,7 @@ mod tests {
             ..ProcessingConfig::default()
         };
         let err = StitchSettings::from_config(&odd).unwrap_err();
-        assert_eq!(err.exit_code(), crate::cli::EXIT_USAGE);
+        assert_eq!(err.exit_code(), crate::base::cli::EXIT_USAGE);
         assert!(err.to_string().contains("stitch_overlap_px"));
     }
 

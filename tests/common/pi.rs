@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::layout::PiLayout;
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::layout::PiLayout;
+use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-upload");
 /// The retry delay the tests configure: waits are 0.05, 0.1, 0.2, 0.4 s.

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use super::ffmpeg;
-use soccer_rig::describe::{self, DescribeOptions};
-use soccer_rig::host::ClockSync;
-use soccer_rig::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::layout::{self, ServerLayout};
+use soccer_rig::base::host::ClockSync;
+use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
+use soccer_rig::base::layout::{self, ServerLayout};
+use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 /// One camera's frame.
 pub const W: u32 = 320;

@@ -9,7 +9,7 @@ use super::{
     SeamStrips, Strip, StripRule, SyncMode, SyncReport, SyncSettings, SyncSource, SyncWindow,
     UNSYNCED_SEARCH_FACTOR, edge_strips, find_peak, high_pass, ncc_at, shared_strips,
 };
-use crate::ffmpeg::frames::{self, FramesError, GrayWindow};
+use crate::base::ffmpeg::frames::{self, FramesError, GrayWindow};
 use crate::stitch::CameraInput;
 
 /// Shortest common span (CAM_C frames) worth analysing.

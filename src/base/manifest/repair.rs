@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::manifest::{Manifest, validate_value};
+use crate::base::manifest::{Manifest, validate_value};
 
 /// A repaired manifest and the problems found in the client's.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +155,11 @@ mod tests {
     use serde_json::json;
 
     fn base() -> Manifest {
-        Manifest::from_json(include_str!("../tests/data/protocol-example.json")).unwrap()
+        Manifest::from_json(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/protocol-example.json"
+        )))
+        .unwrap()
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! every other type here is built from a parsed [`SessionId`].
 //!
 //! ```
-//! use soccer_rig::ids::{CameraId, RecordingId, SessionId};
+//! use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
 //!
 //! let session = SessionId::parse("GAME_20240315_140000").unwrap();
 //! let rec = RecordingId::new(session, CameraId::Center);

@@ -9,6 +9,11 @@
 //! struct carries an `extra` map), and output keeps the key order of the
 //! PROTOCOL.md example.
 
+pub mod describe;
+pub mod flat;
+pub mod repair;
+pub mod verify;
+
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,8 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::checksum::is_sha256_hex;
-use crate::ids::{CameraId, Position, RecordingId, SessionId};
+use crate::base::checksum::is_sha256_hex;
+use crate::base::ids::{CameraId, Position, RecordingId, SessionId};
 
 /// The manifest format version this code writes.
 pub const MANIFEST_VERSION: &str = "1.0";
@@ -362,7 +367,7 @@ impl Manifest {
     /// creating parent directories.
     pub fn write_atomic(&self, path: &Path) -> Result<(), ManifestError> {
         self.validate()?;
-        crate::fsx::atomic_write(path, self.to_json_pretty().as_bytes()).map_err(|source| {
+        crate::base::fsx::atomic_write(path, self.to_json_pretty().as_bytes()).map_err(|source| {
             ManifestError::Io {
                 path: path.to_path_buf(),
                 source,
@@ -371,7 +376,7 @@ impl Manifest {
     }
 
     /// The recording ID, parsed from the validated fields.
-    pub fn recording_id(&self) -> Result<RecordingId, crate::ids::IdError> {
+    pub fn recording_id(&self) -> Result<RecordingId, crate::base::ids::IdError> {
         let session = SessionId::parse(&self.recording.session_id)?;
         let camera = CameraId::parse(&self.recording.camera_id)?;
         Ok(RecordingId::new(session, camera))
@@ -667,7 +672,10 @@ mod tests {
     use super::*;
 
     /// PROTOCOL.md's example, with a real-looking digest in place of "abc123def456...".
-    pub(crate) const EXAMPLE: &str = include_str!("../tests/data/protocol-example.json");
+    pub(crate) const EXAMPLE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/protocol-example.json"
+    ));
 
     #[test]
     fn example_is_valid_and_round_trips_byte_for_byte() {

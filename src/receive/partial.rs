@@ -32,16 +32,16 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tempfile::{NamedTempFile, TempPath};
 
-use crate::config::{Config, GB};
-use crate::fsx;
-use crate::ids::RecordingId;
+use crate::base::config::{Config, GB};
+use crate::base::fsx;
+use crate::base::ids::RecordingId;
 
 /// Name prefix of partials (data and sidecar) in `temp/`.
 pub const PARTIAL_PREFIX: &str = ".rig-partial-";
 
-pub use crate::protocol::UPLOAD_STATUS_PATH as STATUS_PATH;
-pub use crate::protocol::UploadStatusResponse as StatusResponse;
-pub use crate::protocol::field::OFFSET as OFFSET_FIELD;
+pub use crate::base::protocol::UPLOAD_STATUS_PATH as STATUS_PATH;
+pub use crate::base::protocol::UploadStatusResponse as StatusResponse;
+pub use crate::base::protocol::field::OFFSET as OFFSET_FIELD;
 
 /// How often a running server looks for expired partials: often enough
 /// that an expired partial goes within minutes, rarely enough that reading
@@ -178,7 +178,7 @@ impl PartialStore {
         rec: &RecordingId,
         checksum: &str,
         offset: u64,
-    ) -> io::Result<(crate::checksum::HashingWriter<NamedTempFile>, Vec<u8>)> {
+    ) -> io::Result<(crate::base::checksum::HashingWriter<NamedTempFile>, Vec<u8>)> {
         let path = self.data_path(rec, checksum);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         file.set_len(offset)?;
@@ -189,7 +189,7 @@ impl PartialStore {
 
         temp.as_file_mut().seek(io::SeekFrom::End(0))?;
         let started = std::time::Instant::now();
-        let writer = crate::checksum::HashingWriter::with_prefix(temp, reader)?;
+        let writer = crate::base::checksum::HashingWriter::with_prefix(temp, reader)?;
         log::info!(
             "{rec}: re-hashed the {offset} bytes of its partial in {:.1} ms",
             started.elapsed().as_secs_f64() * 1000.0
@@ -261,7 +261,7 @@ impl PartialStore {
             camera_id: rec.camera.to_string(),
             checksum: checksum.to_string(),
             received_bytes: len,
-            updated_at: crate::manifest::format_time(jiff::Timestamp::now()),
+            updated_at: crate::base::manifest::format_time(jiff::Timestamp::now()),
         };
         let json = serde_json::to_vec_pretty(&info).map_err(io::Error::other)?;
         fsx::atomic_write(&sidecar, &json)?;
@@ -377,7 +377,7 @@ pub fn status(
     busy: impl Fn(&RecordingId) -> bool,
     wait: Duration,
 ) -> Result<StatusResponse, super::ApiError> {
-    use crate::protocol::{code, field};
+    use crate::base::protocol::{code, field};
     let query = url.split_once('?').map_or("", |(_, q)| q);
     let get = |name: &str| -> Result<String, super::ApiError> {
         query
@@ -399,15 +399,15 @@ pub fn status(
     let bad = |name: &str, e: String| {
         super::ApiError::new(400, code::INVALID_FIELD, format!("parameter {name}: {e}"))
     };
-    let session = crate::ids::SessionId::parse(&get(field::SESSION_ID)?)
+    let session = crate::base::ids::SessionId::parse(&get(field::SESSION_ID)?)
         .map_err(|e| bad(field::SESSION_ID, e.to_string()))?;
-    let camera = crate::ids::CameraId::parse(&get(field::CAMERA_ID)?)
+    let camera = crate::base::ids::CameraId::parse(&get(field::CAMERA_ID)?)
         .map_err(|e| bad(field::CAMERA_ID, e.to_string()))?;
     // The same camera binding as the upload it prepares: a key bound to
     // CAM_L learns here, not after sending 20 GB, that it may not be CAM_C.
     trace.grant.camera(camera)?;
     let checksum = get(field::CHECKSUM)?.trim().to_ascii_lowercase();
-    if !crate::checksum::is_sha256_hex(&checksum) {
+    if !crate::base::checksum::is_sha256_hex(&checksum) {
         return Err(bad(
             field::CHECKSUM,
             "must be a SHA-256 digest, 64 hex characters".into(),
@@ -445,7 +445,7 @@ mod tests {
         let s = store(dir.path(), 1.0);
         let rec = RecordingId::parse("GAME_1_CAM_C").unwrap();
         let whole: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let sum = crate::checksum::hash_reader(&whole[..], 4096)
+        let sum = crate::base::checksum::hash_reader(&whole[..], 4096)
             .unwrap()
             .sha256;
         let mut t = NamedTempFile::new_in(dir.path()).unwrap();

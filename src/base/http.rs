@@ -18,7 +18,7 @@ use ureq::config::ConfigBuilder;
 use ureq::tls::{RootCerts, TlsConfig};
 use ureq::typestate::AgentScope;
 
-use crate::config::OffloadConfig;
+use crate::base::config::OffloadConfig;
 
 /// The system's CA bundle (Debian/Raspberry Pi OS `ca-certificates`).
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";

@@ -23,7 +23,7 @@
 use std::fmt::Write;
 
 use super::browse::{CameraSummary, SessionList, SessionSummary, Stats};
-use crate::jobs::JobStatus;
+use crate::base::jobs::JobStatus;
 
 /// Seconds between reloads while an upload or a stitch is under way.
 pub const BUSY_REFRESH_SEC: u32 = 5;

@@ -5,7 +5,7 @@
 //! (and the others that help), so a club learns it before kick-off rather
 //! than from a match with holes in it.
 
-use crate::config::RecordingConfig;
+use crate::base::config::RecordingConfig;
 use crate::record::Check;
 
 /// The slowest encode speed, as a fraction of real time, that passes. A

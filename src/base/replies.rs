@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use crate::protocol::code;
+use crate::base::protocol::code;
 
 /// A 2xx upload reply. Every field is optional; only an explicit `false`
 /// or a size other than the file's fails the attempt.

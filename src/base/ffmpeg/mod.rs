@@ -315,7 +315,7 @@ pub struct Progress {
 /// Accumulates `-progress` lines into [`Progress`] blocks.
 ///
 /// ```
-/// use soccer_rig::ffmpeg::ProgressParser;
+/// use soccer_rig::base::ffmpeg::ProgressParser;
 /// let mut p = ProgressParser::default();
 /// assert!(p.line("frame=30").is_none());
 /// let block = p.line("progress=continue").unwrap();

@@ -19,9 +19,9 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
-use crate::config::{ApiKeySpec, ServerConfig};
-use crate::ids::CameraId;
-use crate::protocol::{HEALTH_PATH, code};
+use crate::base::config::{ApiKeySpec, ServerConfig};
+use crate::base::ids::CameraId;
+use crate::base::protocol::{HEALTH_PATH, code};
 
 /// An address block of `server.allow_ips`: `10.0.0.0/8`, `fd00::/8`, or a
 /// single address (all bits).
@@ -362,7 +362,7 @@ mod tests {
     }
 
     fn access(yaml: &str) -> Access {
-        let c = crate::config::Config::from_yaml(yaml, None).unwrap();
+        let c = crate::base::config::Config::from_yaml(yaml, None).unwrap();
         Access::from_config(&c.server).unwrap()
     }
 
@@ -428,7 +428,7 @@ mod tests {
         let g = a.check(None, &m, "/x", Some("Bearer beta")).unwrap();
         assert!(g.camera(CameraId::parse("CAM_R").unwrap()).is_ok());
         std::fs::write(&f, "alpha CAM_Q\n").unwrap();
-        let c = crate::config::Config::from_yaml(&yaml, None).unwrap();
+        let c = crate::base::config::Config::from_yaml(&yaml, None).unwrap();
         let e = Access::from_config(&c.server).err().unwrap();
         assert!(e.contains("line 1") && !e.contains("alpha"), "{e}");
     }

@@ -48,14 +48,14 @@
 //! # State
 //!
 //! Each recording's [`OffloadState`] lives beside its manifest
-//! ([`crate::layout::PiLayout::offload_state`], `S_C.offload.json`), written
+//! ([`crate::base::layout::PiLayout::offload_state`], `S_C.offload.json`), written
 //! atomically, so a reboot or a second run knows what is done. One
-//! `rig-upload` at a time holds [`crate::layout::PiLayout::upload_lock`].
+//! `rig-upload` at a time holds [`crate::base::layout::PiLayout::upload_lock`].
 //!
 //! ```no_run
-//! use soccer_rig::client::{self, OffloadOptions};
-//! use soccer_rig::config::Config;
-//! use soccer_rig::ids::RecordingId;
+//! use soccer_rig::upload::{self, OffloadOptions};
+//! use soccer_rig::base::config::Config;
+//! use soccer_rig::base::ids::RecordingId;
 //!
 //! let config = Config::load(None)?;
 //! let rec = RecordingId::parse("GAME_20240315_140000_CAM_C")?;
@@ -74,14 +74,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::checksum;
-use crate::config::{Config, OffloadConfig};
-use crate::fsx::{self, LockFile};
-use crate::ids::RecordingId;
-use crate::layout::PiLayout;
-use crate::manifest::{self, Manifest};
-use crate::protocol::{self, ConfirmRequest};
-use crate::replies::{self, UploadReply};
+use crate::base::checksum;
+use crate::base::config::{Config, OffloadConfig};
+use crate::base::fsx::{self, LockFile};
+use crate::base::ids::RecordingId;
+use crate::base::layout::PiLayout;
+use crate::base::manifest::{self, Manifest};
+use crate::base::protocol::{self, ConfirmRequest};
+use crate::base::replies::{self, UploadReply};
 
 /// Where an offload stands, as the state file's `"status"` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -708,11 +708,11 @@ impl<'a> Uploader<'a> {
             .unwrap_or(1024)
             .saturating_mul(1024)
             .max(4096);
-        let setup = |e: crate::http::HttpSetupError| ClientError::Config(e.0);
-        let auth = crate::http::api_key(offload)
+        let setup = |e: crate::base::http::HttpSetupError| ClientError::Config(e.0);
+        let auth = crate::base::http::api_key(offload)
             .map_err(setup)?
-            .map(|k| crate::http::bearer(&k));
-        let agent: ureq::Agent = crate::http::agent_builder(offload)
+            .map(|k| crate::base::http::bearer(&k));
+        let agent: ureq::Agent = crate::base::http::agent_builder(offload)
             .map_err(setup)?
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(offload.connect_timeout_sec)))
@@ -1405,10 +1405,10 @@ fn status_failure(step: &str, status: u16, text: &str) -> Failure {
 /// Classifies a transport error: network trouble is retried, a request we
 /// could not even form is not.
 fn transport_failure(step: &str, url: &str, e: ureq::Error) -> Failure {
-    if crate::http::is_tls_failure(&e) {
+    if crate::base::http::is_tls_failure(&e) {
         return Failure::fatal(
             "tls_error",
-            format!("{step}: {} ({e})", crate::http::tls_hint(url)),
+            format!("{step}: {} ({e})", crate::base::http::tls_hint(url)),
         );
     }
     match e {

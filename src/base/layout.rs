@@ -1,7 +1,7 @@
 //! Every path of the Pi and server storage layouts of PROTOCOL.md.
 //!
 //! No other code builds these paths by hand. Path components come only from
-//! parsed IDs ([`crate::ids`]), which cannot contain `/` or `..`, so every
+//! parsed IDs ([`crate::base::ids`]), which cannot contain `/` or `..`, so every
 //! path here stays under its root.
 //!
 //! ```text
@@ -22,8 +22,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::StorageConfig;
-use crate::ids::{CameraId, RecordingId, SessionId};
+use crate::base::config::StorageConfig;
+use crate::base::ids::{CameraId, RecordingId, SessionId};
 
 /// The recording's name in a server camera directory `sessions/S/C/`.
 pub const SERVER_RECORDING: &str = "recording.mp4";
@@ -196,11 +196,11 @@ impl ServerLayout {
         let entries = match std::fs::read_dir(&self.sessions) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(crate::fsx::with_path(&self.sessions)(e)),
+            Err(e) => return Err(crate::base::fsx::with_path(&self.sessions)(e)),
         };
         let mut ids = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(crate::fsx::with_path(&self.sessions))?;
+            let entry = entry.map_err(crate::base::fsx::with_path(&self.sessions))?;
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
@@ -266,7 +266,7 @@ pub fn digest_line(sha256: &str) -> String {
 /// The digest from a `recording.sha256` line, if it is well-formed.
 pub fn parse_digest_line(text: &str) -> Option<String> {
     let hex = text.split_whitespace().next()?;
-    crate::checksum::is_sha256_hex(hex).then(|| hex.to_string())
+    crate::base::checksum::is_sha256_hex(hex).then(|| hex.to_string())
 }
 
 #[cfg(test)]

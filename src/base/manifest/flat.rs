@@ -19,7 +19,7 @@ use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
-use crate::manifest::{self, Manifest};
+use crate::base::manifest::{self, Manifest};
 
 /// Keys only a flat manifest has at its top level.
 const FLAT_KEYS: [&str; 6] = [
@@ -247,7 +247,7 @@ fn timing(
     if let Some(o) = offset_ms {
         t.insert(
             "sync_offset_ms".into(),
-            json!(crate::describe::round_to(o, 3)),
+            json!(crate::base::manifest::describe::round_to(o, 3)),
         );
     }
     if naive {
@@ -267,7 +267,11 @@ mod tests {
     use super::*;
 
     fn base() -> Manifest {
-        Manifest::from_json(include_str!("../tests/data/protocol-example.json")).unwrap()
+        Manifest::from_json(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/protocol-example.json"
+        )))
+        .unwrap()
     }
 
     fn utc() -> ZoneRule {

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsx::{self, LockFile};
-use crate::ids::SessionId;
-use crate::layout::ServerLayout;
+use crate::base::fsx::{self, LockFile};
+use crate::base::ids::SessionId;
+use crate::base::layout::ServerLayout;
 
 /// A job's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +95,7 @@ impl JobsFile {
             id: format!("{session}-{n}"),
             session_id: session.to_string(),
             status: JobStatus::Queued,
-            created_at: crate::manifest::format_time(jiff::Timestamp::now()),
+            created_at: crate::base::manifest::format_time(jiff::Timestamp::now()),
             started_at: None,
             finished_at: None,
             progress: 0.0,
@@ -244,7 +244,7 @@ impl JobQueue {
 
 /// Now, as the queue's timestamps carry it.
 fn now() -> String {
-    crate::manifest::format_time(jiff::Timestamp::now())
+    crate::base::manifest::format_time(jiff::Timestamp::now())
 }
 
 /// Why a job transition was refused (the queue itself was fine).

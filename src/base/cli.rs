@@ -91,8 +91,8 @@ impl From<pico_args::Error> for Failure {
     }
 }
 
-impl From<crate::config::ConfigError> for Failure {
-    fn from(e: crate::config::ConfigError) -> Self {
+impl From<crate::base::config::ConfigError> for Failure {
+    fn from(e: crate::base::config::ConfigError) -> Self {
         Failure::usage(e.to_string())
     }
 }

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::checksum;
-use crate::ids::RecordingId;
-use crate::layout::{self, PiLayout};
-use crate::manifest::{Manifest, ManifestError, Problem};
+use crate::base::checksum;
+use crate::base::ids::RecordingId;
+use crate::base::layout::{self, PiLayout};
+use crate::base::manifest::{Manifest, ManifestError, Problem};
 
 /// The outcome of validating one manifest file.
 #[derive(Debug, Clone, Serialize)]
@@ -223,7 +223,11 @@ mod tests {
     use super::*;
 
     fn manifest() -> Manifest {
-        Manifest::from_json(include_str!("../tests/data/protocol-example.json")).unwrap()
+        Manifest::from_json(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/protocol-example.json"
+        )))
+        .unwrap()
     }
 
     #[test]

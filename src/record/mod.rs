@@ -5,7 +5,7 @@
 //! # Why the recording is written under its final name
 //!
 //! Everywhere else in this crate a file appears under its final name only
-//! when complete ([`crate::fsx::AtomicFile`]). A recording is the exception,
+//! when complete ([`crate::base::fsx::AtomicFile`]). A recording is the exception,
 //! on purpose: it is the only copy of a match, and it must survive a power
 //! cut at minute 80 as 80 playable minutes, not as an orphaned temp file
 //! that nothing knows about. ffmpeg writes *fragmented* MP4
@@ -78,6 +78,8 @@
 //! it, leaves nothing behind, and the kernel drops the lock when rig-record
 //! dies, which is exactly when a recovery is wanted.
 
+pub mod sustain;
+
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
@@ -90,16 +92,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::checksum::{self, FileDigest, HashingWriter};
-use crate::config::{Config, GB};
-use crate::describe::{self, DescribeOptions, round_to};
-use crate::ffmpeg::{self, CaptureSettings, CaptureSource, Progress, ProgressParser};
-use crate::fsx;
-use crate::host;
-use crate::ids::{CameraId, RecordingId, SessionId};
-use crate::layout::PiLayout;
-use crate::manifest::{Manifest, QualityInfo};
-use crate::sustain;
+use crate::base::checksum::{self, FileDigest, HashingWriter};
+use crate::base::config::{Config, GB};
+use crate::base::ffmpeg::{self, CaptureSettings, CaptureSource, Progress, ProgressParser};
+use crate::base::fsx;
+use crate::base::host;
+use crate::base::ids::{CameraId, RecordingId, SessionId};
+use crate::base::layout::PiLayout;
+use crate::base::manifest::describe::{self, DescribeOptions, round_to};
+use crate::base::manifest::{Manifest, QualityInfo};
 
 /// How long ffmpeg gets to finish cleanly after a stop before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -181,9 +182,9 @@ impl RecordError {
     /// 2 for a configuration error, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         if self.code == "invalid_config" {
-            crate::cli::EXIT_USAGE
+            crate::base::cli::EXIT_USAGE
         } else {
-            crate::cli::EXIT_FAILURE
+            crate::base::cli::EXIT_FAILURE
         }
     }
 
@@ -306,7 +307,7 @@ impl Recorded {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     /// `frames written`, `dropped frames`, `fps reached`, `keeps up`
-    /// (see [`crate::sustain`]), `file playable`,
+    /// (see [`crate::record::sustain`]), `file playable`,
     /// `checksum ok` or `manifest valid` (or `recording` when it failed).
     pub name: &'static str,
     /// Whether it passed.
@@ -406,9 +407,9 @@ impl Report {
             Report::SelfTest(t) => t.passed(),
         };
         if ok {
-            crate::cli::EXIT_OK
+            crate::base::cli::EXIT_OK
         } else {
-            crate::cli::EXIT_FAILURE
+            crate::base::cli::EXIT_FAILURE
         }
     }
 
@@ -1372,7 +1373,7 @@ pub fn record(
         ))
         .unwrap_or(end);
     if by_duration > end {
-        manifest.timing.end_time = crate::manifest::format_time(by_duration);
+        manifest.timing.end_time = crate::base::manifest::format_time(by_duration);
     }
     manifest.quality = Some(QualityInfo {
         dropped_frames: Some(log.last.drop_frames),
@@ -1448,12 +1449,12 @@ fn write_manifest_new(m: &Manifest, path: &Path) -> Result<(), RecordError> {
 /// recording and its manifest are safe on disk either way, and the offload
 /// state file tells the next `rig-upload --all` what is left to do.
 fn offload_after_stop(config: &Config, rec: &RecordingId) -> String {
-    let opts = crate::client::OffloadOptions {
+    let opts = crate::upload::OffloadOptions {
         wait_for_lock: true,
         progress: true,
         ..Default::default()
     };
-    match crate::client::offload_recording(config, rec, &opts) {
+    match crate::upload::offload_recording(config, rec, &opts) {
         Ok(report) => {
             let summary = report.summary();
             if report.is_success() {
@@ -1749,7 +1750,7 @@ mod tests {
     fn bad_duration_is_a_usage_error() {
         for d in [0.0, -1.0, f64::NAN, 1e9] {
             let e = check_duration(d).unwrap_err();
-            assert_eq!(e.exit_code(), crate::cli::EXIT_USAGE);
+            assert_eq!(e.exit_code(), crate::base::cli::EXIT_USAGE);
             assert!(e.message.contains("--duration"));
         }
     }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::CameraId;
+use crate::base::ids::CameraId;
 
 /// Where programs look for their configuration when not told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/soccer-rig/config.yaml";
@@ -492,7 +492,7 @@ impl Config {
                 return Err(format!("{key}: must be a number >= 0, got {v}"));
             }
         }
-        crate::manifest_flat::zone_named(&self.server.naive_time_zone)?;
+        crate::base::manifest::flat::zone_named(&self.server.naive_time_zone)?;
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err("server.tls_cert/tls_key: set both (HTTPS) or neither (HTTP)".into());
         }
@@ -566,11 +566,23 @@ mod tests {
 
     #[test]
     fn seed_files_parse_as_they_are() {
-        let pi =
-            Config::from_yaml(include_str!("../tests/data/seed-pi-config.yaml"), None).unwrap();
+        let pi = Config::from_yaml(
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/seed-pi-config.yaml"
+            )),
+            None,
+        )
+        .unwrap();
         assert_eq!(pi.offload, OffloadConfig::default());
-        let server =
-            Config::from_yaml(include_str!("../tests/data/seed-server-config.yaml"), None).unwrap();
+        let server = Config::from_yaml(
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/seed-server-config.yaml"
+            )),
+            None,
+        )
+        .unwrap();
         assert_eq!(server, Config::default());
     }
 

@@ -26,7 +26,7 @@
 //! `server.max_connections`, beyond which a connection is answered 503 at
 //! once. Every error is
 //! `{"success": false, "error": "<code>", "message": "..."}` with the codes of
-//! [`crate::protocol::code`]. One log line per request names method, path,
+//! [`crate::base::protocol::code`]. One log line per request names method, path,
 //! status, body bytes, duration and recording.
 //!
 //! An upload is also bounded by `server.upload_timeout_sec`, checked before
@@ -63,11 +63,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{Config, GB};
-use crate::fsx;
-use crate::ids::{CameraId, RecordingId, SessionId};
-use crate::layout::{self, ServerLayout};
-use crate::protocol::{
+use crate::base::config::{Config, GB};
+use crate::base::fsx;
+use crate::base::ids::{CameraId, RecordingId, SessionId};
+use crate::base::layout::{self, ServerLayout};
+use crate::base::protocol::{
     CONFIRM_PATH, ConfirmResponse, ErrorResponse, HEALTH_PATH, HealthResponse, UPLOAD_PATH, code,
 };
 
@@ -143,7 +143,7 @@ impl Limits {
 pub struct ApiError {
     /// HTTP status.
     pub status: u16,
-    /// One of [`crate::protocol::code`].
+    /// One of [`crate::base::protocol::code`].
     pub code: &'static str,
     /// What was wrong and what to do.
     pub message: String,
@@ -187,7 +187,7 @@ pub struct State {
     ffprobe: PathBuf,
     ffmpeg: PathBuf,
     /// How naive times of a flat manifest are read (`server.naive_time_zone`).
-    naive_zone: crate::manifest_flat::ZoneRule,
+    naive_zone: crate::base::manifest::flat::ZoneRule,
     in_flight: Mutex<HashSet<RecordingId>>,
     active: AtomicU64,
     /// Requests being handled (shutdown waits for them).
@@ -244,8 +244,8 @@ impl State {
             expiry: partial::ExpiryTimer::new(partial::EXPIRE_EVERY, Instant::now()),
             ffprobe: config.processing.ffprobe_path.clone(),
             ffmpeg: config.processing.ffmpeg_path.clone(),
-            naive_zone: crate::manifest_flat::ZoneRule {
-                zone: crate::manifest_flat::zone_named(&config.server.naive_time_zone)
+            naive_zone: crate::base::manifest::flat::ZoneRule {
+                zone: crate::base::manifest::flat::zone_named(&config.server.naive_time_zone)
                     .map_err(ServerError)?,
                 name: config.server.naive_time_zone.clone(),
             },
@@ -482,7 +482,7 @@ pub fn run(
 
 /// The PEM certificate and key of `server.tls_cert`/`tls_key`, when set.
 fn tls_config(
-    server: &crate::config::ServerConfig,
+    server: &crate::base::config::ServerConfig,
 ) -> Result<Option<tiny_http::SslConfig>, ServerError> {
     let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) else {
         return Ok(None);

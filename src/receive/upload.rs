@@ -25,14 +25,14 @@ use tempfile::NamedTempFile;
 use super::incoming::{Incoming, Settled};
 use super::multipart::{Event, FormError, FormStream, boundary_of};
 use super::{ApiError, InFlight, State, space};
-use crate::checksum::{FileDigest, HashingWriter, is_sha256_hex};
-use crate::describe::{self, DescribeError, DescribeOptions};
-use crate::fsx;
-use crate::ids::{CameraId, RecordingId, SessionId};
-use crate::jobs::JobQueue;
-use crate::layout;
-use crate::manifest::Manifest;
-use crate::protocol::{UploadResponse, code, field};
+use crate::base::checksum::{FileDigest, HashingWriter, is_sha256_hex};
+use crate::base::fsx;
+use crate::base::ids::{CameraId, RecordingId, SessionId};
+use crate::base::jobs::JobQueue;
+use crate::base::layout;
+use crate::base::manifest::Manifest;
+use crate::base::manifest::describe::{self, DescribeError, DescribeOptions};
+use crate::base::protocol::{UploadResponse, code, field};
 
 /// Largest `manifest` field accepted, bytes: room for a flat manifest's
 /// `snapshot_base64` JPEG. It is held in memory (with its parsed JSON, about
@@ -327,7 +327,7 @@ fn free_bytes(state: &State) -> Result<u64, ApiError> {
 }
 
 fn no_space(state: &State, incoming: u64, short: space::Shortfall) -> ApiError {
-    let gb = |n: u64| n as f64 / crate::config::GB;
+    let gb = |n: u64| n as f64 / crate::base::config::GB;
     let others = if short.reserved > 0 {
         format!(
             ", {:.3} GB of it promised to uploads in flight",
@@ -853,8 +853,8 @@ fn describe_upload(
             .to_string()
             .replace(&temp.display().to_string(), "the uploaded file");
         match e {
-            DescribeError::Probe(crate::ffmpeg::ProbeError::ToolMissing { .. })
-            | DescribeError::Probe(crate::ffmpeg::ProbeError::Io { .. })
+            DescribeError::Probe(crate::base::ffmpeg::ProbeError::ToolMissing { .. })
+            | DescribeError::Probe(crate::base::ffmpeg::ProbeError::Io { .. })
             | DescribeError::Io(_) => {
                 log::error!("{rec}: cannot describe the upload: {text}");
                 ApiError::new(
@@ -873,7 +873,10 @@ fn describe_upload(
             ),
         }
     })?;
-    crate::manifest_repair::mark_timing_guessed(&mut m, crate::manifest_repair::FILE_TIMING_GUESS);
+    crate::base::manifest::repair::mark_timing_guessed(
+        &mut m,
+        crate::base::manifest::repair::FILE_TIMING_GUESS,
+    );
     Ok(m)
 }
 

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::checksum::{self, FileDigest};
-use crate::ffmpeg::{self, Probe, ProbeError};
-use crate::host;
-use crate::ids::RecordingId;
-use crate::manifest::{
+use crate::base::checksum::{self, FileDigest};
+use crate::base::ffmpeg::{self, Probe, ProbeError};
+use crate::base::host;
+use crate::base::ids::RecordingId;
+use crate::base::manifest::{
     self, ChecksumInfo, DeviceInfo, FileInfo, Manifest, ManifestError, RecordingInfo, Resolution,
     Timing, VideoInfo,
 };
@@ -103,8 +103,8 @@ pub fn describe(
     opts: &DescribeOptions,
 ) -> Result<Manifest, DescribeError> {
     let probe = ffmpeg::probe(&opts.ffprobe, file).map_err(DescribeError::Probe)?;
-    let meta =
-        std::fs::metadata(file).map_err(|e| DescribeError::Io(crate::fsx::with_path(file)(e)))?;
+    let meta = std::fs::metadata(file)
+        .map_err(|e| DescribeError::Io(crate::base::fsx::with_path(file)(e)))?;
     let digest = match &opts.digest {
         Some(d) => d.clone(),
         None => checksum::hash_file(file).map_err(DescribeError::Io)?,

@@ -5,9 +5,9 @@
 //!   file with ffprobe, as for a `curl -F` upload.
 //! * a valid PROTOCOL.md manifest: stored as sent.
 //! * a flat manifest (the Python reference client's): translated
-//!   ([`crate::manifest_flat`]), video fields from ffprobe.
+//!   ([`crate::base::manifest::flat`]), video fields from ffprobe.
 //! * anything else (invalid, not JSON, not an object): repaired
-//!   ([`crate::manifest_repair`]), every problem listed.
+//!   ([`crate::base::manifest::repair`]), every problem listed.
 //!
 //! Refused with 400 `invalid_manifest`, the field named and nothing stored:
 //! a manifest whose session, camera or checksum contradicts the form's, so
@@ -21,12 +21,12 @@
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
-use crate::ids::RecordingId;
-use crate::layout::SERVER_CLIENT_MANIFEST;
-use crate::manifest::Manifest;
-use crate::manifest_flat::{self, ZoneRule};
-use crate::manifest_repair;
-use crate::protocol::code;
+use crate::base::ids::RecordingId;
+use crate::base::layout::SERVER_CLIENT_MANIFEST;
+use crate::base::manifest::Manifest;
+use crate::base::manifest::flat::{self, ZoneRule};
+use crate::base::manifest::repair;
+use crate::base::protocol::code;
 
 /// A field too bulky for `manifest.json`; it stays in the client's original.
 const BULKY: &str = "snapshot_base64";
@@ -76,7 +76,7 @@ impl Incoming {
             return Ok(Incoming::Absent);
         }
         let value = Value::Object(map);
-        let flat = manifest_flat::is_flat(&value);
+        let flat = flat::is_flat(&value);
         contradiction(&value, flat, rec, checksum)?;
         let value = match value {
             Value::Object(map) if flat => return Ok(Incoming::Flat(map, text.into())),
@@ -108,12 +108,12 @@ impl Incoming {
             }
             Incoming::Valid(m, text) => {
                 let value = serde_json::to_value(&m).unwrap_or(Value::Null);
-                (manifest_repair::repair(&value, &describe()?, true), text)
+                (repair::repair(&value, &describe()?, true), text)
             }
             Incoming::Flat(map, text) => {
                 let base = describe()?;
-                let t = manifest_flat::translate(&map, rule, &base);
-                let mut r = manifest_repair::repair(&t.nested, &base, false);
+                let t = flat::translate(&map, rule, &base);
+                let mut r = repair::repair(&t.nested, &base, false);
                 r.problems.splice(0..0, t.notes);
                 (r, text)
             }
@@ -124,7 +124,7 @@ impl Incoming {
                     // Not an object: nothing of it is used (`note` says why).
                     other => *other = Value::Object(Map::new()),
                 }
-                let mut r = manifest_repair::repair(&value, &describe()?, note.is_none());
+                let mut r = repair::repair(&value, &describe()?, note.is_none());
                 r.problems.splice(0..0, note);
                 (r, text)
             }

@@ -42,13 +42,13 @@ use serde::Serialize;
 
 use super::upload::{Trace, header};
 use super::{ApiError, Body, Reply, State, error_reply, json_reply, page};
-use crate::config::GB;
-use crate::fsx;
-use crate::ids::{CameraId, RecordingId, SessionId};
-use crate::jobs::{Job, JobQueue, JobStatus};
-use crate::layout::{self, ServerLayout};
-use crate::manifest::{self, Manifest};
-use crate::protocol::code;
+use crate::base::config::GB;
+use crate::base::fsx;
+use crate::base::ids::{CameraId, RecordingId, SessionId};
+use crate::base::jobs::{Job, JobQueue, JobStatus};
+use crate::base::layout::{self, ServerLayout};
+use crate::base::manifest::{self, Manifest};
+use crate::base::protocol::code;
 
 /// The routes of this module, for the 404 message.
 pub const ROUTES: &str = "/api/v1/sessions[/ID[/CAM_X/recording.mp4|/stitched/panorama.mp4|\
@@ -239,7 +239,7 @@ fn internal(what: String) -> ApiError {
     ApiError::new(500, code::INTERNAL, what)
 }
 
-fn jobs_error(e: crate::jobs::JobsError) -> ApiError {
+fn jobs_error(e: crate::base::jobs::JobsError) -> ApiError {
     internal(format!("reading the stitch queue: {e}"))
 }
 
