@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{CheckError, HashJob, Status, hash_all, human_bytes, human_minutes};
+use crate::base::checksum::Sha256;
 use crate::base::config::{Config, GB};
 use crate::base::fsx;
 use crate::base::host;
@@ -105,7 +106,7 @@ pub struct BacklogItem {
     /// With `--verify`: whether the file matched its manifest (null when not checked).
     pub verified: Option<bool>,
     /// The computed digest, with `--verify`.
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Everything wrong with it (missing file, invalid manifest, mismatch).
     pub problems: Vec<String>,
 }
@@ -813,7 +814,7 @@ fn check_backlog(
             })
             .collect();
         for (&i, result) in idx.iter().zip(hash_all(&jobs, opts.progress)) {
-            let want = manifests[i].clone().unwrap_or_default();
+            let Some(want) = manifests[i] else { continue };
             let it = &mut items[i];
             match result {
                 Ok(d) if d.sha256 == want => {

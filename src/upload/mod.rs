@@ -72,9 +72,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::base::checksum;
+use crate::base::checksum::Sha256;
 use crate::base::config::{Config, OffloadConfig};
 use crate::base::fsx::{self, LockFile};
 use crate::base::ids::RecordingId;
@@ -133,10 +133,10 @@ pub struct OffloadState {
     pub server_url: Option<String>,
     /// The SHA-256 we sent (from the manifest, or computed).
     #[serde(default)]
-    pub checksum: Option<String>,
+    pub checksum: Option<Sha256>,
     /// The SHA-256 the server's confirm returned.
     #[serde(default)]
-    pub server_checksum: Option<String>,
+    pub server_checksum: Option<Sha256>,
     /// Bytes of the recording.
     #[serde(default)]
     pub file_size: Option<u64>,
@@ -285,9 +285,9 @@ pub struct OffloadReport {
     /// Bytes of the recording, when known.
     pub file_size: Option<u64>,
     /// The checksum sent, when known.
-    pub checksum: Option<String>,
+    pub checksum: Option<Sha256>,
     /// The digest the server's confirm returned.
-    pub server_checksum: Option<String>,
+    pub server_checksum: Option<Sha256>,
     /// The local recording was deleted after a matching confirm.
     pub local_deleted: bool,
     /// Seconds this recording took, waits included.
@@ -354,7 +354,8 @@ impl OffloadReport {
                      checksum={} manifest={} file={} ({} bytes)",
                     self.server_url,
                     protocol::UPLOAD_PATH,
-                    self.checksum.as_deref().unwrap_or("?"),
+                    self.checksum
+                        .map_or_else(|| "?".to_string(), |d| d.to_string()),
                     self.manifest.display(),
                     self.file.display(),
                     self.file_size.unwrap_or(0),
@@ -672,7 +673,7 @@ impl Failure {
 struct Prepared {
     rec: RecordingId,
     manifest_json: String,
-    checksum: String,
+    checksum: Sha256,
     size: u64,
 }
 
@@ -776,8 +777,8 @@ impl<'a> Uploader<'a> {
                 report.recording_id = rec.to_string();
             }
             report.file_size = prev.file_size;
-            report.checksum = prev.checksum.clone();
-            report.server_checksum = prev.server_checksum.clone();
+            report.checksum = prev.checksum;
+            report.server_checksum = prev.server_checksum;
             report.local_deleted = prev.local_deleted;
             log::info!(
                 "{}: already offloaded, {}",
@@ -815,9 +816,9 @@ impl<'a> Uploader<'a> {
         };
         report.recording_id = prepared.rec.to_string();
         report.file_size = Some(prepared.size);
-        report.checksum = Some(prepared.checksum.clone());
+        report.checksum = Some(prepared.checksum);
         state.recording_id = prepared.rec.to_string();
-        state.checksum = Some(prepared.checksum.clone());
+        state.checksum = Some(prepared.checksum);
         state.file_size = Some(prepared.size);
 
         if self.opts.dry_run {
@@ -840,7 +841,7 @@ impl<'a> Uploader<'a> {
                          not sending again",
                         prepared.rec
                     );
-                    report.server_checksum = Some(digest.clone());
+                    report.server_checksum = Some(digest);
                     self.finish_offloaded(src, &mut state, &mut report, digest, true)?;
                     report.elapsed_sec = started.elapsed().as_secs_f64();
                     return Ok(report);
@@ -885,7 +886,7 @@ impl<'a> Uploader<'a> {
             match self.attempt(src, &prepared, &mut uploaded, &mut report) {
                 Ok(digest) => {
                     let verified = self.offload.verify_checksum;
-                    report.server_checksum = Some(digest.clone());
+                    report.server_checksum = Some(digest);
                     self.finish_offloaded(src, &mut state, &mut report, digest, verified)?;
                     report.elapsed_sec = started.elapsed().as_secs_f64();
                     return Ok(report);
@@ -939,7 +940,7 @@ impl<'a> Uploader<'a> {
         src: &Source,
         state: &mut OffloadState,
         report: &mut OffloadReport,
-        digest: String,
+        digest: Sha256,
         verified: bool,
     ) -> Result<(), ClientError> {
         state.status = OffloadStatus::Offloaded;
@@ -1056,7 +1057,7 @@ impl<'a> Uploader<'a> {
         if let (false, Some(d), Some(obj)) = (has_checksum, &computed, value.as_object_mut()) {
             let mut c = Map::new();
             c.insert("algorithm".into(), Value::from("sha256"));
-            c.insert("value".into(), Value::from(d.sha256.clone()));
+            c.insert("value".into(), Value::from(d.sha256.to_string()));
             obj.insert("checksum".into(), Value::Object(c));
             rewritten = true;
         }
@@ -1095,7 +1096,7 @@ impl<'a> Uploader<'a> {
         let manifest_json = if rewritten { m.to_json_pretty() } else { text };
         Ok(Prepared {
             rec,
-            checksum: m.checksum.value.clone(),
+            checksum: m.checksum.value,
             manifest_json,
             size,
         })
@@ -1108,7 +1109,7 @@ impl<'a> Uploader<'a> {
         p: &Prepared,
         uploaded: &mut bool,
         report: &mut OffloadReport,
-    ) -> Result<String, Failure> {
+    ) -> Result<Sha256, Failure> {
         if !*uploaded {
             let (reply, rate, resumed_from) = self.upload(src, p)?;
             report.bytes_per_sec = Some(rate);
@@ -1257,10 +1258,11 @@ impl<'a> Uploader<'a> {
             ))
         })?;
         let offset_text = offset.to_string();
+        let checksum_text = p.checksum.to_string();
         let mut fields = vec![
             (protocol::field::SESSION_ID, p.rec.session.as_str()),
             (protocol::field::CAMERA_ID, p.rec.camera.as_str()),
-            (protocol::field::CHECKSUM, p.checksum.as_str()),
+            (protocol::field::CHECKSUM, checksum_text.as_str()),
             (protocol::field::MANIFEST, p.manifest_json.as_str()),
         ];
         if offset > 0 {
@@ -1330,7 +1332,7 @@ impl<'a> Uploader<'a> {
     }
 
     /// Step 5: the server's digest of what it stored.
-    fn confirm(&self, p: &Prepared) -> Result<String, Failure> {
+    fn confirm(&self, p: &Prepared) -> Result<Sha256, Failure> {
         let url = format!("{}{}", self.base, protocol::CONFIRM_PATH);
         let req = ConfirmRequest {
             session_id: p.rec.session.to_string(),
@@ -1610,19 +1612,16 @@ fn make_boundary(fields: &[(&str, &str)]) -> String {
         .map_or(0, |d| d.as_nanos());
     let mut salt = 0u32;
     loop {
-        let mut h = Sha256::new();
-        h.update(nanos.to_le_bytes());
-        h.update(std::process::id().to_le_bytes());
-        h.update(salt.to_le_bytes());
+        let mut seed = Vec::new();
+        seed.extend(nanos.to_le_bytes());
+        seed.extend(std::process::id().to_le_bytes());
+        seed.extend(salt.to_le_bytes());
         for (n, v) in fields {
-            h.update(n.as_bytes());
-            h.update(v.as_bytes());
+            seed.extend(n.as_bytes());
+            seed.extend(v.as_bytes());
         }
-        let hex: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let boundary = format!("rig-upload-{hex}");
+        let hex = Sha256::of(&seed).to_string();
+        let boundary = format!("rig-upload-{}", &hex[..32]);
         if !fields.iter().any(|(_, v)| v.contains(&boundary)) {
             return boundary;
         }
