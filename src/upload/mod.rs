@@ -1186,18 +1186,19 @@ impl<'a> Uploader<'a> {
             self.no_resume_ext.set(true);
             return Ok(0);
         }
-        let parsed: Option<protocol::UploadStatusResponse> = if (200..300).contains(&status) {
-            serde_json::from_str(&text).ok()
-        } else {
-            None
-        };
+        // Only the length matters: other servers' echoes of the IDs and the
+        // checksum are metadata, and a malformed one must not stop a resume.
+        let parsed = (200..300)
+            .contains(&status)
+            .then(|| serde_json::from_str::<Value>(&text).ok())
+            .flatten()
+            .and_then(|v| v["received_bytes"].as_u64());
         match parsed {
-            Some(r) if r.received_bytes <= p.size => Ok(r.received_bytes),
-            Some(r) => {
+            Some(n) if n <= p.size => Ok(n),
+            Some(n) => {
                 log::warn!(
-                    "{}: the server holds {} bytes, more than the file's {}; sending it whole",
+                    "{}: the server holds {n} bytes, more than the file's {}; sending it whole",
                     p.rec,
-                    r.received_bytes,
                     p.size
                 );
                 Ok(0)
