@@ -191,97 +191,18 @@ pub fn plan(
         center.probe.fps_exact,
     );
     let overlap = settings.overlap_px;
-    if !w.is_multiple_of(2) || !h.is_multiple_of(2) {
-        return Err(StitchError::Geometry(format!(
-            "session {session}: CAM_C frames are {w}x{h}; 4:2:0 video needs even sizes"
-        )));
-    }
-    if 2 * overlap >= w {
-        return Err(StitchError::Geometry(format!(
-            "session {session}: processing.stitch_overlap_px {overlap} leaves nothing of \
-             CAM_C's {w} columns between the two bands; it must be below {}",
-            w / 2
-        )));
-    }
-
-    let mut warnings = Vec::new();
-    for c in all {
-        if !c.ntp_synced {
-            warnings.push(format!(
-                "{}: clock was not NTP-synced while recording; the time alignment is only \
-                 as good as that clock",
-                c.camera
-            ));
-        }
-        let p = &c.probe;
-        if (p.width, p.height) != (w, h) || (p.fps_exact - fps).abs() > 1e-6 {
-            warnings.push(format!(
-                "{}: {}x{} at {} fps, normalized to CAM_C's {w}x{h} at {} fps",
-                c.camera,
-                p.width,
-                p.height,
-                round3(p.fps_exact),
-                round3(fps)
-            ));
-        }
-    }
-
+    check_frame(session, w, h, overlap)?;
+    let warnings = input_warnings(&all, w, h, fps);
     // Frame 0 is the latest start; every input skips the whole number of
     // its own frames nearest to its lead.
     let common_start = all.iter().map(|c| c.start).max().unwrap_or(center.start);
-    let mut cameras = Vec::with_capacity(3);
-    let mut remaining = f64::INFINITY;
-    for c in all {
-        let own_fps = c.probe.fps_exact;
-        let offset = secs_between(c.start, common_start).max(0.0);
-        let skipped = (offset * own_fps).round() as u64;
-        let applied = skipped as f64 / own_fps;
-        // Seek half a frame before the first frame kept, so the frame
-        // boundary never depends on float rounding.
-        let seek = if skipped == 0 {
-            0.0
-        } else {
-            (skipped as f64 - 0.5) / own_fps
-        };
-        remaining = remaining.min(c.probe.duration_sec - applied);
-        cameras.push(CameraOffset {
-            camera: c.camera.to_string(),
-            start_time: manifest::format_time(c.start),
-            ntp_synced: c.ntp_synced,
-            sync_offset_ms: c.sync_offset_ms,
-            offset_ms: round3(offset * 1000.0),
-            applied_ms: round3(applied * 1000.0),
-            skipped_frames: skipped,
-            width: c.probe.width,
-            height: c.probe.height,
-            fps: c.probe.fps_exact,
-            duration_sec: c.probe.duration_sec,
-            seek_sec: seek,
-        });
-    }
-    let frames = if remaining > 0.0 {
-        (remaining * fps + 1e-6).floor() as u64
-    } else {
-        0
-    };
-    if frames == 0 {
-        let spans: Vec<String> = all
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {} + {:.3} s",
-                    c.camera,
-                    manifest::format_time(c.start),
-                    c.probe.duration_sec
-                )
-            })
-            .collect();
-        return Err(StitchError::NoCommonSpan(format!(
-            "session {session}: the three recordings share no instant ({}); check the \
-             manifests' timing.start_time",
-            spans.join(", ")
-        )));
-    }
+    let cameras: Vec<CameraOffset> = all.iter().map(|c| offset_of(c, common_start)).collect();
+    let remaining = all
+        .iter()
+        .zip(&cameras)
+        .map(|(c, o)| c.probe.duration_sec - o.skipped_frames as f64 / c.probe.fps_exact)
+        .fold(f64::INFINITY, f64::min);
+    let frames = common_frames(session, &all, remaining, fps)?;
     let panorama_width = 3 * w - 2 * overlap;
     let family = encode::codec_family(&settings.codec).unwrap_or(encode::Family::H264);
     let (output_width, output_height, output_rule) =
@@ -307,6 +228,114 @@ pub fn plan(
         inputs: all.iter().map(|c| c.recording.clone()).collect(),
         geometry: None,
     })
+}
+
+/// CAM_C's frame must be even-sized (4:2:0) and wider than two overlaps.
+fn check_frame(session: &SessionId, w: u32, h: u32, overlap: u32) -> Result<(), StitchError> {
+    if !w.is_multiple_of(2) || !h.is_multiple_of(2) {
+        return Err(StitchError::Geometry(format!(
+            "session {session}: CAM_C frames are {w}x{h}; 4:2:0 video needs even sizes"
+        )));
+    }
+    if 2 * overlap >= w {
+        return Err(StitchError::Geometry(format!(
+            "session {session}: processing.stitch_overlap_px {overlap} leaves nothing of \
+             CAM_C's {w} columns between the two bands; it must be below {}",
+            w / 2
+        )));
+    }
+    Ok(())
+}
+
+/// Warnings about the inputs: clocks not NTP-synced, sizes or rates
+/// normalized to CAM_C's.
+fn input_warnings(all: &[&CameraInput; 3], w: u32, h: u32, fps: f64) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for c in all {
+        if !c.ntp_synced {
+            warnings.push(format!(
+                "{}: clock was not NTP-synced while recording; the time alignment is only \
+                 as good as that clock",
+                c.camera
+            ));
+        }
+        let p = &c.probe;
+        if (p.width, p.height) != (w, h) || (p.fps_exact - fps).abs() > 1e-6 {
+            warnings.push(format!(
+                "{}: {}x{} at {} fps, normalized to CAM_C's {w}x{h} at {} fps",
+                c.camera,
+                p.width,
+                p.height,
+                round3(p.fps_exact),
+                round3(fps)
+            ));
+        }
+    }
+    warnings
+}
+
+/// How one camera is put on the common start: the whole number of its own
+/// frames nearest to its lead is skipped.
+fn offset_of(c: &CameraInput, common_start: jiff::Timestamp) -> CameraOffset {
+    let own_fps = c.probe.fps_exact;
+    let offset = secs_between(c.start, common_start).max(0.0);
+    let skipped = (offset * own_fps).round() as u64;
+    let applied = skipped as f64 / own_fps;
+    // Seek half a frame before the first frame kept, so the frame
+    // boundary never depends on float rounding.
+    let seek = if skipped == 0 {
+        0.0
+    } else {
+        (skipped as f64 - 0.5) / own_fps
+    };
+    CameraOffset {
+        camera: c.camera.to_string(),
+        start_time: manifest::format_time(c.start),
+        ntp_synced: c.ntp_synced,
+        sync_offset_ms: c.sync_offset_ms,
+        offset_ms: round3(offset * 1000.0),
+        applied_ms: round3(applied * 1000.0),
+        skipped_frames: skipped,
+        width: c.probe.width,
+        height: c.probe.height,
+        fps: c.probe.fps_exact,
+        duration_sec: c.probe.duration_sec,
+        seek_sec: seek,
+    }
+}
+
+/// Frames all three cameras have after their skips (`remaining` seconds of
+/// the shortest); none is an error naming the spans.
+fn common_frames(
+    session: &SessionId,
+    all: &[&CameraInput; 3],
+    remaining: f64,
+    fps: f64,
+) -> Result<u64, StitchError> {
+    let frames = if remaining > 0.0 {
+        (remaining * fps + 1e-6).floor() as u64
+    } else {
+        0
+    };
+    if frames > 0 {
+        return Ok(frames);
+    }
+    let spans: Vec<String> = all
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} + {:.3} s",
+                c.camera,
+                manifest::format_time(c.start),
+                c.probe.duration_sec
+            )
+        })
+        .collect();
+    Err(StitchError::NoCommonSpan(format!(
+        "session {session}: the three recordings share no instant ({}); check the \
+         manifests' timing.start_time",
+        spans.join(", ")
+    )))
 }
 
 /// The plan rig-stitch carries out: [`plan`] on the inputs after their
