@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, Proxy};
+use common::receiver::{Log, Receiver as Server};
 use serde_json::Value;
 use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
 use soccer_rig::base::layout::{PiLayout, ServerLayout};
@@ -23,16 +24,9 @@ use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 const UPLOAD: &str = env!("CARGO_BIN_EXE_rig-upload");
 
-/// A rig-receive process; killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    root: PathBuf,
-}
-
 impl Server {
-    /// Starts rig-receive on `listen` (port 0 picks one) with a config of a
-    /// tiny free-space floor plus `extra_yaml`.
+    /// Starts rig-receive (`common::receiver`) on `listen` (port 0 picks
+    /// one) with a config of a tiny free-space floor plus `extra_yaml`.
     fn start(dir: &Path, listen: &str, extra_yaml: &str) -> Server {
         Server::start_with(
             dir,
@@ -43,11 +37,9 @@ impl Server {
 
     /// Starts rig-receive with exactly this config text.
     fn start_with(dir: &Path, listen: &str, yaml: &str) -> Server {
-        let root = dir.join("server");
         let config = dir.join("server.yaml");
         fs::write(&config, yaml).unwrap();
-        let (child, addr) = common::spawn_receive(&config, &root, listen);
-        Server { child, addr, root }
+        Server::spawn(&config, &dir.join("server"), listen, Log::Warn)
     }
 
     fn url(&self) -> String {
@@ -59,8 +51,7 @@ impl Server {
     }
 
     fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 
     /// GET /api/v1/health, parsed; panics if the server does not answer 200.
@@ -71,12 +62,6 @@ impl Server {
         );
         assert_eq!(status, Some(200), "health must answer: {body}");
         serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
