@@ -120,11 +120,18 @@ impl JobsFile {
 pub enum JobsError {
     /// Reading, locking or writing failed.
     Io(io::Error),
-    /// `jobs.json` is not a jobs file.
-    Corrupt {
+    /// `jobs.json` does not parse as a jobs file.
+    Parse {
         /// The file.
         path: PathBuf,
         /// The parse error.
+        source: serde_json::Error,
+    },
+    /// `jobs.json` parses but does not hold what it must (a job vanished).
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
         message: String,
     },
 }
@@ -133,6 +140,11 @@ impl fmt::Display for JobsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JobsError::Io(e) => write!(f, "job queue: {e}"),
+            JobsError::Parse { path, source } => write!(
+                f,
+                "{}: not a valid jobs file ({source}); fix or move it aside",
+                path.display()
+            ),
             JobsError::Corrupt { path, message } => write!(
                 f,
                 "{}: not a valid jobs file ({message}); fix or move it aside",
@@ -142,7 +154,15 @@ impl fmt::Display for JobsError {
     }
 }
 
-impl std::error::Error for JobsError {}
+impl std::error::Error for JobsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JobsError::Io(e) => Some(e),
+            JobsError::Parse { source, .. } => Some(source),
+            JobsError::Corrupt { .. } => None,
+        }
+    }
+}
 
 impl From<io::Error> for JobsError {
     fn from(e: io::Error) -> Self {
@@ -175,9 +195,9 @@ impl JobQueue {
     /// atomic rewrites). A missing file is an empty queue.
     pub fn load(&self) -> Result<JobsFile, JobsError> {
         match std::fs::read_to_string(&self.file) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| JobsError::Corrupt {
+            Ok(text) => serde_json::from_str(&text).map_err(|source| JobsError::Parse {
                 path: self.file.clone(),
-                message: e.to_string(),
+                source,
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(JobsFile::default()),
             Err(e) => Err(fsx::with_path(&self.file)(e).into()),
@@ -267,6 +287,8 @@ pub enum Refused {
         pid: Option<u32>,
     },
 }
+
+impl std::error::Error for Refused {}
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -565,8 +587,15 @@ mod tests {
         let layout = ServerLayout::under(dir.path());
         std::fs::create_dir_all(&layout.processing).unwrap();
         std::fs::write(layout.jobs_file(), "{not json").unwrap();
-        let err = JobQueue::new(&layout).load().unwrap_err().to_string();
+        let err = JobQueue::new(&layout).load().unwrap_err();
+        let source = std::error::Error::source(&err).expect("the parse error");
+        assert!(source.is::<serde_json::Error>(), "{source}");
+        let err = err.to_string();
         assert!(err.contains("jobs.json"), "{err}");
+        assert!(
+            err.contains("not a valid jobs file (key must be a string"),
+            "{err}"
+        );
     }
 
     fn queue() -> (tempfile::TempDir, JobQueue) {
