@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::Path;
 
-use super::{Job, JobQueue, JobStatus, JobsError, now};
+use super::{Job, JobQueue, JobStatus, JobsError, JobsFile, now};
 
 /// Why a job transition was refused (the queue itself was fine).
 #[derive(Debug, Clone, PartialEq)]
@@ -60,22 +60,8 @@ impl JobQueue {
     /// `started_at` now, progress 0 and no error. Refused unless queued.
     pub fn claim(&self, id: &str, pid: u32) -> Result<Result<Job, Refused>, JobsError> {
         self.update(|file| {
-            let Some(job) = file.jobs.iter_mut().find(|j| j.id == id) else {
-                return Err(Refused::NoSuchJob(id.to_string()));
-            };
-            if job.status != JobStatus::Queued {
-                return Err(Refused::WrongState {
-                    id: id.to_string(),
-                    status: job.status,
-                });
-            }
-            job.status = JobStatus::Running;
-            job.pid = Some(pid);
-            job.started_at = Some(now());
-            job.finished_at = None;
-            job.progress = 0.0;
-            job.error = None;
-            job.output = None;
+            let job = find_in(file, id, JobStatus::Queued)?;
+            start_running(job, pid);
             Ok(job.clone())
         })
     }
@@ -91,13 +77,7 @@ impl JobQueue {
                 j.status == JobStatus::Queued && !file.session_running(&j.session_id)
             })?;
             let job = &mut file.jobs[index];
-            job.status = JobStatus::Running;
-            job.pid = Some(pid);
-            job.started_at = Some(now());
-            job.finished_at = None;
-            job.progress = 0.0;
-            job.error = None;
-            job.output = None;
+            start_running(job, pid);
             Some(job.clone())
         })
     }
@@ -110,15 +90,7 @@ impl JobQueue {
         f: impl FnOnce(&mut Job),
     ) -> Result<Result<Job, Refused>, JobsError> {
         self.update(|file| {
-            let Some(job) = file.jobs.iter_mut().find(|j| j.id == id) else {
-                return Err(Refused::NoSuchJob(id.to_string()));
-            };
-            if job.status != JobStatus::Running {
-                return Err(Refused::WrongState {
-                    id: id.to_string(),
-                    status: job.status,
-                });
-            }
+            let job = find_in(file, id, JobStatus::Running)?;
             if job.pid != Some(pid) {
                 return Err(Refused::NotOurs {
                     id: id.to_string(),
@@ -205,6 +177,35 @@ impl JobQueue {
             out
         })
     }
+}
+
+/// Job `id` of `file` if it stands in `status`.
+fn find_in<'f>(
+    file: &'f mut JobsFile,
+    id: &str,
+    status: JobStatus,
+) -> Result<&'f mut Job, Refused> {
+    let Some(job) = file.jobs.iter_mut().find(|j| j.id == id) else {
+        return Err(Refused::NoSuchJob(id.to_string()));
+    };
+    if job.status != status {
+        return Err(Refused::WrongState {
+            id: id.to_string(),
+            status: job.status,
+        });
+    }
+    Ok(job)
+}
+
+/// `job` is now `running` under `pid`, started now, no progress or outcome yet.
+fn start_running(job: &mut Job, pid: u32) {
+    job.status = JobStatus::Running;
+    job.pid = Some(pid);
+    job.started_at = Some(now());
+    job.finished_at = None;
+    job.progress = 0.0;
+    job.error = None;
+    job.output = None;
 }
 
 /// Puts a job back in the queue with a note.
