@@ -27,6 +27,46 @@ pub enum Log {
     File(PathBuf, &'static str),
 }
 
+impl Log {
+    /// Sets `cmd`'s `RUST_LOG` and stderr; the log file, if any.
+    fn route(self, cmd: &mut Command) -> Option<PathBuf> {
+        match self {
+            Log::Warn => {
+                cmd.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+                None
+            }
+            Log::Quiet => {
+                cmd.env_remove("RUST_LOG").stderr(Stdio::null());
+                None
+            }
+            Log::File(path, level) => {
+                let file = fs::File::create(&path).expect("create the log file");
+                cmd.env("RUST_LOG", level).stderr(file);
+                Some(path)
+            }
+        }
+    }
+}
+
+/// Reads rig-receive's first line, `listening on URL`: the URL and the
+/// address in it. Panics with the line (and the log) on anything else.
+fn listening_on(stdout: &mut impl BufRead, log: Option<&Path>) -> (String, SocketAddr) {
+    let mut line = String::new();
+    stdout
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let Some(url) = line.trim().strip_prefix("listening on ") else {
+        let text = log.map(fs::read_to_string);
+        panic!("rig-receive printed {line:?}; log: {text:?}");
+    };
+    let addr = url
+        .split("://")
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (url.to_string(), addr)
+}
+
 /// A running rig-receive.
 pub struct Receiver {
     child: Child,
@@ -68,40 +108,14 @@ impl Receiver {
             .arg("--config")
             .arg(config)
             .stdout(Stdio::piped());
-        let log = match log {
-            Log::Warn => {
-                cmd.env("RUST_LOG", "warn").stderr(Stdio::inherit());
-                None
-            }
-            Log::Quiet => {
-                cmd.env_remove("RUST_LOG").stderr(Stdio::null());
-                None
-            }
-            Log::File(path, level) => {
-                let file = fs::File::create(&path).expect("create the log file");
-                cmd.env("RUST_LOG", level).stderr(file);
-                Some(path)
-            }
-        };
+        let log = log.route(&mut cmd);
         let mut child = cmd.spawn().expect("start rig-receive");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let Some(url) = line.trim().strip_prefix("listening on ") else {
-            let text = log.as_ref().map(fs::read_to_string);
-            panic!("rig-receive printed {line:?}; log: {text:?}");
-        };
-        let addr = url
-            .split("://")
-            .nth(1)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (url, addr) = listening_on(&mut stdout, log.as_deref());
         Receiver {
             child,
             _stdout: stdout,
-            url: url.to_string(),
+            url,
             addr,
             root: root.to_path_buf(),
             layout: ServerLayout::under(root),
