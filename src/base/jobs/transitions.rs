@@ -239,16 +239,26 @@ pub fn holder_alive(job: &Job) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    // Fields after the command name, which is in parentheses and may hold
-    // spaces: state is the first, starttime the 20th.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return true;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
-        return false;
+    match stat_fields(&stat) {
+        None => true,
+        Some(("Z" | "X", _)) => false,
+        Some((_, started_ticks)) => started_no_later(started_ticks, job),
     }
-    let started_ticks = fields.get(19).and_then(|s| s.parse::<f64>().ok());
+}
+
+/// The state and the start time in clock ticks (if it parses) of a
+/// `/proc/PID/stat` line: the fields after the command name, which is in
+/// parentheses and may hold spaces (state is the first, starttime the 20th).
+fn stat_fields(stat: &str) -> Option<(&str, Option<f64>)> {
+    let rest = stat.rsplit_once(')').map(|(_, r)| r)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(19).and_then(|s| s.parse::<f64>().ok());
+    Some((fields.first().copied().unwrap_or(""), ticks))
+}
+
+/// Whether a process that started `started_ticks` after boot started no
+/// later than `job` did (true when anything is unknown).
+fn started_no_later(started_ticks: Option<f64>, job: &Job) -> bool {
     let job_started = job
         .started_at
         .as_deref()
@@ -414,5 +424,17 @@ mod tests {
         assert_eq!((back.status, back.pid), (JobStatus::Queued, None));
         assert_eq!(back.error.as_deref(), Some("interrupted by SIGTERM"));
         assert!(q.claim(&j.id, 10).unwrap().unwrap().error.is_none());
+    }
+
+    #[test]
+    fn stat_fields_read_state_and_start_after_a_command_with_spaces() {
+        let tail = (4..=21)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let stat = format!("4242 (rig stitch) (x)) S {tail} 98765 0 0\n");
+        assert_eq!(stat_fields(&stat), Some(("S", Some(98765.0))));
+        assert_eq!(stat_fields("4242 (zombie) Z"), Some(("Z", None)));
+        assert_eq!(stat_fields("garbage"), None);
     }
 }
