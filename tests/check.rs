@@ -68,7 +68,7 @@ impl Receiver {
             ),
             ("session_id", rec.session.to_string()),
             ("camera_id", rec.camera.to_string()),
-            ("checksum", manifest.checksum.value.clone()),
+            ("checksum", manifest.checksum.value.to_string()),
             ("manifest", format!("<{}", manifest_path.display())),
         ];
         let (_, body) = common::curl::upload(&self.url, &fields, &["--max-time", "60"]);
