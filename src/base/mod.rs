@@ -16,9 +16,10 @@
 //! | [`protocol`], [`replies`] | the HTTP protocol's request and reply types |
 //! | [`config`] | both config files |
 //! | [`ffmpeg`] | every ffmpeg and ffprobe process |
-//! | [`jobs`] | the stitch job queue rig-receive fills and rig-stitch drains |
-//! | [`fsx`] | atomic writes: temp, fsync, rename |
-//! | [`http`], [`host`], [`cli`] | HTTP helpers, host facts, the programs' shared CLI plumbing |
+//! | [`jobs`] | the stitch job queue rig-receive fills and rig-stitch drains (its transitions in `jobs/transitions.rs`) |
+//! | [`fsx`] | atomic writes (temp, fsync, rename), locks, free space, I/O errors that name their path |
+//! | [`http`] | the HTTP client setup rig-upload and rig-check share: TLS roots, API key |
+//! | [`host`], [`cli`] | host facts; the programs' shared CLI plumbing, exit codes and [`cli::Failure`] |
 
 pub mod checksum;
 pub mod cli;

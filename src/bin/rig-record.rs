@@ -91,9 +91,6 @@ fn run() -> Result<u8, Failure> {
             eprintln!("rig-record: {e}");
             Ok(e.exit_code())
         }
-        Err(e) => Err(Failure {
-            code: e.exit_code(),
-            message: e.message,
-        }),
+        Err(e) => Err(Failure::with_code(e.exit_code(), e.message)),
     }
 }

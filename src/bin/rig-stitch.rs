@@ -93,11 +93,8 @@ impl From<soccer_rig::base::config::ConfigError> for Error {
 impl From<StitchError> for Error {
     fn from(e: StitchError) -> Self {
         Error {
-            failure: Failure {
-                code: e.exit_code(),
-                message: e.to_string(),
-            },
             code: e.code(),
+            failure: Failure::caused_by(e.exit_code(), e),
         }
     }
 }

@@ -555,7 +555,7 @@ fn check_server(url: &str, config: &Config, opts: &NodeOptions) -> (CheckItem, O
     };
     let builder = match crate::base::http::agent_builder(&config.offload) {
         Ok(b) => b,
-        Err(e) => return fail(e.0, None),
+        Err(e) => return fail(e.to_string(), None),
     };
     let agent: ureq::Agent = builder
         .timeout_connect(Some(connect))
@@ -568,7 +568,7 @@ fn check_server(url: &str, config: &Config, opts: &NodeOptions) -> (CheckItem, O
     match crate::base::http::api_key(&config.offload) {
         Ok(Some(key)) => req = req.header("Authorization", crate::base::http::bearer(&key)),
         Ok(None) => {}
-        Err(e) => return fail(e.0, None),
+        Err(e) => return fail(e.to_string(), None),
     }
     let mut resp = match req.call() {
         Ok(r) => r,

@@ -709,7 +709,7 @@ impl<'a> Uploader<'a> {
             .unwrap_or(1024)
             .saturating_mul(1024)
             .max(4096);
-        let setup = |e: crate::base::http::HttpSetupError| ClientError::Config(e.0);
+        let setup = |e: crate::base::http::HttpSetupError| ClientError::Config(e.to_string());
         let auth = crate::base::http::api_key(offload)
             .map_err(setup)?
             .map(|k| crate::base::http::bearer(&k));
