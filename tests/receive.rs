@@ -7,7 +7,6 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
