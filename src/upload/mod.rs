@@ -78,6 +78,8 @@
 //! let rec = RecordingId::parse("GAME_20240315_140000_CAM_C")?;
 //! let report = upload::offload_recording(&config, &rec, &OffloadOptions::default())?;
 //! assert!(report.is_success(), "{:?}", report.message);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod error;
 mod flow;
