@@ -216,13 +216,7 @@ impl<'a> Uploader<'a> {
         let mut last: Option<AttemptError> = None;
         for attempt in 1..=tries {
             if attempt > 1 {
-                let delay = backoff_delay(self.offload.retry_delay_sec, attempt);
-                log::warn!(
-                    "{}: waiting {delay:.2} s before attempt {attempt} of {tries} ({})",
-                    p.rec,
-                    last.as_ref().map_or("", |f| f.message.as_str())
-                );
-                std::thread::sleep(Duration::from_secs_f64(delay));
+                self.wait_before(&p.rec, attempt, tries, last.as_ref());
             }
             log::info!(
                 "{}: attempt {attempt} of {tries}: {}",
@@ -259,6 +253,23 @@ impl<'a> Uploader<'a> {
         Ok(Some(last.unwrap_or_else(|| {
             AttemptError::fatal("failed", "no attempt was made")
         })))
+    }
+
+    /// The backoff before attempt `attempt` (2 or later), logged with the
+    /// reason the last one failed.
+    fn wait_before(
+        &self,
+        rec: &RecordingId,
+        attempt: u32,
+        tries: u32,
+        last: Option<&AttemptError>,
+    ) {
+        let delay = backoff_delay(self.offload.retry_delay_sec, attempt);
+        log::warn!(
+            "{rec}: waiting {delay:.2} s before attempt {attempt} of {tries} ({})",
+            last.map_or("", |f| f.message.as_str())
+        );
+        std::thread::sleep(Duration::from_secs_f64(delay));
     }
 
     /// No attempts left: the recording is failed; the local copy is kept.
