@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`ids`] | session, camera and recording IDs: the only way names enter paths |
 //! | [`layout`] | every path on a Pi and on the server |
-//! | [`checksum`] | SHA-256: streaming, parallel, and the digest's one text form |
+//! | [`checksum`] | SHA-256: the [`checksum::Sha256`] digest and its one text form, the one read-and-hash loop, parallel hashing |
 //! | [`manifest`] | the manifest: types, validation, building (ffprobe), verifying (rig-manifest) |
 //! | [`protocol`], [`replies`] | the HTTP protocol's request and reply types |
 //! | [`config`] | both config files |
