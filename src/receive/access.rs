@@ -224,11 +224,6 @@ impl Access {
         })
     }
 
-    /// No allowlist and no keys: PROTOCOL.md's open, trusted-LAN server.
-    pub fn is_open(&self) -> bool {
-        self.allow.is_empty() && self.keys.is_empty()
-    }
-
     /// One line for the start-up log (counts only, no secrets).
     pub fn describe(&self) -> String {
         let ips = if self.allow.is_empty() {

@@ -71,6 +71,31 @@ pub enum FormError {
     Io(io::Error),
 }
 
+impl std::fmt::Display for FormError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormError::Malformed(m) => f.write_str(m),
+            FormError::Truncated { received } => write!(
+                f,
+                "the body ended after {received} bytes, before the multipart closing boundary"
+            ),
+            FormError::TooLarge { cap } => write!(f, "the body is longer than {cap} bytes"),
+            FormError::Deadline => f.write_str("the request took longer than its deadline"),
+            FormError::Stalled => f.write_str("the client sent nothing for the stall timeout"),
+            FormError::Io(e) => write!(f, "reading the body failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FormError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FormError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Reads a multipart body as a sequence of [`Event`]s.
 pub struct FormStream<R> {
     reader: R,

@@ -2,7 +2,7 @@
 //! to see whether all three cameras arrived, whether the panorama is ready,
 //! and to fetch a file.
 //!
-//! It is built from the same data as the JSON API ([`super::browse`]), in
+//! It is built from the same data as the JSON API ([`super::summary`]), in
 //! one pass, with inline CSS and no script and no external asset: it works
 //! with JavaScript off and on a network with no internet. While an upload or
 //! a stitch is under way it reloads itself every [`BUSY_REFRESH_SEC`] s (a
@@ -22,7 +22,7 @@
 
 use std::fmt::Write;
 
-use super::browse::{CameraSummary, SessionList, SessionSummary, Stats};
+use super::summary::{CameraSummary, SessionList, SessionSummary, Stats};
 use crate::base::jobs::JobStatus;
 
 /// Seconds between reloads while an upload or a stitch is under way.
