@@ -151,6 +151,54 @@ fn parse_cameras(list: &[&str], what: &str) -> Result<Vec<CameraId>, String> {
         .collect()
 }
 
+impl Key {
+    /// A key as configured (`what` names where, for the error).
+    fn new(key: &str, cameras: Option<Vec<CameraId>>, what: &str) -> Result<Key, String> {
+        if key.is_empty() || key.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "{what}: an API key must be non-empty, without spaces"
+            ));
+        }
+        Ok(Key {
+            digest: digest(key.as_bytes()),
+            cameras,
+        })
+    }
+}
+
+/// The keys of `server.api_keys_file`: one `KEY [CAM_L,CAM_C,...]` a line,
+/// `#` comments and blank lines ignored.
+fn keys_from_file(path: &Path) -> Result<Vec<Key>, String> {
+    let text = read_secret_file(path, "server.api_keys_file")?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let what = format!("server.api_keys_file {} line {}", path.display(), n + 1);
+        let mut words = line.split_whitespace();
+        let key = words.next().unwrap_or("");
+        let cameras = match words.next() {
+            None => None,
+            Some(list) => Some(parse_cameras(
+                &list
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .collect::<Vec<_>>(),
+                &what,
+            )?),
+        };
+        if words.next().is_some() {
+            return Err(format!(
+                "{what}: expected KEY [CAM_L,CAM_C,...], found more words"
+            ));
+        }
+        keys.push(Key::new(key, cameras, &what)?);
+    }
+    Ok(keys)
+}
+
 impl Access {
     /// The rules of `server:` (reads `api_keys_file`); errors name the key or
     /// file and line, never a key itself.
@@ -161,55 +209,18 @@ impl Access {
             .map(|s| IpNet::parse(s).map_err(|e| format!("server.allow_ips: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         let mut keys = Vec::new();
-        let mut add = |key: &str, cameras: Option<Vec<CameraId>>, what: &str| {
-            if key.is_empty() || key.chars().any(char::is_whitespace) {
-                return Err(format!(
-                    "{what}: an API key must be non-empty, without spaces"
-                ));
-            }
-            keys.push(Key {
-                digest: digest(key.as_bytes()),
-                cameras,
-            });
-            Ok(())
-        };
         for (i, spec) in server.api_keys.iter().enumerate() {
             let what = format!("server.api_keys entry {}", i + 1);
-            match spec {
-                ApiKeySpec::Key(k) => add(k, None, &what)?,
+            keys.push(match spec {
+                ApiKeySpec::Key(k) => Key::new(k, None, &what)?,
                 ApiKeySpec::Bound { key, cameras } => {
                     let list: Vec<&str> = cameras.iter().map(String::as_str).collect();
-                    add(key, Some(parse_cameras(&list, &what)?), &what)?;
+                    Key::new(key, Some(parse_cameras(&list, &what)?), &what)?
                 }
-            }
+            });
         }
         if let Some(path) = &server.api_keys_file {
-            let text = read_secret_file(path, "server.api_keys_file")?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.split('#').next().unwrap_or("").trim();
-                if line.is_empty() {
-                    continue;
-                }
-                let what = format!("server.api_keys_file {} line {}", path.display(), n + 1);
-                let mut words = line.split_whitespace();
-                let key = words.next().unwrap_or("");
-                let cameras = match words.next() {
-                    None => None,
-                    Some(list) => Some(parse_cameras(
-                        &list
-                            .split(',')
-                            .filter(|c| !c.is_empty())
-                            .collect::<Vec<_>>(),
-                        &what,
-                    )?),
-                };
-                if words.next().is_some() {
-                    return Err(format!(
-                        "{what}: expected KEY [CAM_L,CAM_C,...], found more words"
-                    ));
-                }
-                add(key, cameras, &what)?;
-            }
+            keys.extend(keys_from_file(path)?);
             if keys.is_empty() {
                 return Err(format!(
                     "server.api_keys_file {}: holds no key; every request would be refused",

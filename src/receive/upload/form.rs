@@ -138,7 +138,9 @@ pub(super) fn store_text<'s>(
             }
         }
         field::CHECKSUM => {
-            parse_checksum(form.checksum.as_deref().unwrap_or_default())?;
+            form.expected = Some(parse_checksum(
+                form.checksum.as_deref().unwrap_or_default(),
+            )?);
         }
         _ => {}
     }
@@ -148,14 +150,7 @@ pub(super) fn store_text<'s>(
 /// Where the file part starts: 0, or a partial's length when the form
 /// asked to resume from it (409 with the partial's length otherwise).
 pub(super) fn resume_point(state: &State, form: &mut Form) -> Result<u64, ApiError> {
-    let checksum = form
-        .checksum
-        .as_deref()
-        .map(parse_checksum)
-        .transpose()
-        .ok()
-        .flatten();
-    if let (Some(rec), Some(c)) = (form.rec.clone(), checksum) {
+    if let (Some(rec), Some(c)) = (form.rec.clone(), form.expected) {
         form.partial_key = Some((rec, c));
     }
     let Some(text) = form.offset.as_deref() else {

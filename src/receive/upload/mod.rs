@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use tempfile::NamedTempFile;
 
-use self::errors::{ReadError, check_digest, parse_checksum, too_large};
+use self::errors::{ReadError, check_digest, too_large};
 use super::incoming::Incoming;
 use super::multipart::{FormError, FormStream, boundary_of};
 use super::state::{InFlight, State};
@@ -61,6 +61,8 @@ struct Form<'s> {
     session_id: Option<String>,
     camera_id: Option<String>,
     checksum: Option<String>,
+    /// `checksum`, parsed (once, as soon as it arrives).
+    expected: Option<Sha256>,
     manifest: Option<String>,
     /// `offset` of a resumed upload (PROTOCOL-EXTENSIONS.md).
     offset: Option<String>,
@@ -231,7 +233,14 @@ fn finish(
             "recording not claimed".into(),
         ));
     };
-    let expected = parse_checksum(form.checksum.as_deref().unwrap_or_default())?;
+    // The checksum is present, so store_text parsed it.
+    let Some(expected) = form.expected else {
+        return Err(ApiError::new(
+            500,
+            code::INTERNAL,
+            "checksum not parsed".into(),
+        ));
+    };
     let incoming = Incoming::read(form.manifest.as_deref(), &rec, &expected)?;
     let Some(file) = form.file.take() else {
         return Err(ApiError::new(500, code::INTERNAL, "file part lost".into()));
