@@ -46,7 +46,8 @@ impl Receiver {
         let addr = listener
             .local_addr()
             .map_err(|e| ServerError::caused(format!("listening socket: {e}"), e))?;
-        let access = access::Access::from_config(&config.server).map_err(ServerError::new)?;
+        let access = access::Access::from_config(&config.server)
+            .map_err(|e| ServerError::caused(e.to_string(), e))?;
         let ssl = tls_config(&config.server)?;
         let tls = ssl.is_some();
         log::info!("{}", access.describe());

@@ -154,3 +154,80 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::base::checksum::hash_reader;
+    use crate::base::layout::ServerLayout;
+    use crate::store::StoredDigest;
+
+    fn upload(store: &Store, bytes: &[u8]) -> (NamedTempFile, FileDigest) {
+        let mut temp = store.upload_temp("", "").unwrap();
+        temp.write_all(bytes).unwrap();
+        (temp, hash_reader(bytes, 4096).unwrap())
+    }
+
+    #[test]
+    fn a_commit_stores_the_bytes_and_writes_the_digest_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(ServerLayout::under(dir.path()));
+        store.prepare().unwrap();
+        let rec = RecordingId::parse("GAME_1_CAM_L").unwrap();
+        assert_eq!(
+            store.existing(&rec),
+            Existing {
+                digest: None,
+                size: None
+            }
+        );
+        let (temp, digest) = upload(&store, b"first bytes");
+        fn commit<'a>(
+            rec: &'a RecordingId,
+            temp: NamedTempFile,
+            digest: &'a FileDigest,
+            existing: Existing,
+        ) -> Commit<'a> {
+            Commit {
+                rec,
+                temp,
+                digest,
+                existing,
+                manifest: None,
+                client_manifest: None,
+            }
+        }
+        assert!(
+            store
+                .commit(commit(&rec, temp, &digest, store.existing(&rec)))
+                .unwrap()
+        );
+        let path = store.layout().recording(&rec.session, rec.camera);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first bytes");
+        assert_eq!(
+            store.read_digest(&rec).unwrap(),
+            StoredDigest::Valid(digest.sha256)
+        );
+        assert!(store.is_stored(&rec.session, rec.camera));
+        assert!(!store.is_complete(&rec.session));
+        // The same bytes again: nothing changes, the temp file goes.
+        let (temp, again) = upload(&store, b"first bytes");
+        let temp_path = temp.path().to_path_buf();
+        let existing = store.existing(&rec);
+        assert!(existing.identical(&again));
+        assert!(!store.commit(commit(&rec, temp, &again, existing)).unwrap());
+        assert!(!temp_path.exists());
+        // Other bytes replace them, digest and all.
+        let (temp, other) = upload(&store, b"other bytes, longer");
+        assert!(
+            store
+                .commit(commit(&rec, temp, &other, store.existing(&rec)))
+                .unwrap()
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"other bytes, longer");
+        assert_eq!(store.digest(&rec), Some(other.sha256));
+        assert_eq!(store.remove_upload_leftovers(), 0);
+    }
+}

@@ -220,12 +220,30 @@ impl PartialStore {
             return Ok(false);
         }
         temp.as_file().sync_all()?;
-        // Make room: other partials of this camera, oldest first.
+        self.make_room(rec, &data, len);
+        temp.persist(&data).map_err(|e| e.error)?;
+        fsx::sync_dir(&self.layout.temp)?;
+        let info = PartialInfo {
+            session_id: rec.session.to_string(),
+            camera_id: rec.camera.to_string(),
+            checksum: *checksum,
+            received_bytes: len,
+            updated_at: crate::base::manifest::format_time(jiff::Timestamp::now()),
+        };
+        let json = serde_json::to_vec_pretty(&info).map_err(io::Error::other)?;
+        fsx::atomic_write(&sidecar, &json)?;
+        Ok(true)
+    }
+
+    /// Makes room for `len` more bytes of `rec`'s camera under the cap:
+    /// other partials of the camera go, oldest first (another checksum of
+    /// the same recording is stale: it goes whatever the room).
+    fn make_room(&self, rec: &RecordingId, data: &Path, len: u64) {
         let mut others: Vec<(SystemTime, PathBuf, PathBuf, u64)> = self
             .list()
             .into_iter()
             .filter(|(_, i)| i.camera_id == rec.camera.as_str())
-            .filter(|(d, _)| *d != data)
+            .filter(|(d, _)| d != data)
             .map(|(d, i)| {
                 let t = fs::metadata(&d)
                     .and_then(|m| m.modified())
@@ -249,18 +267,6 @@ impl PartialStore {
             remove_pair(d, s);
             total -= n;
         }
-        temp.persist(&data).map_err(|e| e.error)?;
-        fsx::sync_dir(&self.layout.temp)?;
-        let info = PartialInfo {
-            session_id: rec.session.to_string(),
-            camera_id: rec.camera.to_string(),
-            checksum: *checksum,
-            received_bytes: len,
-            updated_at: crate::base::manifest::format_time(jiff::Timestamp::now()),
-        };
-        let json = serde_json::to_vec_pretty(&info).map_err(io::Error::other)?;
-        fsx::atomic_write(&sidecar, &json)?;
-        Ok(true)
     }
 
     /// Removes the partial of (`rec`, `checksum`), if any.

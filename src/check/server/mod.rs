@@ -73,7 +73,7 @@ pub fn check_server(
 
     let queue_file = JobQueue::new(&layout).load();
     let (sessions, bytes_hashed) = check_sessions(&store, &tree.sessions, &queue_file, opts);
-    let queue = session::queue_report(&layout, queue_file, &tree.sessions, opts.session.is_some());
+    let queue = session::queue_report(&store, queue_file, &tree.sessions, opts.session.is_some());
     let storage_report = session::storage_report(&layout, storage.min_free_space_gb);
 
     let mut status = queue.status.worst(storage_report.status);

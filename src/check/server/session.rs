@@ -141,12 +141,12 @@ fn stitch_note(job: Option<&JobReport>, pano_size: Option<u64>, ready: bool) -> 
 
 /// Summarises the queue file.
 pub(super) fn queue_report(
-    layout: &ServerLayout,
+    store: &Store,
     file: Result<crate::base::jobs::JobsFile, crate::base::jobs::JobsError>,
     sessions: &BTreeMap<SessionId, BTreeSet<CameraId>>,
     filtered: bool,
 ) -> QueueReport {
-    let path = layout.jobs_file();
+    let path = store.layout().jobs_file();
     let present = path.exists();
     let mut jobs: BTreeMap<String, u64> = [
         JobStatus::Queued,
@@ -163,7 +163,7 @@ pub(super) fn queue_report(
             for j in &file.jobs {
                 *jobs.entry(j.status.as_str().to_string()).or_insert(0) += 1;
                 let on_disk = SessionId::parse(&j.session_id)
-                    .map(|id| sessions.contains_key(&id) || layout.session_dir(&id).is_dir())
+                    .map(|id| sessions.contains_key(&id) || store.has_session(&id))
                     .unwrap_or(false);
                 if !filtered && !on_disk {
                     orphans.insert(j.session_id.clone());

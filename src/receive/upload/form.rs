@@ -126,23 +126,32 @@ pub(super) fn store_text<'s>(
     *slot = Some(text);
     // Reject bad values as soon as they are known, before any file byte.
     match name {
-        field::SESSION_ID | field::CAMERA_ID => {
-            let session = form.session_id.as_deref().map(parse_session).transpose()?;
-            let camera = form.camera_id.as_deref().map(parse_camera).transpose()?;
-            if let (Some(s), Some(c)) = (session, camera) {
-                trace.grant.camera(c)?;
-                let rec = RecordingId::new(s, c);
-                trace.recording = Some(rec.to_string());
-                form.claim = Some(state.claim(&rec)?);
-                form.rec = Some(rec);
-            }
-        }
+        field::SESSION_ID | field::CAMERA_ID => claim_once_named(state, form, trace),
         field::CHECKSUM => {
             form.expected = Some(parse_checksum(
                 form.checksum.as_deref().unwrap_or_default(),
             )?);
+            Ok(())
         }
-        _ => {}
+        _ => Ok(()),
+    }
+}
+
+/// Once both IDs are in: checks them and the key's camera binding, and
+/// claims the recording (409 while another upload of it is in flight).
+fn claim_once_named<'s>(
+    state: &'s State,
+    form: &mut Form<'s>,
+    trace: &mut Trace,
+) -> Result<(), ReadError> {
+    let session = form.session_id.as_deref().map(parse_session).transpose()?;
+    let camera = form.camera_id.as_deref().map(parse_camera).transpose()?;
+    if let (Some(s), Some(c)) = (session, camera) {
+        trace.grant.camera(c)?;
+        let rec = RecordingId::new(s, c);
+        trace.recording = Some(rec.to_string());
+        form.claim = Some(state.claim(&rec)?);
+        form.rec = Some(rec);
     }
     Ok(())
 }
