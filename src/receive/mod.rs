@@ -6,7 +6,7 @@
 //! * `POST /api/v1/upload` streams the `file` part to `temp/` while hashing
 //!   it in the same pass (constant memory whatever the size), and moves it to
 //!   `sessions/S/C/recording.mp4` only once its digest equals the form's
-//!   `checksum` ([`upload`]; the commit order is [`crate::store`]'s);
+//!   `checksum` (`upload`; the commit order is [`crate::store`]'s);
 //! * `POST /api/v1/upload/confirm` answers with the size and the digest
 //!   stored at receive time (`recording.sha256`), never re-reading the file;
 //! * `GET /api/v1/health` reports the free space of the sessions filesystem
