@@ -49,9 +49,14 @@
 //! | [`record`] | rig-record | capture into the Pi layout, manifest at stop |
 //! | [`base::manifest`] | rig-manifest | build, validate and verify manifests |
 //! | [`upload`] | rig-upload | offload: upload, confirm, compare, retry |
-//! | [`receive`] | rig-receive | the protocol's HTTP server and its storage |
+//! | [`receive`] | rig-receive | the protocol's HTTP server |
+//! | [`store`] | rig-receive, rig-check | the server's storage: commit, stored digests, listing, partials, thumbnails |
 //! | [`stitch`] | rig-stitch | calibration, time alignment, the panorama |
 //! | [`check`] | rig-check | verify trees, pre-flight a node, probe a server |
+//!
+//! [`store`] sits between the two layers: it is the one module that reads
+//! and writes the server's files, for [`receive`] and [`check`] (and later
+//! [`stitch`]).
 //!
 //! The binaries in `src/bin/` parse flags and call these; they hold no
 //! logic of their own.
@@ -63,4 +68,5 @@ pub mod check;
 pub mod receive;
 pub mod record;
 pub mod stitch;
+pub mod store;
 pub mod upload;

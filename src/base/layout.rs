@@ -22,6 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::base::checksum::Sha256;
 use crate::base::config::StorageConfig;
 use crate::base::ids::{CameraId, RecordingId, SessionId};
 
@@ -37,6 +38,23 @@ pub const SERVER_CLIENT_MANIFEST: &str = "manifest.client.json";
 
 /// The digest file's name in a server camera directory `sessions/S/C/`.
 pub const SERVER_DIGEST: &str = "recording.sha256";
+
+/// A session thumbnail's name in a server session directory `sessions/S/`.
+pub const SERVER_THUMBNAIL: &str = "thumb.jpg";
+
+/// The stitch output directory's name in a server session directory.
+pub const SERVER_STITCHED: &str = "stitched";
+
+/// The panorama's name in `sessions/S/stitched/`.
+pub const SERVER_PANORAMA: &str = "panorama.mp4";
+
+/// Name prefix of partials (data and sidecar) in the server's `temp/`.
+pub const PARTIAL_PREFIX: &str = ".rig-partial-";
+
+/// Name prefix of the temp files of uploads in flight (and thumbnails being
+/// made) in the server's `temp/`; anything with it found there at start-up
+/// is the leftover of a crash.
+pub const UPLOAD_TEMP_PREFIX: &str = ".rig-tmp-upload-";
 
 /// Every file a server camera directory `sessions/S/C/` may hold.
 pub const SERVER_CAMERA_FILES: [&str; 4] = [
@@ -175,18 +193,18 @@ impl ServerLayout {
 
     /// `sessions/S/stitched/`
     pub fn stitched_dir(&self, session: &SessionId) -> PathBuf {
-        self.session_dir(session).join("stitched")
+        self.session_dir(session).join(SERVER_STITCHED)
     }
 
     /// `sessions/S/stitched/panorama.mp4`
     pub fn panorama(&self, session: &SessionId) -> PathBuf {
-        self.stitched_dir(session).join("panorama.mp4")
+        self.stitched_dir(session).join(SERVER_PANORAMA)
     }
 
     /// `sessions/S/thumb.jpg`: one frame of the session, extracted once by
     /// rig-receive for its status page.
     pub fn thumbnail(&self, session: &SessionId) -> PathBuf {
-        self.session_dir(session).join("thumb.jpg")
+        self.session_dir(session).join(SERVER_THUMBNAIL)
     }
 
     /// The sessions stored under `sessions/`, sorted: every directory whose
@@ -256,17 +274,25 @@ impl ServerLayout {
     pub fn temp_dir(&self) -> &Path {
         &self.temp
     }
+
+    /// `temp/.rig-partial-S_C-<checksum>`: the bytes an interrupted upload
+    /// of `rec` announcing `checksum` left for a resume.
+    pub fn partial_data(&self, rec: &RecordingId, checksum: &Sha256) -> PathBuf {
+        self.temp.join(format!("{PARTIAL_PREFIX}{rec}-{checksum}"))
+    }
+
+    /// `temp/.rig-partial-S_C-<checksum>.json`: the sidecar of that partial.
+    pub fn partial_sidecar(&self, rec: &RecordingId, checksum: &Sha256) -> PathBuf {
+        self.temp
+            .join(format!("{PARTIAL_PREFIX}{rec}-{checksum}.json"))
+    }
 }
 
-/// The line `recording.sha256` holds: `sha256sum` format.
-pub fn digest_line(sha256: &crate::base::checksum::Sha256) -> String {
-    format!("{sha256}  {SERVER_RECORDING}\n")
-}
-
-/// The digest from a `recording.sha256` line, if it is well-formed.
-pub fn parse_digest_line(text: &str) -> Option<crate::base::checksum::Sha256> {
-    text.split_whitespace().next()?.parse().ok()
-}
+// The `recording.sha256` line format moved to the storage module, which
+// owns the file; these re-exports keep the tests that write a stored
+// recording by hand compiling until they call `crate::store` directly.
+#[doc(hidden)]
+pub use crate::store::{digest_line, parse_digest_line};
 
 #[cfg(test)]
 mod tests {
@@ -346,12 +372,5 @@ mod tests {
             .map(|i| i.to_string())
             .collect();
         assert_eq!(names, ["A_1", "B_2"]);
-    }
-
-    #[test]
-    fn digest_line_round_trip() {
-        let h: crate::base::checksum::Sha256 = "ab".repeat(32).parse().unwrap();
-        assert_eq!(parse_digest_line(&digest_line(&h)), Some(h));
-        assert_eq!(parse_digest_line("nonsense  recording.mp4"), None);
     }
 }

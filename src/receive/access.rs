@@ -151,70 +151,108 @@ fn parse_cameras(list: &[&str], what: &str) -> Result<Vec<CameraId>, String> {
         .collect()
 }
 
+/// Why the access rules of the `server:` config are unusable. Its text
+/// names the key (and file and line); a file that cannot be read keeps its
+/// I/O error as [`std::error::Error::source`].
+#[derive(Debug)]
+pub struct AccessError {
+    message: String,
+    source: Option<std::io::Error>,
+}
+
+impl From<String> for AccessError {
+    fn from(message: String) -> AccessError {
+        AccessError {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl fmt::Display for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AccessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+impl Key {
+    /// A key as configured (`what` names where, for the error).
+    fn new(key: &str, cameras: Option<Vec<CameraId>>, what: &str) -> Result<Key, AccessError> {
+        if key.is_empty() || key.chars().any(char::is_whitespace) {
+            return Err(format!("{what}: an API key must be non-empty, without spaces").into());
+        }
+        Ok(Key {
+            digest: digest(key.as_bytes()),
+            cameras,
+        })
+    }
+}
+
+/// The keys of `server.api_keys_file`: one `KEY [CAM_L,CAM_C,...]` a line,
+/// `#` comments and blank lines ignored.
+fn keys_from_file(path: &Path) -> Result<Vec<Key>, AccessError> {
+    let text = read_secret_file(path, "server.api_keys_file")?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let what = format!("server.api_keys_file {} line {}", path.display(), n + 1);
+        let mut words = line.split_whitespace();
+        let key = words.next().unwrap_or("");
+        let cameras = match words.next() {
+            None => None,
+            Some(list) => Some(parse_cameras(
+                &list
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .collect::<Vec<_>>(),
+                &what,
+            )?),
+        };
+        if words.next().is_some() {
+            return Err(format!("{what}: expected KEY [CAM_L,CAM_C,...], found more words").into());
+        }
+        keys.push(Key::new(key, cameras, &what)?);
+    }
+    Ok(keys)
+}
+
 impl Access {
     /// The rules of `server:` (reads `api_keys_file`); errors name the key or
     /// file and line, never a key itself.
-    pub fn from_config(server: &ServerConfig) -> Result<Access, String> {
+    pub fn from_config(server: &ServerConfig) -> Result<Access, AccessError> {
         let allow = server
             .allow_ips
             .iter()
             .map(|s| IpNet::parse(s).map_err(|e| format!("server.allow_ips: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         let mut keys = Vec::new();
-        let mut add = |key: &str, cameras: Option<Vec<CameraId>>, what: &str| {
-            if key.is_empty() || key.chars().any(char::is_whitespace) {
-                return Err(format!(
-                    "{what}: an API key must be non-empty, without spaces"
-                ));
-            }
-            keys.push(Key {
-                digest: digest(key.as_bytes()),
-                cameras,
-            });
-            Ok(())
-        };
         for (i, spec) in server.api_keys.iter().enumerate() {
             let what = format!("server.api_keys entry {}", i + 1);
-            match spec {
-                ApiKeySpec::Key(k) => add(k, None, &what)?,
+            keys.push(match spec {
+                ApiKeySpec::Key(k) => Key::new(k, None, &what)?,
                 ApiKeySpec::Bound { key, cameras } => {
                     let list: Vec<&str> = cameras.iter().map(String::as_str).collect();
-                    add(key, Some(parse_cameras(&list, &what)?), &what)?;
+                    Key::new(key, Some(parse_cameras(&list, &what)?), &what)?
                 }
-            }
+            });
         }
         if let Some(path) = &server.api_keys_file {
-            let text = read_secret_file(path, "server.api_keys_file")?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.split('#').next().unwrap_or("").trim();
-                if line.is_empty() {
-                    continue;
-                }
-                let what = format!("server.api_keys_file {} line {}", path.display(), n + 1);
-                let mut words = line.split_whitespace();
-                let key = words.next().unwrap_or("");
-                let cameras = match words.next() {
-                    None => None,
-                    Some(list) => Some(parse_cameras(
-                        &list
-                            .split(',')
-                            .filter(|c| !c.is_empty())
-                            .collect::<Vec<_>>(),
-                        &what,
-                    )?),
-                };
-                if words.next().is_some() {
-                    return Err(format!(
-                        "{what}: expected KEY [CAM_L,CAM_C,...], found more words"
-                    ));
-                }
-                add(key, cameras, &what)?;
-            }
+            keys.extend(keys_from_file(path)?);
             if keys.is_empty() {
                 return Err(format!(
                     "server.api_keys_file {}: holds no key; every request would be refused",
                     path.display()
-                ));
+                )
+                .into());
             }
         }
         Ok(Access {
@@ -222,11 +260,6 @@ impl Access {
             keys,
             public_status: server.public_status,
         })
-    }
-
-    /// No allowlist and no keys: PROTOCOL.md's open, trusted-LAN server.
-    pub fn is_open(&self) -> bool {
-        self.allow.is_empty() && self.keys.is_empty()
     }
 
     /// One line for the start-up log (counts only, no secrets).
@@ -329,8 +362,11 @@ fn is_status(method: &tiny_http::Method, path: &str) -> bool {
 }
 
 /// Reads a file holding secrets; a message names the file, never its content.
-pub fn read_secret_file(path: &Path, key: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{key} {}: cannot read: {e}", path.display()))
+pub fn read_secret_file(path: &Path, key: &str) -> Result<String, AccessError> {
+    std::fs::read_to_string(path).map_err(|e| AccessError {
+        message: format!("{key} {}: cannot read: {e}", path.display()),
+        source: Some(e),
+    })
 }
 
 #[cfg(test)]
@@ -427,7 +463,7 @@ mod tests {
         assert!(g.camera(CameraId::parse("CAM_R").unwrap()).is_ok());
         std::fs::write(&f, "alpha CAM_Q\n").unwrap();
         let c = crate::base::config::Config::from_yaml(&yaml, None).unwrap();
-        let e = Access::from_config(&c.server).err().unwrap();
+        let e = Access::from_config(&c.server).err().unwrap().to_string();
         assert!(e.contains("line 1") && !e.contains("alpha"), "{e}");
     }
 

@@ -71,6 +71,31 @@ pub enum FormError {
     Io(io::Error),
 }
 
+impl std::fmt::Display for FormError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormError::Malformed(m) => f.write_str(m),
+            FormError::Truncated { received } => write!(
+                f,
+                "the body ended after {received} bytes, before the multipart closing boundary"
+            ),
+            FormError::TooLarge { cap } => write!(f, "the body is longer than {cap} bytes"),
+            FormError::Deadline => f.write_str("the request took longer than its deadline"),
+            FormError::Stalled => f.write_str("the client sent nothing for the stall timeout"),
+            FormError::Io(e) => write!(f, "reading the body failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FormError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FormError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Reads a multipart body as a sequence of [`Event`]s.
 pub struct FormStream<R> {
     reader: R,
@@ -120,66 +145,12 @@ impl<R: Read> FormStream<R> {
                 .map_err(|e| FormError::Malformed(format!("multipart body: {e}")))?;
             let event = match step {
                 Step::NeedsWrite => {
-                    let bytes = match self.pending.take() {
-                        Some(b) => b,
-                        None if self.body_done => {
-                            refused += 1;
-                            if refused > 4 {
-                                return Err(FormError::Truncated {
-                                    received: self.received,
-                                });
-                            }
-                            continue;
-                        }
-                        None => match self.fill()? {
-                            Some(b) => b,
-                            None => {
-                                self.body_done = true;
-                                continue;
-                            }
-                        },
-                    };
-                    // The decoder wants more although it already holds this
-                    // much without producing anything: an endless preamble
-                    // or part header section.
-                    if self.since_event > MAX_BYTES_WITHOUT_EVENT {
-                        return Err(FormError::Malformed(format!(
-                            "multipart body: no part boundary or part headers end \
-                             within {MAX_BYTES_WITHOUT_EVENT} bytes"
-                        )));
-                    }
-                    let len = bytes.len() as u64;
-                    match self.form.write(bytes) {
-                        Ok(()) => {
-                            refused = 0;
-                            self.since_event += len;
-                        }
-                        Err(back) => {
-                            self.pending = Some(back);
-                            refused += 1;
-                            if refused > 8 {
-                                return Err(FormError::Malformed(
-                                    "multipart decoder made no progress".into(),
-                                ));
-                            }
-                        }
-                    }
+                    self.feed(&mut refused)?;
                     continue;
                 }
                 Step::None => continue,
                 Step::Part(b) if b.is_empty() => continue,
-                Step::NewPart { headers } => {
-                    let h = headers.parse().map_err(|e| {
-                        FormError::Malformed(format!(
-                            "a part has no usable Content-Disposition: form-data; name=... ({e:?})"
-                        ))
-                    })?;
-                    Event::Part(PartHead {
-                        name: h.name,
-                        filename: h.filename,
-                        content_type: h.content_type,
-                    })
-                }
+                Step::NewPart { headers } => part_head(&headers)?,
                 Step::Part(b) => Event::Data(b),
                 Step::PartEof => Event::PartEnd,
                 Step::Eof => Event::End,
@@ -187,6 +158,57 @@ impl<R: Read> FormStream<R> {
             self.since_event = 0;
             return Ok(event);
         }
+    }
+
+    /// Gives the decoder the next bytes it asked for: what it refused last
+    /// time, or the next read of the body. `refused` counts the times in a
+    /// row it got nothing or took nothing.
+    fn feed(&mut self, refused: &mut u32) -> Result<(), FormError> {
+        let bytes = match self.pending.take() {
+            Some(b) => b,
+            None if self.body_done => {
+                *refused += 1;
+                if *refused > 4 {
+                    return Err(FormError::Truncated {
+                        received: self.received,
+                    });
+                }
+                return Ok(());
+            }
+            None => match self.fill()? {
+                Some(b) => b,
+                None => {
+                    self.body_done = true;
+                    return Ok(());
+                }
+            },
+        };
+        // The decoder wants more although it already holds this much
+        // without producing anything: an endless preamble or part header
+        // section.
+        if self.since_event > MAX_BYTES_WITHOUT_EVENT {
+            return Err(FormError::Malformed(format!(
+                "multipart body: no part boundary or part headers end \
+                 within {MAX_BYTES_WITHOUT_EVENT} bytes"
+            )));
+        }
+        let len = bytes.len() as u64;
+        match self.form.write(bytes) {
+            Ok(()) => {
+                *refused = 0;
+                self.since_event += len;
+            }
+            Err(back) => {
+                self.pending = Some(back);
+                *refused += 1;
+                if *refused > 8 {
+                    return Err(FormError::Malformed(
+                        "multipart decoder made no progress".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads the next chunk of the body; `None` at its end.
@@ -244,6 +266,20 @@ pub fn boundary_of(content_type: &str) -> Result<Option<String>, String> {
         }
     }
     Err("multipart/form-data Content-Type without a boundary parameter".into())
+}
+
+/// The event of a new part: its name, file name and type.
+fn part_head(headers: &multiparty::headers::RawHeaders) -> Result<Event, FormError> {
+    let h = headers.parse().map_err(|e| {
+        FormError::Malformed(format!(
+            "a part has no usable Content-Disposition: form-data; name=... ({e:?})"
+        ))
+    })?;
+    Ok(Event::Part(PartHead {
+        name: h.name,
+        filename: h.filename,
+        content_type: h.content_type,
+    }))
 }
 
 #[cfg(test)]

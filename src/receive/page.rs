@@ -2,7 +2,7 @@
 //! to see whether all three cameras arrived, whether the panorama is ready,
 //! and to fetch a file.
 //!
-//! It is built from the same data as the JSON API ([`super::browse`]), in
+//! It is built from the same data as the JSON API ([`super::summary`]), in
 //! one pass, with inline CSS and no script and no external asset: it works
 //! with JavaScript off and on a network with no internet. While an upload or
 //! a stitch is under way it reloads itself every [`BUSY_REFRESH_SEC`] s (a
@@ -22,7 +22,7 @@
 
 use std::fmt::Write;
 
-use super::browse::{CameraSummary, SessionList, SessionSummary, Stats};
+use super::summary::{CameraSummary, SessionList, SessionSummary, Stats};
 use crate::base::jobs::JobStatus;
 
 /// Seconds between reloads while an upload or a stitch is under way.
@@ -140,6 +140,28 @@ pub fn render(stats: &Stats, list: &SessionList, links: bool) -> String {
          <meta http-equiv=\"refresh\" content=\"{refresh}\">\
          <title>soccer-rig: sessions</title><style>{STYLE}</style></head>\n<body>\n"
     );
+    header(&mut h, stats);
+    for w in stats.warnings.iter().chain(&list.warnings) {
+        let _ = writeln!(h, "<p class=\"warn-box\">{}</p>", escape(w));
+    }
+    if !links {
+        let _ = writeln!(h, "<p class=\"warn-box\">{}</p>", escape(KEY_NOTE));
+    }
+    sessions(&mut h, list, links);
+    let json = if links {
+        " <a href=\"/api/v1/sessions\">JSON</a> &middot; <a href=\"/api/v1/stats\">stats</a>"
+    } else {
+        ""
+    };
+    let _ = write!(
+        h,
+        "</main>\n<footer>Refreshes every {refresh} s.{json}</footer>\n</body></html>\n"
+    );
+    h
+}
+
+/// The head: free space, uploads, the stitch queue, totals.
+fn header(h: &mut String, stats: &Stats) {
     h.push_str("<header><h1>soccer-rig sessions</h1><p class=\"facts\">");
     let free = stats
         .storage_free_bytes
@@ -176,18 +198,17 @@ pub fn render(stats: &Stats, list: &SessionList, links: bool) -> String {
         );
     }
     h.push_str("</header>\n");
-    for w in stats.warnings.iter().chain(&list.warnings) {
-        let _ = writeln!(h, "<p class=\"warn-box\">{}</p>", escape(w));
-    }
-    if !links {
-        let _ = writeln!(h, "<p class=\"warn-box\">{}</p>", escape(KEY_NOTE));
-    }
+}
+
+/// `<main>` up to its end tag: one section per session, and how many more
+/// there are.
+fn sessions(h: &mut String, list: &SessionList, links: bool) {
     h.push_str("<main>\n");
     if list.sessions.is_empty() {
         h.push_str("<p>No sessions yet. Recordings appear here as the cameras upload them.</p>\n");
     }
     for s in &list.sessions {
-        session(&mut h, s, links);
+        session(h, s, links);
     }
     if list.total > list.sessions.len() {
         let all = if links {
@@ -202,16 +223,6 @@ pub fn render(stats: &Stats, list: &SessionList, links: bool) -> String {
             list.total
         );
     }
-    let json = if links {
-        " <a href=\"/api/v1/sessions\">JSON</a> &middot; <a href=\"/api/v1/stats\">stats</a>"
-    } else {
-        ""
-    };
-    let _ = write!(
-        h,
-        "</main>\n<footer>Refreshes every {refresh} s.{json}</footer>\n</body></html>\n"
-    );
-    h
 }
 
 fn session(h: &mut String, s: &SessionSummary, links: bool) {
@@ -242,6 +253,26 @@ fn session(h: &mut String, s: &SessionSummary, links: bool) {
         camera(h, c, links);
     }
     h.push_str("</div>");
+    panorama(h, s, links);
+    let mut meta = Vec::new();
+    if let Some(t) = &s.uploaded_at {
+        meta.push(format!("last upload {}", escape(&human_time(t))));
+    }
+    if s.recording_bytes > 0 {
+        meta.push(format!(
+            "{} recorded",
+            escape(&human_bytes(s.recording_bytes))
+        ));
+    }
+    if !meta.is_empty() {
+        let _ = write!(h, "<p class=\"meta\">{}</p>", meta.join(" &middot; "));
+    }
+    h.push_str("</section>\n");
+}
+
+/// The session's panorama line: ready (a link), stitching, queued, failed,
+/// or waiting.
+fn panorama(h: &mut String, s: &SessionSummary, links: bool) {
     h.push_str("<p class=\"stitch\">Panorama: ");
     let job = s.job.as_ref();
     // A panorama already there stays reachable while a re-stitch runs.
@@ -279,20 +310,6 @@ fn session(h: &mut String, s: &SessionSummary, links: bool) {
         (None, _) => h.push_str("waits for all three cameras"),
     }
     h.push_str("</p>");
-    let mut meta = Vec::new();
-    if let Some(t) = &s.uploaded_at {
-        meta.push(format!("last upload {}", escape(&human_time(t))));
-    }
-    if s.recording_bytes > 0 {
-        meta.push(format!(
-            "{} recorded",
-            escape(&human_bytes(s.recording_bytes))
-        ));
-    }
-    if !meta.is_empty() {
-        let _ = write!(h, "<p class=\"meta\">{}</p>", meta.join(" &middot; "));
-    }
-    h.push_str("</section>\n");
 }
 
 fn camera(h: &mut String, c: &CameraSummary, links: bool) {

@@ -70,6 +70,7 @@ impl Reservations {
     }
 
     /// Bytes reserved by all uploads in flight.
+    #[cfg(test)]
     pub fn total(&self) -> u64 {
         *self.lock()
     }

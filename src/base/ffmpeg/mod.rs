@@ -21,6 +21,9 @@ use serde_json::Value;
 
 pub mod encoders;
 pub mod frames;
+mod thumbnail;
+
+pub use thumbnail::{ThumbnailError, thumbnail};
 
 /// Why a probe failed. Each message says what to do.
 #[derive(Debug)]

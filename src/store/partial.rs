@@ -36,13 +36,7 @@ use crate::base::checksum::Sha256;
 use crate::base::config::{Config, GB};
 use crate::base::fsx;
 use crate::base::ids::RecordingId;
-
-/// Name prefix of partials (data and sidecar) in `temp/`.
-pub const PARTIAL_PREFIX: &str = ".rig-partial-";
-
-pub use crate::base::protocol::UPLOAD_STATUS_PATH as STATUS_PATH;
-pub use crate::base::protocol::UploadStatusResponse as StatusResponse;
-pub use crate::base::protocol::field::OFFSET as OFFSET_FIELD;
+use crate::base::layout::{PARTIAL_PREFIX, ServerLayout};
 
 /// How often a running server looks for expired partials: often enough
 /// that an expired partial goes within minutes, rarely enough that reading
@@ -97,7 +91,7 @@ pub struct PartialInfo {
 /// The partials in one `temp/` directory.
 #[derive(Debug, Clone)]
 pub struct PartialStore {
-    temp: PathBuf,
+    layout: ServerLayout,
     ttl: Duration,
     max_bytes_per_camera: u64,
 }
@@ -108,29 +102,29 @@ impl PartialStore {
     pub fn from_config(config: &Config) -> PartialStore {
         let s = &config.storage;
         PartialStore {
-            temp: s.temp_path.clone(),
+            layout: ServerLayout::from_config(s),
             ttl: Duration::from_secs(s.partial_ttl_hours.saturating_mul(3600)),
             max_bytes_per_camera: (s.partial_max_gb * GB).clamp(0.0, u64::MAX as f64) as u64,
         }
     }
 
-    /// A store over `temp` with the default TTL and cap, for readers
+    /// The partials of `layout` with the default TTL and cap, for readers
     /// (rig-check lists partials; it expires nothing).
-    pub fn in_dir(temp: &Path) -> PartialStore {
-        let mut config = Config::default();
-        config.storage.temp_path = temp.to_path_buf();
-        PartialStore::from_config(&config)
+    pub fn reader(layout: &ServerLayout) -> PartialStore {
+        PartialStore {
+            layout: layout.clone(),
+            ..PartialStore::from_config(&Config::default())
+        }
     }
 
     /// The data file of a partial.
     pub fn data_path(&self, rec: &RecordingId, checksum: &Sha256) -> PathBuf {
-        self.temp.join(format!("{PARTIAL_PREFIX}{rec}-{checksum}"))
+        self.layout.partial_data(rec, checksum)
     }
 
     /// The sidecar of a partial.
     pub fn sidecar_path(&self, rec: &RecordingId, checksum: &Sha256) -> PathBuf {
-        self.temp
-            .join(format!("{PARTIAL_PREFIX}{rec}-{checksum}.json"))
+        self.layout.partial_sidecar(rec, checksum)
     }
 
     /// Bytes a resume of (`rec`, `checksum`) may start from: the sidecar's
@@ -163,7 +157,7 @@ impl PartialStore {
         if removed > 0 {
             log::info!(
                 "housekeeping: removed {removed} expired or orphaned partial file(s) from {}",
-                self.temp.display()
+                self.layout.temp.display()
             );
         }
         removed
@@ -226,12 +220,30 @@ impl PartialStore {
             return Ok(false);
         }
         temp.as_file().sync_all()?;
-        // Make room: other partials of this camera, oldest first.
+        self.make_room(rec, &data, len);
+        temp.persist(&data).map_err(|e| e.error)?;
+        fsx::sync_dir(&self.layout.temp)?;
+        let info = PartialInfo {
+            session_id: rec.session.to_string(),
+            camera_id: rec.camera.to_string(),
+            checksum: *checksum,
+            received_bytes: len,
+            updated_at: crate::base::manifest::format_time(jiff::Timestamp::now()),
+        };
+        let json = serde_json::to_vec_pretty(&info).map_err(io::Error::other)?;
+        fsx::atomic_write(&sidecar, &json)?;
+        Ok(true)
+    }
+
+    /// Makes room for `len` more bytes of `rec`'s camera under the cap:
+    /// other partials of the camera go, oldest first (another checksum of
+    /// the same recording is stale: it goes whatever the room).
+    fn make_room(&self, rec: &RecordingId, data: &Path, len: u64) {
         let mut others: Vec<(SystemTime, PathBuf, PathBuf, u64)> = self
             .list()
             .into_iter()
             .filter(|(_, i)| i.camera_id == rec.camera.as_str())
-            .filter(|(d, _)| *d != data)
+            .filter(|(d, _)| d != data)
             .map(|(d, i)| {
                 let t = fs::metadata(&d)
                     .and_then(|m| m.modified())
@@ -255,18 +267,6 @@ impl PartialStore {
             remove_pair(d, s);
             total -= n;
         }
-        temp.persist(&data).map_err(|e| e.error)?;
-        fsx::sync_dir(&self.temp)?;
-        let info = PartialInfo {
-            session_id: rec.session.to_string(),
-            camera_id: rec.camera.to_string(),
-            checksum: *checksum,
-            received_bytes: len,
-            updated_at: crate::base::manifest::format_time(jiff::Timestamp::now()),
-        };
-        let json = serde_json::to_vec_pretty(&info).map_err(io::Error::other)?;
-        fsx::atomic_write(&sidecar, &json)?;
-        Ok(true)
     }
 
     /// Removes the partial of (`rec`, `checksum`), if any.
@@ -290,7 +290,7 @@ impl PartialStore {
     /// Every partial with a readable sidecar: (data path, sidecar).
     pub fn list(&self) -> Vec<(PathBuf, PartialInfo)> {
         let mut out = Vec::new();
-        let Ok(entries) = fs::read_dir(&self.temp) else {
+        let Ok(entries) = fs::read_dir(&self.layout.temp) else {
             return out;
         };
         for entry in entries.flatten() {
@@ -302,7 +302,10 @@ impl PartialStore {
                 continue;
             };
             if let Some(info) = read_sidecar(&entry.path()) {
-                out.push((self.temp.join(format!("{PARTIAL_PREFIX}{stem}")), info));
+                out.push((
+                    self.layout.temp.join(format!("{PARTIAL_PREFIX}{stem}")),
+                    info,
+                ));
             }
         }
         out
@@ -312,7 +315,7 @@ impl PartialStore {
     /// sidecar older than a minute (a crash between rename and sidecar);
     /// returns how many files went.
     pub fn expire(&self) -> usize {
-        let Ok(entries) = fs::read_dir(&self.temp) else {
+        let Ok(entries) = fs::read_dir(&self.layout.temp) else {
             return 0;
         };
         let mut removed = 0;
@@ -324,8 +327,8 @@ impl PartialStore {
             let path = entry.path();
             let Ok(meta) = entry.metadata() else { continue };
             let (data, sidecar) = match name.strip_suffix(".json") {
-                Some(stem) => (self.temp.join(stem), path.clone()),
-                None => (path.clone(), self.temp.join(format!("{name}.json"))),
+                Some(stem) => (self.layout.temp.join(stem), path.clone()),
+                None => (path.clone(), self.layout.temp.join(format!("{name}.json"))),
             };
             let orphan = if path == data {
                 !sidecar.exists()
@@ -350,6 +353,13 @@ impl PartialStore {
     }
 }
 
+impl super::Store {
+    /// The partials in `temp/`, for reading (default TTL and cap).
+    pub fn partials(&self) -> PartialStore {
+        PartialStore::reader(&self.layout)
+    }
+}
+
 fn read_sidecar(path: &Path) -> Option<PartialInfo> {
     let text = fs::read(path).ok()?;
     serde_json::from_slice(&text).ok()
@@ -363,68 +373,6 @@ fn remove_pair(data: &Path, sidecar: &Path) {
             Err(e) => log::error!("cannot remove partial {}: {e}", p.display()),
         }
     }
-}
-
-/// `GET /api/v1/upload/status?session_id=S&camera_id=C&checksum=H`.
-///
-/// While an upload of the recording is in flight (`busy`), the answer waits
-/// for it to end, up to `wait`: a client retrying after a drop usually asks
-/// before the server has finished closing the dropped upload, and the
-/// partial it is about to keep is the answer the client needs.
-pub fn status(
-    store: &PartialStore,
-    url: &str,
-    trace: &mut super::upload::Trace,
-    busy: impl Fn(&RecordingId) -> bool,
-    wait: Duration,
-) -> Result<StatusResponse, super::ApiError> {
-    use crate::base::protocol::{code, field};
-    let query = url.split_once('?').map_or("", |(_, q)| q);
-    let get = |name: &str| -> Result<String, super::ApiError> {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-            .ok_or_else(|| {
-                super::ApiError::new(
-                    400,
-                    code::MISSING_FIELD,
-                    format!(
-                        "status needs the query parameter {name}: \
-                         {STATUS_PATH}?session_id=S&camera_id=C&checksum=H"
-                    ),
-                )
-            })
-    };
-    let bad = |name: &str, e: String| {
-        super::ApiError::new(400, code::INVALID_FIELD, format!("parameter {name}: {e}"))
-    };
-    let session = crate::base::ids::SessionId::parse(&get(field::SESSION_ID)?)
-        .map_err(|e| bad(field::SESSION_ID, e.to_string()))?;
-    let camera = crate::base::ids::CameraId::parse(&get(field::CAMERA_ID)?)
-        .map_err(|e| bad(field::CAMERA_ID, e.to_string()))?;
-    // The same camera binding as the upload it prepares: a key bound to
-    // CAM_L learns here, not after sending 20 GB, that it may not be CAM_C.
-    trace.grant.camera(camera)?;
-    let checksum: crate::base::checksum::Sha256 = get(field::CHECKSUM)?.parse().map_err(|_| {
-        bad(
-            field::CHECKSUM,
-            "must be a SHA-256 digest, 64 hex characters".into(),
-        )
-    })?;
-    let rec = RecordingId::new(session, camera);
-    trace.recording = Some(rec.to_string());
-    let until = std::time::Instant::now() + wait;
-    while busy(&rec) && std::time::Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(StatusResponse {
-        received_bytes: store.received(&rec, &checksum),
-        session_id: rec.session.to_string(),
-        camera_id: rec.camera.to_string(),
-        checksum,
-    })
 }
 
 #[cfg(test)]
