@@ -3,9 +3,10 @@
 //! ffmpeg's `v360`, CAM_L yawed left with barrel distortion, CAM_R yawed
 //! right, pitched 1.5 and rolled 1 degree, 20% darker, all with different
 //! FOVs. The calibration must recover the angles (0.2 degree) and FOVs
-//! (0.5 degree); the panorama's seams must match the truth rendered in the
-//! panorama's projection straight from the scene as well as an interior
-//! band of CAM_C does; a flat scene must fall back to the prior, saying so.
+//! (0.5 degree); against the truth rendered in the panorama's projection
+//! straight from the scene, the seams must reach 32 dB and come within 2 dB
+//! of the cameras' own columns, and the whole panorama within 2 dB of those
+//! interiors; a flat scene must fall back to the prior, saying so.
 
 mod common;
 
@@ -110,15 +111,13 @@ fn json_of(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", common::stdout(out)))
 }
 
-/// Luma PSNR of `a` against `b` over columns `[x, x + w)`, all frames.
-fn psnr(a: &Path, b: &Path, crop: Option<(u32, u32)>) -> f64 {
+/// PSNR of `a` against `b` over columns `[x, x + w)`, all frames: luma and
+/// chroma (U and V together).
+fn psnr(a: &Path, b: &Path, crop: Option<(u32, u32)>) -> Psnr {
     let cut = crop
         .map(|(w, x)| format!("crop={w}:ih:{x}:0,"))
         .unwrap_or_default();
-    let graph = format!(
-        "[0:v]{cut}format=yuv420p,extractplanes=y[a];[1:v]{cut}format=yuv420p,\
-         extractplanes=y[b];[a][b]psnr"
-    );
+    let graph = format!("[0:v]{cut}format=yuv420p[a];[1:v]{cut}format=yuv420p[b];[a][b]psnr");
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-i"])
         .arg(a)
@@ -129,11 +128,26 @@ fn psnr(a: &Path, b: &Path, crop: Option<(u32, u32)>) -> f64 {
         .unwrap();
     let err = common::stderr(&out);
     assert!(out.status.success(), "{err}");
-    let avg = err
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("average:"))
+    let line = err
+        .lines()
+        .rfind(|l| l.contains("PSNR y:"))
         .unwrap_or_else(|| panic!("no PSNR in {err}"));
-    avg.parse().unwrap()
+    let get = |k: &str| -> f64 {
+        let v = line.split_whitespace().find_map(|f| f.strip_prefix(k));
+        v.and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {line}"))
+    };
+    Psnr {
+        y: get("y:"),
+        uv: pooled(&[get("u:"), get("v:")]),
+    }
+}
+
+/// Luma and chroma PSNR, dB.
+#[derive(Debug, Clone, Copy)]
+struct Psnr {
+    y: f64,
+    uv: f64,
 }
 
 #[test]
@@ -179,50 +193,119 @@ fn calibrate_recovers_the_rig_and_the_seams_match_the_truth() {
     // Stitch with it (the session's own calibration is found by itself).
     let out = json_of(&rig.run(&["--json", SESSION]));
     assert_eq!(out["result"], "stitched", "{out}");
-    let record: Value = serde_json::from_str(
-        &std::fs::read_to_string(rig.layout.panorama_record(&rig.session())).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(record["projection"], "cylindrical");
-    let num = |v: &Value| v.as_f64().unwrap();
-    let (w, h) = (num(&record["width"]) as u32, num(&record["height"]) as u32);
-    let truth = rig.dir.path().join("truth.mkv");
-    scene::truth(
-        &rig.scene,
-        w,
-        h,
-        num(&record["hfov_deg"]),
-        num(&record["vfov_deg"]),
-        num(&record["yaw0_deg"]),
-        &truth,
-    );
-    let pano = rig.layout.panorama(&rig.session());
-    let canvas = &record["canvas"];
-    let offsets: Vec<u32> = canvas["offsets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| num(v) as u32)
-        .collect();
-    let seams: Vec<u32> = canvas["seams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| num(v) as u32)
-        .collect();
-    let seam_l = psnr(&pano, &truth, Some((seams[0], offsets[1])));
-    let seam_r = psnr(&pano, &truth, Some((seams[1], offsets[2])));
-    let inner_w = seams[0].max(seams[1]);
-    let inner_x = (w / 2 - inner_w / 2) / 2 * 2;
-    let interior = psnr(&pano, &truth, Some((inner_w, inner_x)));
-    let whole = psnr(&pano, &truth, None);
-    eprintln!("seams {seam_l:.2} / {seam_r:.2} dB, interior {interior:.2}, whole {whole:.2}");
-    // The issue's absolute target. Its relative ones (seams and the whole
-    // panorama within 2 dB of CAM_C's interior) are not met yet: measured
-    // 34.1 / 35.0 dB seams and 31.8 dB whole against 38.2 dB interior (see
-    // issue 16's closing note), so they are printed above, not asserted.
-    for s in [seam_l, seam_r] {
-        assert!(s >= 32.0, "seam {s:.2} dB < 32 (interior {interior:.2})");
+    let sc = Scores::of(&rig);
+    eprintln!("at the calibration's scale: {sc:?}");
+    sc.check();
+    // Written at half the width: every camera is warped straight to the
+    // output's scale (no full-size blend, then scale); the same holds.
+    let out = json_of(&rig.run(&["--json", "--force", "--output-width", "700", SESSION]));
+    assert_eq!(out["result"], "stitched", "{out}");
+    let sc = Scores::of(&rig);
+    eprintln!("at 700 columns: {sc:?}");
+    sc.check();
+}
+
+impl Scores {
+    /// The issue's targets (see the test).
+    fn check(&self) {
+        let sc = self;
+        // The issue's absolute target, then the relative ones: each seam
+        // within 2 dB of the interiors of the two cameras it joins, and the
+        // whole panorama within 2 dB of its interiors alone. (CAM_L's interior
+        // is the lowest: the renderer's own `lenscorrection` blurred that view
+        // before the stitcher saw it. Issue 16's closing note has the figures.)
+        let ys = |v: &[Psnr]| v.iter().map(|p| p.y).collect::<Vec<_>>();
+        let uvs = |v: &[Psnr]| v.iter().map(|p| p.uv).collect::<Vec<_>>();
+        for (k, seam) in sc.seams.into_iter().enumerate() {
+            let own = [&sc.interiors[k][..], &sc.interiors[k + 1][..]].concat();
+            let (inner, inner_uv) = (pooled(&ys(&own)), pooled(&uvs(&own)));
+            assert!(seam.y >= 32.0, "seam {k}: {:.2} dB < 32 ({sc:?})", seam.y);
+            assert!(
+                seam.y >= inner - 2.0,
+                "seam {k}: {:.2} dB, its cameras' interiors {inner:.2} ({sc:?})",
+                seam.y
+            );
+            // The colour too: CAM_R's 20% darker chroma is brought back by its
+            // gain, so its seam's colour matches as well as the cameras' own.
+            assert!(
+                seam.uv >= inner_uv - 2.0,
+                "seam {k} chroma: {:.2} dB, its cameras' interiors {inner_uv:.2} ({sc:?})",
+                seam.uv
+            );
+        }
+        let all = sc.interiors.concat();
+        let inner = pooled(&ys(&all));
+        assert!(
+            sc.whole.y >= inner - 2.0,
+            "whole {:.2} dB, interiors {inner:.2} ({sc:?})",
+            sc.whole.y
+        );
+    }
+}
+
+/// The PSNR of equal-size regions together, from theirs (their mean
+/// squared errors averaged).
+fn pooled(psnrs: &[f64]) -> f64 {
+    let mse: f64 = psnrs.iter().map(|p| 10f64.powf(-p / 10.0)).sum::<f64>() / psnrs.len() as f64;
+    -10.0 * mse.log10()
+}
+
+/// PSNR (luma, chroma) of a calibrated panorama against the truth in its
+/// projection: the two seam bands, three bands of the same width in each
+/// camera's own columns (L, C, R), and the whole frame.
+#[derive(Debug)]
+struct Scores {
+    seams: [Psnr; 2],
+    interiors: [Vec<Psnr>; 3],
+    whole: Psnr,
+}
+
+impl Scores {
+    fn of(rig: &Rig) -> Scores {
+        let record: Value = serde_json::from_str(
+            &std::fs::read_to_string(rig.layout.panorama_record(&rig.session())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["projection"], "cylindrical");
+        let num = |v: &Value| v.as_f64().unwrap();
+        let (w, h) = (num(&record["width"]) as u32, num(&record["height"]) as u32);
+        let truth = rig.dir.path().join("truth.mkv");
+        scene::truth(
+            &rig.scene,
+            w,
+            h,
+            num(&record["hfov_deg"]),
+            num(&record["vfov_deg"]),
+            num(&record["yaw0_deg"]),
+            &truth,
+        );
+        let pano = rig.layout.panorama(&rig.session());
+        let canvas = &record["canvas"];
+        // The canvas is the layout at the calibration's scale; a panorama
+        // written smaller has it scaled by the width ratio.
+        let scale = f64::from(w) / num(&canvas["panorama"]["width"]);
+        let list = |k: &str| -> Vec<u32> {
+            canvas[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| (num(v) * scale / 2.0).round() as u32 * 2)
+                .collect()
+        };
+        let (o, s) = (list("offsets"), list("seams"));
+        let band = |x: u32, bw: u32| psnr(&pano, &truth, Some((bw, x / 2 * 2)));
+        // Each camera's own columns (no neighbour blended in).
+        let own = [(0, o[1]), (o[1] + s[0], o[2]), (o[2] + s[1], w)];
+        let bw = s[0].max(s[1]);
+        let interiors = own.map(|(a, b)| {
+            assert!(b - a >= bw, "{own:?} {bw}");
+            (0..3).map(|k| band(a + (b - a - bw) * k / 2, bw)).collect()
+        });
+        Scores {
+            seams: [band(o[1], s[0]), band(o[2], s[1])],
+            interiors,
+            whole: psnr(&pano, &truth, None),
+        }
     }
 }
 

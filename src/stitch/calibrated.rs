@@ -81,9 +81,16 @@ pub fn apply(
 }
 
 /// The video part of the graph for a calibrated plan, ending in `[v]`.
+/// Each camera is warped straight into its piece at the output's scale
+/// (see [`Canvas::scaled`]): no full-resolution blend, stack or scale.
 pub fn video_graph(plan: &Plan, geo: &Geometry) -> Vec<String> {
     let (fps, frames) = (plan.fps, plan.frames);
     let cams = geo.calibration.cameras.array();
+    let canvas = if plan.output_width == geo.canvas.panorama.width {
+        geo.canvas.clone()
+    } else {
+        geo.canvas.scaled(plan.output_width, plan.output_height)
+    };
     let mut g = Vec::new();
     for (i, name) in ["l", "c", "r"].iter().enumerate() {
         let cam = &plan.cameras[i];
@@ -93,23 +100,13 @@ pub fn video_graph(plan: &Plan, geo: &Geometry) -> Vec<String> {
             canvas::camera_chain(
                 &cams[i],
                 (cam.width, cam.height),
-                &geo.canvas.pieces[i],
+                &canvas.pieces[i],
                 geo.calibration.gains[i]
             )
         ));
     }
-    g.extend(canvas::blend_graph(&geo.canvas, frames, fps));
-    let mut tail = "[pano]".to_string();
-    if plan.output_width != plan.panorama_width {
-        tail.push_str(&format!(
-            "scale={}:{}:flags=lanczos",
-            plan.output_width, plan.output_height
-        ));
-    } else {
-        tail.push_str("null");
-    }
-    tail.push_str("[v]");
-    g.push(tail);
+    g.extend(canvas::blend_graph(&canvas, frames, fps));
+    g.push("[pano]null[v]".into());
     g
 }
 

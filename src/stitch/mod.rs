@@ -88,7 +88,6 @@ fn round6(v: f64) -> f64 {
 /// The `-filter_complex` graph for a plan: inputs 0, 1, 2 are CAM_L, CAM_C,
 /// CAM_R; outputs `[v]` and, with audio, `[a]`.
 pub fn filter_graph(plan: &Plan) -> String {
-    let (w, h, o) = (plan.camera_width, plan.camera_height, plan.overlap_px);
     let fps = plan.fps;
     let frames = plan.frames;
     let mut g = match &plan.geometry {
@@ -100,7 +99,10 @@ pub fn filter_graph(plan: &Plan) -> String {
         return g.join(";");
     }
     // Each input: own timeline from 0, CAM_C's frame grid, the common span,
-    // CAM_C's size, one pixel format for the blend and the stack.
+    // scaled to the output's scale first (nothing is blended or stacked at
+    // full resolution), one pixel format for the blend and the stack.
+    let (w, o, extra) = strip_scale(plan);
+    let h = plan.output_height;
     let names = ["l", "c", "r"];
     for (i, cam) in plan.cameras.iter().enumerate() {
         // After `fps` the stream starts at 0 on a 1/fps grid (gaps filled by
@@ -111,25 +113,7 @@ pub fn filter_graph(plan: &Plan) -> String {
             chain.push_str(&format!(",scale={w}:{h}"));
         }
         chain.push_str(",format=yuv420p,setsar=1");
-        let n = names[i];
-        if o == 0 {
-            chain.push_str(&format!("[{n}]"));
-        } else {
-            let m = w - o;
-            match i {
-                0 => chain.push_str(&format!(
-                    ",split=2[l0][l1];[l0]crop={m}:{h}:0:0[lm];[l1]crop={o}:{h}:{m}:0[lb]"
-                )),
-                1 => chain.push_str(&format!(
-                    ",split=3[c0][c1][c2];[c0]crop={o}:{h}:0:0[cl];\
-                     [c1]crop={}:{h}:{o}:0[cm];[c2]crop={o}:{h}:{m}:0[cr]",
-                    w - 2 * o
-                )),
-                _ => chain.push_str(&format!(
-                    ",split=2[r0][r1];[r0]crop={o}:{h}:0:0[rb];[r1]crop={m}:{h}:{o}:0[rm]"
-                )),
-            }
-        }
+        chain.push_str(&strip_cuts(i, names[i], w, h, o));
         g.push(chain);
     }
     let mut tail = String::new();
@@ -151,16 +135,59 @@ pub fn filter_graph(plan: &Plan) -> String {
         g.push("[cr][rb][m1]maskedmerge[s1]".to_string());
         tail.push_str("[lm][s0][cm][s1][rm]hstack=inputs=5:shortest=1");
     }
-    if plan.output_width != plan.panorama_width {
+    if extra > 0 {
+        // The strips' even sizes overshoot the output by `extra` columns:
+        // cut them off both ends (no resampling).
         tail.push_str(&format!(
-            ",scale={}:{}:flags=lanczos",
-            plan.output_width, plan.output_height
+            ",crop={}:{h}:{}:0",
+            plan.output_width,
+            extra / 4 * 2
         ));
     }
     tail.push_str("[v]");
     g.push(tail);
     audio_graph(plan, &mut g);
     g.join(";")
+}
+
+/// The translation-only stitch at the output's scale: each camera's width
+/// and the shared columns, both even, and how many columns the stack is
+/// wider than `output_width` (cut off afterwards). At the panorama's own
+/// size: CAM_C's width, the overlap, 0.
+fn strip_scale(plan: &Plan) -> (u32, u32, u32) {
+    let (w, o, ow) = (plan.camera_width, plan.overlap_px, plan.output_width);
+    if ow == plan.panorama_width {
+        return (w, o, 0);
+    }
+    let s = f64::from(ow) / f64::from(plan.panorama_width);
+    let o2 = if o == 0 {
+        0
+    } else {
+        ((f64::from(o) * s / 2.0).round() as u32 * 2).max(2)
+    };
+    let w2 = (ow + 2 * o2)
+        .div_ceil(3)
+        .next_multiple_of(2)
+        .max(2 * o2 + 2);
+    (w2, o2, 3 * w2 - 2 * o2 - ow)
+}
+
+/// The crops that cut camera `i`'s `w` x `h` strip into its plain part and
+/// its shared bands (`o` columns), or just its label without overlap.
+fn strip_cuts(i: usize, name: &str, w: u32, h: u32, o: u32) -> String {
+    if o == 0 {
+        return format!("[{name}]");
+    }
+    let m = w - o;
+    match i {
+        0 => format!(",split=2[l0][l1];[l0]crop={m}:{h}:0:0[lm];[l1]crop={o}:{h}:{m}:0[lb]"),
+        1 => format!(
+            ",split=3[c0][c1][c2];[c0]crop={o}:{h}:0:0[cl];\
+             [c1]crop={}:{h}:{o}:0[cm];[c2]crop={o}:{h}:{m}:0[cr]",
+            w - 2 * o
+        ),
+        _ => format!(",split=2[r0][r1];[r0]crop={o}:{h}:0:0[rb];[r1]crop={m}:{h}:{o}:0[rm]"),
+    }
 }
 
 /// CAM_C's audio over the panorama's span, as `[a]`, when there is any.
@@ -413,9 +440,21 @@ mod tests {
         assert_eq!((p.output_width, p.output_height), (416, 90));
         assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
         let g = filter_graph(&p);
-        assert_eq!(g.matches("scale=320:180").count(), 1, "{g}");
+        // Every camera is brought to the output's scale before the blend
+        // (416 = 3 x 160 - 2 x 32): nothing is scaled after the stack.
+        assert_eq!(g.matches("scale=160:90").count(), 3, "{g}");
+        assert_eq!(g.matches("crop=32:90").count(), 4, "{g}");
         assert_eq!(g.matches("fps=30").count(), 3, "{g}");
-        assert!(g.contains("hstack=inputs=5:shortest=1,scale=416:90"), "{g}");
+        assert!(g.contains("hstack=inputs=5:shortest=1[v]"), "{g}");
+        // Sizes that do not divide evenly overshoot and are cut at both ends.
+        let p2 = plan(&session(), &inputs, &settings(64, 400)).unwrap();
+        let (w2, o2, extra) = strip_scale(&p2);
+        assert_eq!(
+            3 * w2 - 2 * o2 - extra,
+            p2.output_width,
+            "{w2} {o2} {extra}"
+        );
+        assert!(w2 % 2 == 0 && o2 % 2 == 0 && extra < 6, "{w2} {o2} {extra}");
         assert_eq!(g.matches("maskedmerge").count(), 2);
         // Without overlap, a plain stack.
         let p0 = plan(&session(), &inputs, &settings(0, 0)).unwrap();

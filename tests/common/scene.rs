@@ -1,6 +1,7 @@
 //! A synthetic rotated rig: one wide textured equirectangular scene (lavfi
-//! noise, blurred, with a moving red "player"; the three noise channels share
-//! geq's seed, so the texture is gray), and camera views of
+//! noise, blurred, with a moving red "player"; the noise is tinted by slow
+//! waves that differ per channel, so the scene is coloured: red, green,
+//! blue, purple, yellow patches), and camera views of
 //! it rendered with ffmpeg's `v360` (equirect to flat), lens distortion by
 //! `lenscorrection` and exposure by `colorchannelmixer`: independent of
 //! rig-stitch's own projection code.
@@ -26,13 +27,14 @@ pub const H: u32 = 360;
 pub const FPS: u32 = 10;
 pub const SECONDS: u32 = 2;
 
-/// Renders the scene (`textured`: blurred gray noise; else one uniform
+/// Renders the scene (`textured`: blurred tinted noise; else one uniform
 /// colour) as a lossless clip in `dir`.
 pub fn scene(dir: &Path, textured: bool) -> PathBuf {
     let png = dir.join(if textured { "scene.png" } else { "flat.png" });
     let src = if textured {
-        "nullsrc=s=3072x1536,format=gbrp,geq=r='random(1)*255':g='random(2)*255':\
-         b='random(3)*255',gblur=sigma=1.5"
+        "nullsrc=s=3072x1536,format=gbrp,geq=r='random(1)*255*(0.6+0.4*sin(X/211))':\
+         g='random(1)*255*(0.6+0.4*sin(X/157+2))':b='random(1)*255*(0.6+0.4*sin(Y/89+4))',\
+         gblur=sigma=1.5"
     } else {
         "color=c=0x708070:s=3072x1536,format=gbrp"
     };
