@@ -1051,7 +1051,7 @@ fn real_receiver_gets_three_cameras_byte_identical() {
         assert_eq!(fs::read(server.stored(rec)).unwrap(), clip, "{rec}");
         let digest = fs::read_to_string(server.layout.digest(&rec.session, rec.camera)).unwrap();
         assert_eq!(
-            soccer_rig::base::layout::parse_digest_line(&digest),
+            soccer_rig::store::parse_digest_line(&digest),
             Some(want.parse().unwrap())
         );
         let st = rig.state(rec);

@@ -288,12 +288,6 @@ impl ServerLayout {
     }
 }
 
-// The `recording.sha256` line format moved to the storage module, which
-// owns the file; these re-exports keep the tests that write a stored
-// recording by hand compiling until they call `crate::store` directly.
-#[doc(hidden)]
-pub use crate::store::{digest_line, parse_digest_line};
-
 #[cfg(test)]
 mod tests {
     use super::*;

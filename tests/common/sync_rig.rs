@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 use super::ffmpeg;
 use soccer_rig::base::host::ClockSync;
 use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::base::layout::{self, ServerLayout};
+use soccer_rig::base::layout::ServerLayout;
 use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 /// One camera's frame.
@@ -244,7 +244,7 @@ pub fn put_camera(
     m.write_atomic(&layout.manifest(session, cam)).unwrap();
     std::fs::write(
         layout.digest(session, cam),
-        layout::digest_line(&m.checksum.value),
+        soccer_rig::store::digest_line(&m.checksum.value),
     )
     .unwrap();
 }
