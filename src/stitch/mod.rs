@@ -53,15 +53,13 @@ pub mod camera;
 pub mod canvas;
 pub mod image;
 
-use std::ffi::OsString;
-use std::path::Path;
-
 pub mod encode;
 pub mod output_size;
 pub mod progress;
 pub mod sync;
 
 mod error;
+mod graph;
 mod plan;
 mod report;
 mod run;
@@ -70,6 +68,7 @@ mod session;
 mod settings;
 
 pub use error::StitchError;
+pub use graph::{ffmpeg_args, filter_graph, shell_line};
 pub use plan::{CameraInput, CameraOffset, Plan, load_inputs, plan, plan_aligned};
 pub use report::{Outcome, PendingItem, PendingReport, StitchReport, list_table, plan_lines};
 pub use run::{StitchProgress, run_ffmpeg};
@@ -77,216 +76,16 @@ pub use runner::Runner;
 pub use session::{plan_session, stitch_session};
 pub use settings::StitchSettings;
 
-fn round3(v: f64) -> f64 {
-    (v * 1e3).round() / 1e3
-}
-
-fn round6(v: f64) -> f64 {
-    (v * 1e6).round() / 1e6
-}
-
-/// The `-filter_complex` graph for a plan: inputs 0, 1, 2 are CAM_L, CAM_C,
-/// CAM_R; outputs `[v]` and, with audio, `[a]`.
-pub fn filter_graph(plan: &Plan) -> String {
-    let fps = plan.fps;
-    let frames = plan.frames;
-    let mut g = match &plan.geometry {
-        Some(geo) => calibrated::video_graph(plan, geo),
-        None => Vec::new(),
-    };
-    if plan.geometry.is_some() {
-        audio_graph(plan, &mut g);
-        return g.join(";");
-    }
-    // Each input: own timeline from 0, CAM_C's frame grid, the common span,
-    // scaled to the output's scale first (nothing is blended or stacked at
-    // full resolution), one pixel format for the blend and the stack.
-    let (w, o, extra) = strip_scale(plan);
-    let h = plan.output_height;
-    let names = ["l", "c", "r"];
-    for (i, cam) in plan.cameras.iter().enumerate() {
-        // After `fps` the stream starts at 0 on a 1/fps grid (gaps filled by
-        // repeating the last frame), so a frame count is an exact end. (A
-        // time would be rescaled and rounded by `trim`, and can lose one.)
-        let mut chain = format!("[{i}:v]setpts=PTS-STARTPTS,fps={fps},trim=end_frame={frames}");
-        if (cam.width, cam.height) != (w, h) {
-            chain.push_str(&format!(",scale={w}:{h}"));
-        }
-        chain.push_str(",format=yuv420p,setsar=1");
-        chain.push_str(&strip_cuts(i, names[i], w, h, o));
-        g.push(chain);
-    }
-    let mut tail = String::new();
-    if o == 0 {
-        tail.push_str("[l][c][r]hstack=inputs=3:shortest=1");
-    } else {
-        // The mask: weight of the right-hand camera, rising linearly across
-        // the band, sampled at pixel centres ((X+0.5)/W of 255) on every
-        // plane (geq's W is the plane's width; the value stays below 255).
-        // Made once and looped.
-        let ramp = "255*(X+0.5)/W";
-        g.push(format!(
-            "color=c=black:s={o}x{h}:r={fps},format=yuv420p,trim=end_frame=1,\
-             geq=lum='{ramp}':cb='{ramp}':cr='{ramp}',loop=loop={}:size=1,\
-             setpts=N/({fps}*TB),split=2[m0][m1]",
-            plan.frames.saturating_sub(1)
-        ));
-        g.push("[lb][cl][m0]maskedmerge[s0]".to_string());
-        g.push("[cr][rb][m1]maskedmerge[s1]".to_string());
-        tail.push_str("[lm][s0][cm][s1][rm]hstack=inputs=5:shortest=1");
-    }
-    if extra > 0 {
-        // The strips' even sizes overshoot the output by `extra` columns:
-        // cut them off both ends (no resampling).
-        tail.push_str(&format!(
-            ",crop={}:{h}:{}:0",
-            plan.output_width,
-            extra / 4 * 2
-        ));
-    }
-    tail.push_str("[v]");
-    g.push(tail);
-    audio_graph(plan, &mut g);
-    g.join(";")
-}
-
-/// The translation-only stitch at the output's scale: each camera's width
-/// and the shared columns, both even, and how many columns the stack is
-/// wider than `output_width` (cut off afterwards). At the panorama's own
-/// size: CAM_C's width, the overlap, 0.
-fn strip_scale(plan: &Plan) -> (u32, u32, u32) {
-    let (w, o, ow) = (plan.camera_width, plan.overlap_px, plan.output_width);
-    if ow == plan.panorama_width {
-        return (w, o, 0);
-    }
-    let s = f64::from(ow) / f64::from(plan.panorama_width);
-    let o2 = if o == 0 {
-        0
-    } else {
-        ((f64::from(o) * s / 2.0).round() as u32 * 2).max(2)
-    };
-    let w2 = (ow + 2 * o2)
-        .div_ceil(3)
-        .next_multiple_of(2)
-        .max(2 * o2 + 2);
-    (w2, o2, 3 * w2 - 2 * o2 - ow)
-}
-
-/// The crops that cut camera `i`'s `w` x `h` strip into its plain part and
-/// its shared bands (`o` columns), or just its label without overlap.
-fn strip_cuts(i: usize, name: &str, w: u32, h: u32, o: u32) -> String {
-    if o == 0 {
-        return format!("[{name}]");
-    }
-    let m = w - o;
-    match i {
-        0 => format!(",split=2[l0][l1];[l0]crop={m}:{h}:0:0[lm];[l1]crop={o}:{h}:{m}:0[lb]"),
-        1 => format!(
-            ",split=3[c0][c1][c2];[c0]crop={o}:{h}:0:0[cl];\
-             [c1]crop={}:{h}:{o}:0[cm];[c2]crop={o}:{h}:{m}:0[cr]",
-            w - 2 * o
-        ),
-        _ => format!(",split=2[r0][r1];[r0]crop={o}:{h}:0:0[rb];[r1]crop={m}:{h}:{o}:0[rm]"),
-    }
-}
-
-/// CAM_C's audio over the panorama's span, as `[a]`, when there is any.
-fn audio_graph(plan: &Plan, g: &mut Vec<String>) {
-    let fps = plan.fps;
-    if plan.audio {
-        // Input 1 was seeked to half a frame before its first kept frame;
-        // start the audio at that frame.
-        let center = &plan.cameras[1];
-        let lead = (center.applied_ms / 1000.0 - center.seek_sec).max(0.0);
-        g.push(format!(
-            "[1:a]atrim=start={lead:.6}:duration={:.6},asetpts=PTS-STARTPTS[a]",
-            plan.frames as f64 / fps
-        ));
-    }
-}
-
-/// The whole ffmpeg command line (without the program) writing the plan's
-/// panorama to `output`, with `-progress pipe:1` on stdout.
-pub fn ffmpeg_args(plan: &Plan, settings: &StitchSettings, output: &Path) -> Vec<OsString> {
-    let mut a: Vec<OsString> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
-    a.extend(encode::device_args(&plan.encoder));
-    for (cam, input) in plan.cameras.iter().zip(&plan.inputs) {
-        a.push("-ss".into());
-        a.push(format!("{:.6}", cam.seek_sec).into());
-        a.push("-i".into());
-        a.push(input.clone().into_os_string());
-    }
-    // Every core for the graph (the encoder takes them all by itself).
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    a.push("-filter_complex_threads".into());
-    a.push(threads.to_string().into());
-    a.push("-filter_complex".into());
-    let mut graph = filter_graph(plan);
-    let video = match encode::upload_filter(&plan.encoder) {
-        Some(upload) => {
-            graph.push(';');
-            graph.push_str(upload);
-            "[venc]"
-        }
-        None => "[v]",
-    };
-    a.push(graph.into());
-    for s in ["-map", video] {
-        a.push(s.into());
-    }
-    if plan.audio {
-        for s in ["-map", "[a]", "-c:a", "aac", "-b:a", "192k"] {
-            a.push(s.into());
-        }
-    }
-    let family = encode::codec_family(&plan.encoder).unwrap_or(encode::Family::H264);
-    a.extend(encode::encoder_args(
-        &plan.encoder,
-        family,
-        &settings.preset,
-    ));
-    for s in ["-movflags", "+faststart", "-metadata"] {
-        a.push(s.into());
-    }
-    a.push(format!("creation_time={}", plan.common_start).into());
-    for s in ["-progress", "pipe:1", "-nostats", "-f", "mp4"] {
-        a.push(s.into());
-    }
-    a.push(output.as_os_str().to_owned());
-    a
-}
-
-/// A command line as one shell-quoted string, for logs and `--dry-run`.
-pub fn shell_line(program: &Path, args: &[OsString]) -> String {
-    std::iter::once(program.as_os_str())
-        .chain(args.iter().map(|a| a.as_os_str()))
-        .map(|a| {
-            let s = a.to_string_lossy();
-            if !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c))
-            {
-                s.into_owned()
-            } else {
-                format!("'{}'", s.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     use super::*;
     use crate::base::config::ProcessingConfig;
     use crate::base::ffmpeg::Probe;
     use crate::base::ids::{CameraId, SessionId};
     use crate::base::jobs::{Job, JobStatus, JobsFile};
+    use graph::strip_scale;
 
     fn input(camera: CameraId, start: &str, w: u32, fps: f64, dur: f64) -> CameraInput {
         CameraInput {

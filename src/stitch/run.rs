@@ -12,8 +12,8 @@ use crate::base::ffmpeg::ProgressParser;
 use crate::base::fsx;
 
 use super::error::StitchError;
+use super::graph::shell_line;
 use super::progress;
-use super::shell_line;
 
 /// Progress of a running encode.
 #[derive(Debug, Clone, Copy, PartialEq)]

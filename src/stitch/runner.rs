@@ -14,13 +14,13 @@ use crate::base::jobs::{self, Job, JobQueue, JobStatus, JobsError, Refused};
 use crate::base::layout::ServerLayout;
 
 use super::error::StitchError;
+use super::graph::{ffmpeg_args, round3, shell_line};
 use super::plan::Plan;
 use super::report::{Outcome, PendingItem, PendingReport, StitchReport};
 use super::run::StitchProgress;
 use super::session::{plan_session, stitch_session};
 use super::settings::StitchSettings;
 use super::{calibrate, progress};
-use super::{ffmpeg_args, round3, shell_line};
 
 /// The queue-aware runner behind the program: claims jobs under this
 /// process's PID, stitches, and records every transition.

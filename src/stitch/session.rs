@@ -11,7 +11,7 @@ use crate::base::ids::SessionId;
 use crate::base::layout::ServerLayout;
 
 use super::error::StitchError;
-use super::ffmpeg_args;
+use super::graph::ffmpeg_args;
 use super::plan::{Plan, load_inputs, plan_aligned};
 use super::run::{StitchProgress, run_ffmpeg};
 use super::settings::StitchSettings;
