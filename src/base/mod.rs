@@ -19,6 +19,7 @@
 //! | [`jobs`] | the stitch job queue rig-receive fills and rig-stitch drains |
 //! | [`fsx`] | atomic writes: temp, fsync, rename |
 //! | [`http`], [`host`], [`cli`] | HTTP helpers, host facts, the programs' shared CLI plumbing |
+//! | [`units`] | sizes for people: one convention (decimal, `20.0 GB`) |
 
 pub mod checksum;
 pub mod cli;
@@ -33,3 +34,4 @@ pub mod layout;
 pub mod manifest;
 pub mod protocol;
 pub mod replies;
+pub mod units;

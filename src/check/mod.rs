@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::base::checksum::{self, FileDigest};
 use crate::base::cli;
 use crate::base::config::Config;
+use crate::base::units::human_bytes;
 
 pub mod node;
 pub mod server;
@@ -156,21 +157,6 @@ pub(crate) fn now_rfc3339() -> String {
     crate::base::manifest::format_time(jiff::Timestamp::now())
 }
 
-/// A byte count for people: `1.5 GiB`, `300.0 MiB`, `12 B`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 /// A duration in minutes for people: `95 min`, `3 h 20 min`.
 pub fn human_minutes(minutes: f64) -> String {
     let m = minutes.max(0.0).floor() as u64;
@@ -296,9 +282,6 @@ mod tests {
 
     #[test]
     fn human_figures() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(256 << 20), "256.0 MiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
         assert_eq!(human_minutes(95.7), "1 h 35 min");
         assert_eq!(human_minutes(42.0), "42 min");
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 use walkdir::WalkDir;
 
-use super::{CheckError, HashJob, Status, hash_all, human_bytes};
+use super::{CheckError, HashJob, Status, hash_all};
 use crate::base::checksum::{FileDigest, is_sha256_hex};
 use crate::base::config::{GB, StorageConfig};
 use crate::base::fsx;
@@ -26,6 +26,7 @@ use crate::base::ids::{CameraId, SessionId};
 use crate::base::jobs::{Job, JobQueue, JobStatus};
 use crate::base::layout::{ServerLayout, parse_digest_line};
 use crate::base::manifest::validate_value;
+use crate::base::units::human_bytes;
 
 /// A session directory may hold this thumbnail besides the camera and
 /// `stitched/` directories.

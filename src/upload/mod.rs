@@ -82,6 +82,7 @@ use crate::base::layout::PiLayout;
 use crate::base::manifest::{self, Manifest};
 use crate::base::protocol::{self, ConfirmRequest};
 use crate::base::replies::{self, UploadReply};
+use crate::base::units::human_bytes;
 
 /// Where an offload stands, as the state file's `"status"` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,8 +330,8 @@ impl OffloadReport {
                 if let (Some(size), Some(rate)) = (self.file_size, self.bytes_per_sec) {
                     s.push_str(&format!(
                         ", {} at {}/s",
-                        human_bytes(size as f64),
-                        human_bytes(rate)
+                        human_bytes(size),
+                        human_bytes(rate as u64)
                     ));
                 }
                 s.push_str(&format!(", {:.1} s", self.elapsed_sec));
@@ -372,18 +373,6 @@ impl OffloadReport {
 
 fn plural(n: u32) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// `12.3 MB` style, decimal units.
-fn human_bytes(b: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = b;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// Why the client could not even try: these stop a run (exit 2 for
@@ -1029,7 +1018,7 @@ impl<'a> Uploader<'a> {
             log::info!(
                 "{}: hashing {} ({})",
                 src.video.display(),
-                human_bytes(size as f64),
+                human_bytes(size),
                 if has_checksum {
                     "--rehash"
                 } else {
