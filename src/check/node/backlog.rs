@@ -85,138 +85,193 @@ pub(super) fn check_backlog(
     root_ok: bool,
     opts: &NodeOptions,
 ) -> (CheckItem, Vec<BacklogItem>) {
-    let fix = "run rig-upload to offload them";
     let mut ids = recordings_under(&pi.manifests_dir());
     ids.extend(recordings_under(&pi.recordings_dir()));
     ids.sort();
     ids.dedup();
-
     let mut items = Vec::new();
     let mut manifests = Vec::new();
     let mut hard = 0usize;
     for rec in ids {
-        let manifest_path = pi.manifest(&rec);
-        let path = pi.recording(&rec);
-        let size = fs::metadata(&path)
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len());
-        let mut problems = Vec::new();
-        let (state, attempts, last_error) = if !manifest_path.is_file() {
-            if size.is_none() {
-                continue; // an empty directory: nothing to offload
-            }
-            problems.push(
-                "no manifest: still recording, or the recorder died \
-                 (rig-manifest create --recover builds one)"
-                    .to_string(),
-            );
-            ("no_manifest".to_string(), None, None)
-        } else {
-            match read_state(&pi.offload_state(&rec)) {
-                Ok(Some(s)) if s.status == "offloaded" => continue,
-                Ok(Some(s)) => (s.status, s.attempts, s.last_error),
-                Ok(None) => ("pending".to_string(), None, None),
-                Err(e) => {
-                    problems.push(format!("offload state unreadable: {e}"));
-                    ("unknown".to_string(), None, None)
-                }
-            }
-        };
-        let mut manifest = None;
-        if state != "no_manifest" {
-            match Manifest::read(&manifest_path) {
-                Ok(m) => manifest = Some(m),
-                Err(e) => {
-                    hard += 1;
-                    problems.push(format!(
-                        "{}: {e}; rig-upload will not send it",
-                        manifest_path.display()
-                    ));
-                }
+        if let Some(entry) = backlog_entry(pi, &rec) {
+            hard += entry.hard;
+            manifests.push(entry.sha256);
+            items.push(entry.item);
+        }
+    }
+    if opts.verify {
+        hard += verify(&mut items, &manifests, opts.progress);
+    }
+    (verdict(pi, root_ok, opts, &items, hard), items)
+}
+
+/// One recording of the backlog, before `--verify`.
+struct Entry {
+    item: BacklogItem,
+    /// The manifest's checksum, when the manifest reads.
+    sha256: Option<String>,
+    /// Problems that put the recording at risk.
+    hard: usize,
+}
+
+/// The backlog entry of `rec`; `None` when it is offloaded or nothing is
+/// there (an empty directory).
+fn backlog_entry(pi: &PiLayout, rec: &RecordingId) -> Option<Entry> {
+    let manifest_path = pi.manifest(rec);
+    let path = pi.recording(rec);
+    let size = fs::metadata(&path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let mut problems = Vec::new();
+    let (state, attempts, last_error) = if !manifest_path.is_file() {
+        size?; // an empty directory: nothing to offload
+        problems.push(
+            "no manifest: still recording, or the recorder died \
+             (rig-manifest create --recover builds one)"
+                .to_string(),
+        );
+        ("no_manifest".to_string(), None, None)
+    } else {
+        match read_state(&pi.offload_state(rec)) {
+            Ok(Some(s)) if s.status == "offloaded" => return None,
+            Ok(Some(s)) => (s.status, s.attempts, s.last_error),
+            Ok(None) => ("pending".to_string(), None, None),
+            Err(e) => {
+                problems.push(format!("offload state unreadable: {e}"));
+                ("unknown".to_string(), None, None)
             }
         }
-        if size.is_none() {
-            hard += 1;
+    };
+    let manifest = (state != "no_manifest")
+        .then(|| read_manifest(&manifest_path, &mut problems))
+        .flatten();
+    let mut hard = usize::from(state != "no_manifest" && manifest.is_none());
+    hard += file_problems(&path, size, manifest.as_ref(), &mut problems);
+    let item = BacklogItem {
+        recording_id: rec.to_string(),
+        state,
+        path,
+        size_bytes: size,
+        attempts,
+        last_error,
+        verified: None,
+        sha256: None,
+        problems,
+    };
+    Some(Entry {
+        item,
+        sha256: manifest.map(|m| m.checksum.value),
+        hard,
+    })
+}
+
+/// The manifest, or a problem saying why rig-upload will not send it.
+fn read_manifest(path: &Path, problems: &mut Vec<String>) -> Option<Manifest> {
+    match Manifest::read(path) {
+        Ok(m) => Some(m),
+        Err(e) => {
             problems.push(format!(
-                "{} is missing but was never offloaded",
+                "{}: {e}; rig-upload will not send it",
                 path.display()
             ));
+            None
         }
-        if let (Some(m), Some(size)) = (&manifest, size)
-            && m.file.size_bytes != size
-        {
-            hard += 1;
+    }
+}
+
+/// A missing file, or one whose size is not the manifest's; returns how
+/// many such problems were added.
+fn file_problems(
+    path: &Path,
+    size: Option<u64>,
+    manifest: Option<&Manifest>,
+    problems: &mut Vec<String>,
+) -> usize {
+    let Some(size) = size else {
+        problems.push(format!(
+            "{} is missing but was never offloaded",
+            path.display()
+        ));
+        return 1;
+    };
+    match manifest {
+        Some(m) if m.file.size_bytes != size => {
             problems.push(format!(
                 "file.size_bytes: the manifest says {} bytes, the file has {size}",
                 m.file.size_bytes
             ));
+            1
         }
-        manifests.push(manifest.map(|m| m.checksum.value));
-        items.push(BacklogItem {
-            recording_id: rec.to_string(),
-            state,
-            path,
-            size_bytes: size,
-            attempts,
-            last_error,
-            verified: None,
-            sha256: None,
-            problems,
-        });
+        _ => 0,
     }
+}
 
-    if opts.verify {
-        let idx: Vec<usize> = (0..items.len())
-            .filter(|&i| items[i].size_bytes.is_some() && manifests[i].is_some())
-            .collect();
-        let jobs: Vec<HashJob> = idx
-            .iter()
-            .map(|&i| HashJob {
-                path: items[i].path.clone(),
-                size: items[i].size_bytes.unwrap_or(0),
-            })
-            .collect();
-        for (&i, result) in idx.iter().zip(hash_all(&jobs, opts.progress)) {
-            let want = manifests[i].clone().unwrap_or_default();
-            let it = &mut items[i];
-            match result {
-                Ok(d) if d.sha256 == want => {
-                    it.verified = Some(true);
-                    it.sha256 = Some(d.sha256);
-                }
-                Ok(d) => {
-                    hard += 1;
-                    it.problems.push(format!(
-                        "checksum.value: the file hashes to {}, the manifest says {want}",
-                        d.sha256
-                    ));
-                    it.verified = Some(false);
-                    it.sha256 = Some(d.sha256);
-                }
-                Err(e) => {
-                    hard += 1;
-                    it.problems.push(format!("cannot read: {e}"));
-                    it.verified = Some(false);
-                }
+/// `--verify`: hashes every file that has a manifest and compares; returns
+/// how many failed.
+fn verify(items: &mut [BacklogItem], manifests: &[Option<String>], progress: bool) -> usize {
+    let idx: Vec<usize> = (0..items.len())
+        .filter(|&i| items[i].size_bytes.is_some() && manifests[i].is_some())
+        .collect();
+    let jobs: Vec<HashJob> = idx
+        .iter()
+        .map(|&i| HashJob {
+            path: items[i].path.clone(),
+            size: items[i].size_bytes.unwrap_or(0),
+        })
+        .collect();
+    let mut hard = 0;
+    for (&i, result) in idx.iter().zip(hash_all(&jobs, progress)) {
+        let want = manifests[i].clone().unwrap_or_default();
+        let it = &mut items[i];
+        match result {
+            Ok(d) if d.sha256 == want => {
+                it.verified = Some(true);
+                it.sha256 = Some(d.sha256);
+            }
+            Ok(d) => {
+                hard += 1;
+                it.problems.push(format!(
+                    "checksum.value: the file hashes to {}, the manifest says {want}",
+                    d.sha256
+                ));
+                it.verified = Some(false);
+                it.sha256 = Some(d.sha256);
+            }
+            Err(e) => {
+                hard += 1;
+                it.problems.push(format!("cannot read: {e}"));
+                it.verified = Some(false);
             }
         }
     }
+    hard
+}
 
+/// The backlog check's verdict: FAIL with problems (or no storage root),
+/// PASS when empty, else WARN with the count and size.
+fn verdict(
+    pi: &PiLayout,
+    root_ok: bool,
+    opts: &NodeOptions,
+    items: &[BacklogItem],
+    hard: usize,
+) -> CheckItem {
     let bytes: u64 = items.iter().filter_map(|b| b.size_bytes).sum();
     let failed = items.iter().filter(|b| b.state == "failed").count();
     let value = json!({"recordings": items.len(), "bytes": bytes, "failed": failed,
                        "problems": hard, "verified": opts.verify});
-    let check = if !root_ok && !pi.root.is_dir() {
-        item(
+    if !root_ok && !pi.root.is_dir() {
+        return item(
             "backlog",
             Status::Fail,
             "storage root missing; backlog unknown".into(),
             Some("fix the storage root first"),
             value,
-        )
-    } else if hard > 0 {
-        item(
+        );
+    }
+    if hard > 0 {
+        return item(
             "backlog",
             Status::Fail,
             format!(
@@ -228,37 +283,36 @@ pub(super) fn check_backlog(
                 "see the backlog list; re-create broken manifests (rig-manifest create --recover)",
             ),
             value,
-        )
-    } else if items.is_empty() {
-        item(
+        );
+    }
+    if items.is_empty() {
+        return item(
             "backlog",
             Status::Pass,
             "every recording is offloaded".into(),
             None,
             value,
-        )
+        );
+    }
+    let verified = if opts.verify {
+        ", all match their manifests"
     } else {
-        let verified = if opts.verify {
-            ", all match their manifests"
-        } else {
-            ""
-        };
-        item(
-            "backlog",
-            Status::Warn,
-            format!(
-                "{} recording(s), {} not offloaded yet{}{verified}",
-                items.len(),
-                human_bytes(bytes),
-                if failed > 0 {
-                    format!(" ({failed} failed)")
-                } else {
-                    String::new()
-                }
-            ),
-            Some(fix),
-            value,
-        )
+        ""
     };
-    (check, items)
+    let failed = if failed > 0 {
+        format!(" ({failed} failed)")
+    } else {
+        String::new()
+    };
+    item(
+        "backlog",
+        Status::Warn,
+        format!(
+            "{} recording(s), {} not offloaded yet{failed}{verified}",
+            items.len(),
+            human_bytes(bytes),
+        ),
+        Some("run rig-upload to offload them"),
+        value,
+    )
 }

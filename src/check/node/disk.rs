@@ -51,68 +51,74 @@ pub(super) fn check_root(root: &Path, checks: &mut Vec<CheckItem>) -> bool {
 
 /// Free space, and the recording time it buys at the configured bitrate.
 pub(super) fn check_free_space(config: &Config, opts: &NodeOptions, root: &Path) -> CheckItem {
-    let bitrate = config.recording.bitrate_mbps;
-    let min_gb = config.node.min_free_space_gb;
-    if !root.is_dir() {
-        return item(
+    let unknown = |message: String, fix: &str| {
+        item(
             "free_space",
             Status::Fail,
-            "storage root missing; free space unknown".into(),
-            Some("fix the storage root first"),
+            message,
+            Some(fix),
             json!({"free_bytes": null, "free_gb": null, "minutes": null,
-                   "bitrate_mbps": bitrate, "min_free_space_gb": min_gb,
+                   "bitrate_mbps": config.recording.bitrate_mbps,
+                   "min_free_space_gb": config.node.min_free_space_gb,
                    "match_minutes": opts.match_minutes}),
+        )
+    };
+    if !root.is_dir() {
+        return unknown(
+            "storage root missing; free space unknown".into(),
+            "fix the storage root first",
         );
     }
     match fsx::free_space(root) {
-        Ok(free) => {
-            let bytes_per_min = f64::from(bitrate) * 1e6 / 8.0 * 60.0;
-            let minutes = free as f64 / bytes_per_min;
-            let free_gb = free as f64 / GB;
-            let status = if free_gb < min_gb {
-                Status::Fail
-            } else if minutes < opts.match_minutes {
-                Status::Warn
-            } else {
-                Status::Pass
-            };
-            let mut message = format!(
-                "{free_gb:.1} GB free: {} of recording at {bitrate} Mbps",
-                human_minutes(minutes)
-            );
-            match status {
-                Status::Fail => message.push_str(&format!(
-                    "; below node.min_free_space_gb ({min_gb:.1} GB), rig-record will refuse to start"
-                )),
-                Status::Warn => message.push_str(&format!(
-                    "; a match needs {}",
-                    human_minutes(opts.match_minutes)
-                )),
-                Status::Pass => {}
-            }
-            item(
-                "free_space",
-                status,
-                message,
-                Some(
-                    "offload recordings (rig-upload) and delete confirmed ones \
-                     (rig-upload --delete-after-confirm)",
-                ),
-                json!({"free_bytes": free, "free_gb": round3(free_gb),
-                       "minutes": round3(minutes), "bitrate_mbps": bitrate,
-                       "min_free_space_gb": min_gb, "match_minutes": opts.match_minutes}),
-            )
-        }
-        Err(e) => item(
-            "free_space",
-            Status::Fail,
+        Ok(free) => free_space_item(config, opts, free),
+        Err(e) => unknown(
             format!("cannot tell free space: {e}"),
-            Some("check the storage root's filesystem"),
-            json!({"free_bytes": null, "free_gb": null, "minutes": null,
-                   "bitrate_mbps": bitrate, "min_free_space_gb": min_gb,
-                   "match_minutes": opts.match_minutes}),
+            "check the storage root's filesystem",
         ),
     }
+}
+
+/// The verdict on `free` bytes: FAIL under `node.min_free_space_gb`, WARN
+/// when they record less than a match.
+fn free_space_item(config: &Config, opts: &NodeOptions, free: u64) -> CheckItem {
+    let bitrate = config.recording.bitrate_mbps;
+    let min_gb = config.node.min_free_space_gb;
+    let bytes_per_min = f64::from(bitrate) * 1e6 / 8.0 * 60.0;
+    let minutes = free as f64 / bytes_per_min;
+    let free_gb = free as f64 / GB;
+    let status = if free_gb < min_gb {
+        Status::Fail
+    } else if minutes < opts.match_minutes {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let mut message = format!(
+        "{free_gb:.1} GB free: {} of recording at {bitrate} Mbps",
+        human_minutes(minutes)
+    );
+    match status {
+        Status::Fail => message.push_str(&format!(
+            "; below node.min_free_space_gb ({min_gb:.1} GB), rig-record will refuse to start"
+        )),
+        Status::Warn => message.push_str(&format!(
+            "; a match needs {}",
+            human_minutes(opts.match_minutes)
+        )),
+        Status::Pass => {}
+    }
+    item(
+        "free_space",
+        status,
+        message,
+        Some(
+            "offload recordings (rig-upload) and delete confirmed ones \
+             (rig-upload --delete-after-confirm)",
+        ),
+        json!({"free_bytes": free, "free_gb": round3(free_gb),
+               "minutes": round3(minutes), "bitrate_mbps": bitrate,
+               "min_free_space_gb": min_gb, "match_minutes": opts.match_minutes}),
+    )
 }
 
 pub(super) fn round3(v: f64) -> f64 {

@@ -18,63 +18,20 @@ pub(super) fn check_server(
     opts: &NodeOptions,
 ) -> (CheckItem, Option<f64>) {
     let health = format!("{}{HEALTH_PATH}", url.trim_end_matches('/'));
-    let fix =
-        "start rig-receive on the server, check the network and offload.server_url (or --server)";
-    let connect =
-        Duration::from_secs(config.offload.connect_timeout_sec.max(1)).min(opts.health_timeout);
     let fail = |message: String, http: Option<u16>| {
+        let fix = "start rig-receive on the server, check the network and \
+                   offload.server_url (or --server)";
+        let value = json!({"url": health, "reachable": http.is_some(), "http_status": http,
+                           "status": null, "storage_free_gb": null, "active_uploads": null});
         (
-            item(
-                "server",
-                Status::Fail,
-                message,
-                Some(fix),
-                json!({"url": health, "reachable": http.is_some(), "http_status": http,
-                       "status": null, "storage_free_gb": null, "active_uploads": null}),
-            ),
+            item("server", Status::Fail, message, Some(fix), value),
             None,
         )
     };
-    let builder = match crate::base::http::agent_builder(&config.offload) {
-        Ok(b) => b,
-        Err(e) => return fail(e.0, None),
+    let (code, body) = match get_health(&health, config, opts) {
+        Ok(reply) => reply,
+        Err((message, http)) => return fail(message, http),
     };
-    let agent: ureq::Agent = builder
-        .timeout_connect(Some(connect))
-        .timeout_global(Some(opts.health_timeout))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
-    let mut req = agent.get(&health);
-    match crate::base::http::api_key(&config.offload) {
-        Ok(Some(key)) => req = req.header("Authorization", crate::base::http::bearer(&key)),
-        Ok(None) => {}
-        Err(e) => return fail(e.0, None),
-    }
-    let mut resp = match req.call() {
-        Ok(r) => r,
-        Err(e) if crate::base::http::is_tls_failure(&e) => {
-            return fail(
-                format!("{} ({e})", crate::base::http::tls_hint(&health)),
-                None,
-            );
-        }
-        Err(e) => return fail(format!("{health} unreachable: {e}"), None),
-    };
-    let code = resp.status().as_u16();
-    let mut body = String::new();
-    if let Err(e) = resp
-        .body_mut()
-        .as_reader()
-        .take(MAX_SMALL_BYTES)
-        .read_to_string(&mut body)
-    {
-        return fail(
-            format!("{health}: reading the reply failed: {e}"),
-            Some(code),
-        );
-    }
     if code != 200 {
         return fail(format!("{health} answered HTTP {code}"), Some(code));
     }
@@ -91,6 +48,50 @@ pub(super) fn check_server(
                        "status": h.status, "storage_free_gb": h.storage_free_gb,
                        "active_uploads": h.active_uploads});
     (health_item(&health, &h, value), h.storage_free_gb)
+}
+
+/// The status and body of `GET health` (bounded in time and size); on
+/// failure, the message and the HTTP status if one came.
+fn get_health(
+    health: &str,
+    config: &Config,
+    opts: &NodeOptions,
+) -> Result<(u16, String), (String, Option<u16>)> {
+    use crate::base::http;
+    let connect =
+        Duration::from_secs(config.offload.connect_timeout_sec.max(1)).min(opts.health_timeout);
+    let builder = http::agent_builder(&config.offload).map_err(|e| (e.0, None))?;
+    let agent: ureq::Agent = builder
+        .timeout_connect(Some(connect))
+        .timeout_global(Some(opts.health_timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into();
+    let mut req = agent.get(health);
+    if let Some(key) = http::api_key(&config.offload).map_err(|e| (e.0, None))? {
+        req = req.header("Authorization", http::bearer(&key));
+    }
+    let mut resp = req.call().map_err(|e| {
+        if http::is_tls_failure(&e) {
+            (format!("{} ({e})", http::tls_hint(health)), None)
+        } else {
+            (format!("{health} unreachable: {e}"), None)
+        }
+    })?;
+    let code = resp.status().as_u16();
+    let mut body = String::new();
+    resp.body_mut()
+        .as_reader()
+        .take(MAX_SMALL_BYTES)
+        .read_to_string(&mut body)
+        .map_err(|e| {
+            (
+                format!("{health}: reading the reply failed: {e}"),
+                Some(code),
+            )
+        })?;
+    Ok((code, body))
 }
 
 /// The check a health reply makes: PASS when healthy with its figures,

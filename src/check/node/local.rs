@@ -2,9 +2,10 @@
 //! ffmpeg tools.
 
 use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::disk::round3;
 use super::{CheckItem, TEMP_FAIL_C, TEMP_WARN_C, item};
@@ -118,57 +119,12 @@ pub fn find_program(program: &Path) -> Option<PathBuf> {
 
 /// The configured capture source is there.
 pub(super) fn check_source(source: &str) -> CheckItem {
-    let value = |kind: &str, target: &str, found: bool| json!({"source": source, "kind": kind, "target": target, "available": found});
+    let value = |kind: &str, target: &str, found: bool| source_value(source, kind, target, found);
     if let Some(dev) = source.strip_prefix("v4l2:") {
-        use std::os::unix::fs::FileTypeExt;
-        return match fs::metadata(dev) {
-            Ok(m) if m.file_type().is_char_device() => item(
-                "source",
-                Status::Pass,
-                format!("V4L2 device {dev} present"),
-                None,
-                value("v4l2", dev, true),
-            ),
-            Ok(_) => item(
-                "source",
-                Status::Fail,
-                format!("{dev} exists but is not a character device"),
-                Some("set recording.source to the camera's /dev/videoN (v4l2-ctl --list-devices)"),
-                value("v4l2", dev, false),
-            ),
-            Err(e) => item(
-                "source",
-                Status::Fail,
-                format!("V4L2 device {dev}: {e}"),
-                Some(
-                    "connect the camera and check `ls /dev/video*` / `v4l2-ctl --list-devices`, \
-                     then set recording.source",
-                ),
-                value("v4l2", dev, false),
-            ),
-        };
+        return v4l2_source(source, dev);
     }
     if let Some(cmd) = source.strip_prefix("cmd:") {
-        let program = cmd.split_whitespace().next().unwrap_or_default();
-        return match (!program.is_empty())
-            .then(|| find_program(Path::new(program)))
-            .flatten()
-        {
-            Some(found) => item(
-                "source",
-                Status::Pass,
-                format!("command {program} found at {}", found.display()),
-                None,
-                value("cmd", program, true),
-            ),
-            None => item(
-                "source",
-                Status::Fail,
-                format!("command {program:?} not found on PATH or not executable"),
-                Some("install the capture program (e.g. rpicam-vid) or fix recording.source"),
-                value("cmd", program, false),
-            ),
-        };
+        return cmd_source(source, cmd);
     }
     if source == "test" {
         return item(
@@ -186,6 +142,67 @@ pub(super) fn check_source(source: &str) -> CheckItem {
         Some("fix recording.source in the config"),
         value("unknown", "", false),
     )
+}
+
+/// The check's `value`: the source, its kind and target, and whether it is there.
+fn source_value(source: &str, kind: &str, target: &str, found: bool) -> Value {
+    json!({"source": source, "kind": kind, "target": target, "available": found})
+}
+
+/// A `v4l2:` source: the device is a character device.
+fn v4l2_source(source: &str, dev: &str) -> CheckItem {
+    let value = |kind: &str, target: &str, found: bool| source_value(source, kind, target, found);
+    match fs::metadata(dev) {
+        Ok(m) if m.file_type().is_char_device() => item(
+            "source",
+            Status::Pass,
+            format!("V4L2 device {dev} present"),
+            None,
+            value("v4l2", dev, true),
+        ),
+        Ok(_) => item(
+            "source",
+            Status::Fail,
+            format!("{dev} exists but is not a character device"),
+            Some("set recording.source to the camera's /dev/videoN (v4l2-ctl --list-devices)"),
+            value("v4l2", dev, false),
+        ),
+        Err(e) => item(
+            "source",
+            Status::Fail,
+            format!("V4L2 device {dev}: {e}"),
+            Some(
+                "connect the camera and check `ls /dev/video*` / `v4l2-ctl --list-devices`, \
+                 then set recording.source",
+            ),
+            value("v4l2", dev, false),
+        ),
+    }
+}
+
+/// A `cmd:` source: its program is on PATH and executable.
+fn cmd_source(source: &str, cmd: &str) -> CheckItem {
+    let value = |kind: &str, target: &str, found: bool| source_value(source, kind, target, found);
+    let program = cmd.split_whitespace().next().unwrap_or_default();
+    match (!program.is_empty())
+        .then(|| find_program(Path::new(program)))
+        .flatten()
+    {
+        Some(found) => item(
+            "source",
+            Status::Pass,
+            format!("command {program} found at {}", found.display()),
+            None,
+            value("cmd", program, true),
+        ),
+        None => item(
+            "source",
+            Status::Fail,
+            format!("command {program:?} not found on PATH or not executable"),
+            Some("install the capture program (e.g. rpicam-vid) or fix recording.source"),
+            value("cmd", program, false),
+        ),
+    }
 }
 
 /// An ffmpeg-family tool exists and runs; shows its version.
