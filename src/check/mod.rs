@@ -84,17 +84,27 @@ pub fn exit_code(status: Status, strict: bool) -> u8 {
 pub enum CheckError {
     /// The configuration points somewhere that does not exist or cannot be read.
     Setup(String),
+    /// The configuration has a value the checks cannot interpret.
+    Config(crate::base::config::ConfigError),
 }
 
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CheckError::Setup(m) => f.write_str(m),
+            CheckError::Config(e) => e.fmt(f),
         }
     }
 }
 
-impl std::error::Error for CheckError {}
+impl std::error::Error for CheckError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CheckError::Setup(_) => None,
+            CheckError::Config(e) => Some(e),
+        }
+    }
+}
 
 /// What to check.
 #[derive(Debug, Clone)]

@@ -105,7 +105,14 @@ impl fmt::Display for ProbeError {
     }
 }
 
-impl std::error::Error for ProbeError {}
+impl std::error::Error for ProbeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProbeError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// What ffprobe says about a video file, in manifest terms.
 #[derive(Debug, Clone, PartialEq)]

@@ -162,10 +162,7 @@ fn item(
 /// Fails only on a configuration the checks cannot interpret (a bad
 /// `node.camera_id`); everything else is a finding.
 pub fn check_node(config: &Config, opts: &NodeOptions) -> Result<NodeReport, CheckError> {
-    let camera = config
-        .node
-        .camera()
-        .map_err(|e| CheckError::Setup(e.to_string()))?;
+    let camera = config.node.camera().map_err(CheckError::Config)?;
     let root = config.node.storage_root.clone();
     let pi = PiLayout::new(&root);
 
