@@ -57,7 +57,7 @@ fn upload(addr: &str, file: &Path) -> Result<Duration, String> {
     for (k, v) in [
         ("session_id", "GAME_20240315_150000"),
         ("camera_id", "CAM_C"),
-        ("checksum", digest.sha256.as_str()),
+        ("checksum", digest.sha256.to_string().as_str()),
     ] {
         head += &format!("--B\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n");
     }

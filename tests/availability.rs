@@ -214,7 +214,7 @@ fn store_big_recording(root: &Path, len: u64) {
     fs::File::create(&video).unwrap().set_len(len).unwrap();
     fs::write(
         layout.digest(&session, cam),
-        soccer_rig::base::layout::digest_line(&"0".repeat(64)),
+        soccer_rig::base::layout::digest_line(&"0".repeat(64).parse().unwrap()),
     )
     .unwrap();
 }

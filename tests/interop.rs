@@ -187,7 +187,7 @@ fn assert_stored_intact(r: &Receiver, rec: &RecordingId) {
     assert_eq!(common::sha256sum(&video), clip().1);
     let m = r.manifest(rec);
     m.validate().unwrap();
-    assert_eq!(m.checksum.value, clip().1);
+    assert_eq!(m.checksum.value.to_string(), clip().1);
     assert_eq!(m.file.size_bytes, fs::metadata(&clip().0).unwrap().len());
     assert_eq!(
         (m.video.resolution.width, m.video.resolution.height),

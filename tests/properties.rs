@@ -87,7 +87,7 @@ proptest! {
         m.video.bitrate_mbps = mbps;
         m.video.duration_sec = dur;
         m.timing.sync_offset_ms = offset;
-        m.checksum.value = hex;
+        m.checksum.value = hex.parse().unwrap();
         m.extra.insert(extra_key, Value::String(extra_val));
         prop_assert!(m.problems().is_empty(), "{:?}", m.problems());
         let text = m.to_json_pretty();

@@ -60,7 +60,7 @@ fn data() -> &'static Data {
         let other = dir.path().join("other.mp4");
         fs::write(&other, &bytes).unwrap();
         let digest = hash_file(&big).unwrap();
-        assert_eq!(digest.sha256, common::sha256sum(&big));
+        assert_eq!(digest.sha256.to_string(), common::sha256sum(&big));
         let other_digest = hash_file(&other).unwrap();
         Data {
             _dir: dir,
@@ -346,16 +346,16 @@ fn a_partial_with_another_checksum_is_not_reused() {
     let d = data();
     let server = Receiver::start("");
     let r = rec("OTHERSUM");
-    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 2);
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256.to_string(), SIZE / 2);
     assert!(n > 0);
-    assert_eq!(server.status(&r, &d.other_digest.sha256), 0);
+    assert_eq!(server.status(&r, &d.other_digest.sha256.to_string()), 0);
     // Asking to resume the other file from the first one's length is refused.
     let tail = tempfile::NamedTempFile::new().unwrap();
     fs::write(tail.path(), &fs::read(&d.other).unwrap()[n as usize..]).unwrap();
     let (code, v) = curl_upload(
         &server.url,
         &r,
-        &d.other_digest.sha256,
+        &d.other_digest.sha256.to_string(),
         Some(n),
         tail.path(),
     );
@@ -378,13 +378,13 @@ fn a_seed_curl_upload_works_while_a_partial_exists() {
     let d = data();
     let server = Receiver::start("");
     let r = rec("SEEDCURL");
-    leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 3);
+    leave_partial(&server, &r, &d.big, &d.digest.sha256.to_string(), SIZE / 3);
     assert_eq!(server.partials().len(), 2, "data and sidecar");
-    let (code, v) = curl_upload(&server.url, &r, &d.digest.sha256, None, &d.big);
+    let (code, v) = curl_upload(&server.url, &r, &d.digest.sha256.to_string(), None, &d.big);
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["file_size"], SIZE);
     assert_stored(&server, &r, &d.big);
-    assert_eq!(server.status(&r, &d.digest.sha256), 0);
+    assert_eq!(server.status(&r, &d.digest.sha256.to_string()), 0);
 }
 
 /// A front for rig-receive that answers every status request with
@@ -439,7 +439,7 @@ fn a_wrong_offset_is_409_with_the_servers_length_and_the_client_recovers() {
     let d = data();
     let server = Receiver::start("");
     let r = rec("WRONGOFF");
-    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 2);
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256.to_string(), SIZE / 2);
     // curl with a wrong offset: 409 naming the server's length; nothing changes.
     let tail = tempfile::NamedTempFile::new().unwrap();
     fs::write(
@@ -450,7 +450,7 @@ fn a_wrong_offset_is_409_with_the_servers_length_and_the_client_recovers() {
     let (code, v) = curl_upload(
         &server.url,
         &r,
-        &d.digest.sha256,
+        &d.digest.sha256.to_string(),
         Some(n - 1000),
         tail.path(),
     );
@@ -458,7 +458,7 @@ fn a_wrong_offset_is_409_with_the_servers_length_and_the_client_recovers() {
     assert_eq!(v["success"], false);
     assert_eq!(v["error"], "offset_mismatch");
     assert_eq!(v["received_bytes"], n);
-    assert_eq!(server.status(&r, &d.digest.sha256), n);
+    assert_eq!(server.status(&r, &d.digest.sha256.to_string()), n);
     // rig-upload told a wrong length by status gets the 409 and resumes
     // from the length the server named.
     let front = lying_front(server.addr, n / 2);
@@ -476,7 +476,7 @@ fn no_resume_sends_everything_and_a_server_without_the_extension_is_fine() {
     let d = data();
     let server = Receiver::start("");
     let r = rec("NORESUME");
-    leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 2);
+    leave_partial(&server, &r, &d.big, &d.digest.sha256.to_string(), SIZE / 2);
     let pi = Pi::new(&server.url);
     pi.add(&r, &d.big, &d.digest);
     let proxy = Proxy::start(server.addr, vec![]);
@@ -524,22 +524,22 @@ fn partials_survive_a_restart_expire_by_ttl_and_obey_the_cap() {
     let d = data();
     let server = Receiver::start("");
     let r = rec("RESTART");
-    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 4);
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256.to_string(), SIZE / 4);
     // An upload temp file left by a crash goes at start-up; the partial stays.
     fs::write(server.root.join("temp/.rig-tmp-upload-crash"), b"x").unwrap();
     let server = server.restart("");
-    assert_eq!(server.status(&r, &d.digest.sha256), n);
+    assert_eq!(server.status(&r, &d.digest.sha256.to_string()), n);
     assert!(!server.root.join("temp/.rig-tmp-upload-crash").exists());
     // With a TTL of 0 hours it has expired: removed at start-up.
     let server = server.restart("  partial_ttl_hours: 0\n");
-    assert_eq!(server.status(&r, &d.digest.sha256), 0);
+    assert_eq!(server.status(&r, &d.digest.sha256.to_string()), 0);
     assert!(server.partials().is_empty(), "{:?}", server.partials());
     // A cap of 10 MB per camera keeps no 16 MiB partial.
     let server = server.restart("  partial_max_gb: 0.01\n");
     let proxy = Proxy::start(server.addr, vec![Fault::CutAfter(SIZE / 4)]);
-    let (code, _) = curl_upload(&proxy.url(), &r, &d.digest.sha256, None, &d.big);
+    let (code, _) = curl_upload(&proxy.url(), &r, &d.digest.sha256.to_string(), None, &d.big);
     assert_ne!(code, 200);
-    assert_eq!(server.status(&r, &d.digest.sha256), 0);
+    assert_eq!(server.status(&r, &d.digest.sha256.to_string()), 0);
     assert!(server.partials().is_empty(), "{:?}", server.partials());
 }
 
@@ -549,7 +549,7 @@ fn rig_check_reports_partials_as_expected_not_as_leftovers() {
     let d = data();
     let server = Receiver::start("");
     let r = rec("CHECKED");
-    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 5);
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256.to_string(), SIZE / 5);
     let out = Command::new(CHECK)
         .args(["--json", "server", "--quick", "--root"])
         .arg(&server.root)
@@ -578,7 +578,7 @@ fn an_offset_after_the_file_part_is_400_and_the_partial_survives() {
     let d = data();
     let server = Receiver::start("");
     let r = rec("LATEOFF");
-    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256, SIZE / 2);
+    let n = leave_partial(&server, &r, &d.big, &d.digest.sha256.to_string(), SIZE / 2);
     let tail = tempfile::NamedTempFile::new().unwrap();
     fs::write(tail.path(), &fs::read(&d.big).unwrap()[n as usize..]).unwrap();
     // The file part first, the offset after it: the file was read as
@@ -607,15 +607,21 @@ fn an_offset_after_the_file_part_is_400_and_the_partial_survives() {
             .contains("offset must come before the file part"),
         "{v}"
     );
-    assert_eq!(server.status(&r, &d.digest.sha256), n);
+    assert_eq!(server.status(&r, &d.digest.sha256.to_string()), n);
     // Only the rest, offset after it: no ftyp at its start, refused before
     // the offset is even read; the partial is kept all the same.
     let (code, v) = late(tail.path());
     assert_eq!(code, 415, "{v}");
     // The good partial is kept, and the right form resumes from it.
-    assert_eq!(server.status(&r, &d.digest.sha256), n);
+    assert_eq!(server.status(&r, &d.digest.sha256.to_string()), n);
     assert!(!server.stored(&r).exists());
-    let (code, v) = curl_upload(&server.url, &r, &d.digest.sha256, Some(n), tail.path());
+    let (code, v) = curl_upload(
+        &server.url,
+        &r,
+        &d.digest.sha256.to_string(),
+        Some(n),
+        tail.path(),
+    );
     assert_eq!(code, 200, "{v}");
     assert_stored(&server, &r, &d.big);
 }

@@ -1103,7 +1103,7 @@ fn real_receiver_gets_three_cameras_byte_identical() {
         let digest = fs::read_to_string(server.layout.digest(&rec.session, rec.camera)).unwrap();
         assert_eq!(
             soccer_rig::base::layout::parse_digest_line(&digest),
-            Some(want.clone())
+            Some(want.parse().unwrap())
         );
         let st = rig.state(rec);
         assert_eq!(st["status"], "offloaded");

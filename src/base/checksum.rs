@@ -3,50 +3,139 @@
 //! Recordings are tens of gigabytes, so nothing here holds a file in memory:
 //! files are read in [`READ_BUF_SIZE`] chunks, and [`HashingWriter`] /
 //! [`HashingReader`] hash bytes while they move, so that every byte is hashed
-//! exactly once on each side of the offload. Digests are lowercase hex, as in
-//! `sha256sum` output and the manifest's `checksum.value`.
+//! exactly once on each side of the offload.
+//!
+//! A digest is one type, [`Sha256`]: 32 bytes. Its text form is written as 64
+//! lowercase hex digits (as `sha256sum` prints and the manifest's
+//! `checksum.value` holds) and read by one rule everywhere: 64 hex digits of
+//! either case, surrounding whitespace ignored. Comparing two digests compares
+//! bytes, so `ABC...` and `abc...` name the same content.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::Digest;
+
+/// The streaming hasher: `sha2`'s SHA-256 state.
+type Hasher = sha2::Sha256;
+
+/// A SHA-256 digest: 32 bytes. Displays as 64 lowercase hex digits; parses
+/// 64 hex digits of either case (surrounding whitespace ignored); serializes
+/// as that text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256([u8; 32]);
+
+impl Sha256 {
+    /// The digest with these bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Sha256 {
+        Sha256(bytes)
+    }
+
+    /// The digest's bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The digest of `data`, hashed at once (for small things; files are
+    /// streamed with [`hash_reader`] / [`hash_file`]).
+    pub fn of(data: &[u8]) -> Sha256 {
+        Sha256(Hasher::digest(data).into())
+    }
+
+    /// The finished state of a streaming hasher.
+    fn finish(hasher: Hasher) -> Sha256 {
+        Sha256(hasher.finalize().into())
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
+/// Text that is not a SHA-256 digest: not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseSha256Error {
+    /// What was given (cut to 80 characters).
+    pub given: String,
+}
+
+impl fmt::Display for ParseSha256Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "must be a SHA-256 digest, 64 hex characters, got {:?}",
+            self.given
+        )
+    }
+}
+
+impl std::error::Error for ParseSha256Error {}
+
+impl FromStr for Sha256 {
+    type Err = ParseSha256Error;
+
+    fn from_str(s: &str) -> Result<Sha256, ParseSha256Error> {
+        let hex = s.trim().as_bytes();
+        let err = || ParseSha256Error {
+            given: s.chars().take(80).collect(),
+        };
+        if hex.len() != 64 {
+            return Err(err());
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let digit = |c: u8| char::from(c).to_digit(16).ok_or_else(err);
+            *byte = u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).map_err(|_| err())?;
+        }
+        Ok(Sha256(out))
+    }
+}
+
+impl Serialize for Sha256 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Sha256, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Read size for hashing files: large enough that syscalls vanish from the
 /// profile, small enough to stay in L2 cache.
 pub const READ_BUF_SIZE: usize = 1 << 20;
 
-/// The result of hashing a stream: its lowercase hex SHA-256 and its length.
+/// The result of hashing a stream: its SHA-256 and its length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileDigest {
-    /// 64 lowercase hex characters.
-    pub sha256: String,
+    /// The digest.
+    pub sha256: Sha256,
     /// Number of bytes hashed.
     pub size: u64,
 }
 
-/// True when `s` looks like a SHA-256 digest as we write them: 64 lowercase hex chars.
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Lowercase hex of a finished hasher.
-fn hex(hasher: Sha256) -> String {
-    let digest = hasher.finalize();
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
-    }
-    out
-}
-
 /// Hashes everything `reader` yields, `buf_size` bytes at a time.
 pub fn hash_reader<R: Read>(mut reader: R, buf_size: usize) -> io::Result<FileDigest> {
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new();
     let mut buf = vec![0u8; buf_size.max(4096)];
     let mut size = 0u64;
     loop {
@@ -60,7 +149,7 @@ pub fn hash_reader<R: Read>(mut reader: R, buf_size: usize) -> io::Result<FileDi
         size += n as u64;
     }
     Ok(FileDigest {
-        sha256: hex(hasher),
+        sha256: Sha256::finish(hasher),
         size,
     })
 }
@@ -81,7 +170,7 @@ pub fn hash_files_parallel(paths: &[PathBuf]) -> Vec<io::Result<FileDigest>> {
 /// A `Write` adapter that hashes every byte written through it.
 pub struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Hasher,
     size: u64,
 }
 
@@ -90,7 +179,7 @@ impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
             size: 0,
         }
     }
@@ -132,7 +221,7 @@ impl<W: Write> HashingWriter<W> {
     /// Ends hashing; returns the inner writer and the digest of all bytes written.
     pub fn finish(self) -> (W, FileDigest) {
         let digest = FileDigest {
-            sha256: hex(self.hasher),
+            sha256: Sha256::finish(self.hasher),
             size: self.size,
         };
         (self.inner, digest)
@@ -157,7 +246,7 @@ impl<W: Write> Write for HashingWriter<W> {
 /// A `Read` adapter that hashes every byte read through it.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
     size: u64,
 }
 
@@ -166,7 +255,7 @@ impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
             size: 0,
         }
     }
@@ -179,7 +268,7 @@ impl<R: Read> HashingReader<R> {
     /// Ends hashing; returns the inner reader and the digest of all bytes read.
     pub fn finish(self) -> (R, FileDigest) {
         let digest = FileDigest {
-            sha256: hex(self.hasher),
+            sha256: Sha256::finish(self.hasher),
             size: self.size,
         };
         (self.inner, digest)
@@ -204,9 +293,12 @@ mod tests {
 
     #[test]
     fn known_vectors() {
-        assert_eq!(hash_reader(&b"abc"[..], 4096).unwrap().sha256, ABC);
+        assert_eq!(
+            hash_reader(&b"abc"[..], 4096).unwrap().sha256.to_string(),
+            ABC
+        );
         let empty = hash_reader(&b""[..], 4096).unwrap();
-        assert_eq!((empty.sha256.as_str(), empty.size), (EMPTY, 0));
+        assert_eq!((empty.sha256.to_string().as_str(), empty.size), (EMPTY, 0));
     }
 
     #[test]
@@ -249,20 +341,30 @@ mod tests {
         paths.insert(1, dir.path().join("missing.bin"));
         let results = hash_files_parallel(&paths);
         assert_eq!(results.len(), 4);
-        let got = |i: usize| results[i].as_ref().map(|d| (d.sha256.as_str(), d.size));
-        assert_eq!(got(0).unwrap(), (MILLION_A, 1_000_000));
+        let got = |i: usize| results[i].as_ref().map(|d| (d.sha256.to_string(), d.size));
+        assert_eq!(got(0).unwrap(), (MILLION_A.to_string(), 1_000_000));
         let err = results[1].as_ref().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(err.to_string().contains("missing.bin"), "{err}");
-        assert_eq!(got(2).unwrap(), (ABC, 3));
-        assert_eq!(got(3).unwrap(), (EMPTY, 0));
+        assert_eq!(got(2).unwrap(), (ABC.to_string(), 3));
+        assert_eq!(got(3).unwrap(), (EMPTY.to_string(), 0));
     }
 
     #[test]
     fn hex_rule() {
-        assert!(is_sha256_hex(ABC));
-        assert!(!is_sha256_hex(&ABC.to_uppercase()));
-        assert!(!is_sha256_hex(&ABC[1..]));
-        assert!(!is_sha256_hex(&format!("{}g", &ABC[1..])));
+        let abc: Sha256 = ABC.parse().unwrap();
+        assert_eq!(abc.to_string(), ABC);
+        assert_eq!(abc, Sha256::of(b"abc"));
+        // One rule in: either case, whitespace around ignored; lowercase out.
+        assert_eq!(ABC.to_uppercase().parse(), Ok(abc));
+        assert_eq!(format!(" {ABC}\n").parse(), Ok(abc));
+        assert!(ABC[1..].parse::<Sha256>().is_err());
+        assert!(format!("{}g", &ABC[1..]).parse::<Sha256>().is_err());
+        assert!(format!("{ABC}0").parse::<Sha256>().is_err());
+        assert!("é".repeat(32).parse::<Sha256>().is_err());
+        let json = serde_json::to_string(&abc).unwrap();
+        assert_eq!(json, format!("\"{ABC}\""));
+        assert_eq!(serde_json::from_str::<Sha256>(&json).unwrap(), abc);
+        assert!(serde_json::from_str::<Sha256>("\"xyz\"").is_err());
     }
 }

@@ -259,14 +259,13 @@ impl ServerLayout {
 }
 
 /// The line `recording.sha256` holds: `sha256sum` format.
-pub fn digest_line(sha256: &str) -> String {
+pub fn digest_line(sha256: &crate::base::checksum::Sha256) -> String {
     format!("{sha256}  {SERVER_RECORDING}\n")
 }
 
 /// The digest from a `recording.sha256` line, if it is well-formed.
-pub fn parse_digest_line(text: &str) -> Option<String> {
-    let hex = text.split_whitespace().next()?;
-    crate::base::checksum::is_sha256_hex(hex).then(|| hex.to_string())
+pub fn parse_digest_line(text: &str) -> Option<crate::base::checksum::Sha256> {
+    text.split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -351,7 +350,7 @@ mod tests {
 
     #[test]
     fn digest_line_round_trip() {
-        let h = "ab".repeat(32);
+        let h: crate::base::checksum::Sha256 = "ab".repeat(32).parse().unwrap();
         assert_eq!(parse_digest_line(&digest_line(&h)), Some(h));
         assert_eq!(parse_digest_line("nonsense  recording.mp4"), None);
     }

@@ -3,6 +3,7 @@
 //! Field names and order are exactly the seed's; server and client both use
 //! these, so they cannot drift apart.
 
+use crate::base::checksum::Sha256;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/upload`
@@ -42,8 +43,8 @@ pub struct UploadStatusResponse {
     pub session_id: String,
     /// Camera identifier.
     pub camera_id: String,
-    /// The checksum asked about, lowercase hex.
-    pub checksum: String,
+    /// The checksum asked about.
+    pub checksum: Sha256,
 }
 
 /// `200` reply to an upload.
@@ -84,7 +85,7 @@ pub struct ConfirmResponse {
     /// Size of the stored file.
     pub file_size: u64,
     /// SHA-256 computed while receiving, lowercase hex.
-    pub checksum_sha256: String,
+    pub checksum_sha256: Sha256,
 }
 
 /// Reply to a health check.

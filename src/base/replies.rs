@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 
+use crate::base::checksum::Sha256;
 use crate::base::protocol::code;
 
 /// A 2xx upload reply. Every field is optional; only an explicit `false`
@@ -30,7 +31,7 @@ pub struct UploadReply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfirmReply {
     /// `checksum_sha256`, lowercase.
-    pub checksum_sha256: String,
+    pub checksum_sha256: Sha256,
     /// `session_id`, when sent.
     pub session_id: Option<String>,
     /// `camera_id`, when sent.
@@ -100,10 +101,12 @@ pub fn confirm_reply(text: &str) -> Result<ConfirmReply, String> {
     let digest = o
         .get("checksum_sha256")
         .and_then(Value::as_str)
-        .ok_or("it has no checksum_sha256")?;
+        .ok_or("it has no checksum_sha256")?
+        .parse::<Sha256>()
+        .map_err(|_| "its checksum_sha256 is not a SHA-256 digest")?;
     let string = |k: &str| o.get(k).and_then(Value::as_str).map(String::from);
     Ok(ConfirmReply {
-        checksum_sha256: digest.trim().to_ascii_lowercase(),
+        checksum_sha256: digest,
         session_id: string("session_id"),
         camera_id: string("camera_id"),
         size: size_of(&o),
@@ -190,8 +193,14 @@ mod tests {
 
     #[test]
     fn confirm_needs_only_the_digest() {
-        let r = confirm_reply(r#"{"checksum_sha256": "AB", "size_bytes": 3}"#).unwrap();
-        assert_eq!((r.checksum_sha256.as_str(), r.size), ("ab", Some(3)));
+        let upper = "AB".repeat(32);
+        let text = format!(r#"{{"checksum_sha256": "{upper}", "size_bytes": 3}}"#);
+        let r = confirm_reply(&text).unwrap();
+        assert_eq!(
+            (r.checksum_sha256.to_string(), r.size),
+            ("ab".repeat(32), Some(3))
+        );
+        assert!(confirm_reply(r#"{"checksum_sha256": "AB"}"#).is_err());
         assert_eq!(r.session_id, None);
         assert!(confirm_reply(r#"{"size_bytes": 3}"#).is_err());
     }

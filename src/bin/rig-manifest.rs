@@ -277,12 +277,14 @@ fn verify_cmd(mut args: pico_args::Arguments) -> Result<u8, Failure> {
                 VerifyStatus::Ok | VerifyStatus::Mismatch => {
                     println!(
                         "  expected sha256 {} ({} bytes)",
-                        r.expected_sha256.as_deref().unwrap_or("?"),
+                        r.expected_sha256
+                            .map_or_else(|| "?".to_string(), |d| d.to_string()),
                         r.expected_size.unwrap_or(0)
                     );
                     println!(
                         "  actual   sha256 {} ({} bytes)",
-                        r.actual_sha256.as_deref().unwrap_or("?"),
+                        r.actual_sha256
+                            .map_or_else(|| "?".to_string(), |d| d.to_string()),
                         r.actual_size.unwrap_or(0)
                     );
                 }

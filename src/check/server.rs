@@ -19,7 +19,7 @@ use serde_json::Value;
 use walkdir::WalkDir;
 
 use super::{CheckError, HashJob, Status, hash_all};
-use crate::base::checksum::{FileDigest, is_sha256_hex};
+use crate::base::checksum::{FileDigest, Sha256};
 use crate::base::config::{GB, StorageConfig};
 use crate::base::fsx;
 use crate::base::ids::{CameraId, SessionId};
@@ -146,11 +146,11 @@ pub struct RecordingReport {
     /// The manifest's `file.size_bytes`, when readable.
     pub manifest_size_bytes: Option<u64>,
     /// The digest computed now (null with `--quick` or when not hashed).
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// The digest in `recording.sha256`, stored at receive time.
-    pub stored_sha256: Option<String>,
+    pub stored_sha256: Option<Sha256>,
     /// The manifest's `checksum.value`.
-    pub manifest_sha256: Option<String>,
+    pub manifest_sha256: Option<Sha256>,
     /// Every problem found, with its field path or file name.
     pub problems: Vec<Problem>,
     /// What to do when the status is not OK.
@@ -745,7 +745,7 @@ impl Inspected {
                 ),
             );
         }
-        if let Some(stored) = self.report.stored_sha256.clone()
+        if let Some(stored) = self.report.stored_sha256
             && stored != digest.sha256
         {
             self.flag(
@@ -757,7 +757,7 @@ impl Inspected {
                 ),
             );
         }
-        if let Some(expected) = self.report.manifest_sha256.clone()
+        if let Some(expected) = self.report.manifest_sha256
             && expected != digest.sha256
         {
             self.flag(
@@ -918,8 +918,7 @@ fn check_manifest(rec: &mut Inspected, value: &Value, session: &SessionId, camer
     }
     rec.report.manifest_sha256 = at("checksum.value")
         .and_then(Value::as_str)
-        .filter(|v| is_sha256_hex(v))
-        .map(str::to_string);
+        .and_then(|v| v.parse::<Sha256>().ok());
     rec.report.manifest_size_bytes = at("file.size_bytes").and_then(Value::as_u64);
 }
 
@@ -1178,8 +1177,7 @@ impl ServerReport {
                 let size = r.size_bytes.map(human_bytes).unwrap_or_else(|| "-".into());
                 let digest = r
                     .sha256
-                    .as_deref()
-                    .map(|d| format!("  sha256 {}", &d[..16.min(d.len())]))
+                    .map(|d| format!("  sha256 {}", &d.to_string()[..16]))
                     .unwrap_or_default();
                 let _ = writeln!(
                     out,

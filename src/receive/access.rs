@@ -16,8 +16,6 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::ApiError;
 use crate::base::config::{ApiKeySpec, ServerConfig};
 use crate::base::ids::CameraId;
@@ -134,7 +132,7 @@ impl Grant {
 }
 
 fn digest(key: &[u8]) -> [u8; 32] {
-    Sha256::digest(key).into()
+    *crate::base::checksum::Sha256::of(key).as_bytes()
 }
 
 /// Constant-time equality of two equal-length byte strings.

@@ -42,6 +42,7 @@ use serde::Serialize;
 
 use super::upload::{Trace, header};
 use super::{ApiError, Body, Reply, State, error_reply, json_reply, page};
+use crate::base::checksum::Sha256;
 use crate::base::config::GB;
 use crate::base::fsx;
 use crate::base::ids::{CameraId, RecordingId, SessionId};
@@ -250,7 +251,7 @@ fn jobs_error(e: crate::base::jobs::JobsError) -> ApiError {
 #[derive(Debug, Clone)]
 struct Stored {
     size: u64,
-    sha256: String,
+    sha256: Sha256,
     uploaded: SystemTime,
 }
 
@@ -380,7 +381,7 @@ pub struct CameraSummary {
     pub hostname: Option<String>,
     /// The digest computed while receiving (session details only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub checksum_sha256: Option<String>,
+    pub checksum_sha256: Option<Sha256>,
     /// Its manifest in brief (session details only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest: Option<ManifestSummary>,
@@ -423,7 +424,7 @@ pub struct ManifestSummary {
     /// `quality.dropped_frames`
     pub dropped_frames: Option<u64>,
     /// `checksum.value`: the digest the Pi computed.
-    pub checksum: String,
+    pub checksum: Sha256,
     /// The Pi's digest equals the one computed while receiving.
     pub checksum_matches: bool,
 }
@@ -699,7 +700,7 @@ fn summarize(layout: &ServerLayout, scan: &Scan, jobs: &[Job], details: bool) ->
                 }
             }
             if details {
-                cam.checksum_sha256 = Some(stored.sha256.clone());
+                cam.checksum_sha256 = Some(stored.sha256);
             }
             cam
         })
@@ -738,7 +739,7 @@ fn summarize(layout: &ServerLayout, scan: &Scan, jobs: &[Job], details: bool) ->
     }
 }
 
-fn manifest_summary(m: &Manifest, server_sha256: &str) -> ManifestSummary {
+fn manifest_summary(m: &Manifest, server_sha256: &Sha256) -> ManifestSummary {
     let device = m.device.clone().unwrap_or_default();
     ManifestSummary {
         recording_id: m.recording.id.clone(),
@@ -756,8 +757,8 @@ fn manifest_summary(m: &Manifest, server_sha256: &str) -> ManifestSummary {
         hostname: device.hostname,
         software_version: device.software_version,
         dropped_frames: m.quality.as_ref().and_then(|q| q.dropped_frames),
-        checksum: m.checksum.value.clone(),
-        checksum_matches: m.checksum.value == server_sha256,
+        checksum: m.checksum.value,
+        checksum_matches: m.checksum.value == *server_sha256,
     }
 }
 
@@ -956,7 +957,7 @@ fn download_recording(
             format!("{rec} is not stored on this server (or its upload is not finished)"),
         )
     };
-    let digest = || -> Option<String> {
+    let digest = || -> Option<Sha256> {
         let text = std::fs::read_to_string(state.layout.digest(s, c)).ok()?;
         layout::parse_digest_line(&text)
     };
@@ -968,7 +969,7 @@ fn download_recording(
         None => missing(),
         Some(e) => internal(format!("opening the recording {rec}: {e}")),
     })?;
-    if digest().as_deref() != Some(before.as_str()) {
+    if digest() != Some(before) {
         return Err(ApiError::new(
             409,
             code::UPLOAD_IN_PROGRESS,

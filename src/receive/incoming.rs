@@ -21,6 +21,7 @@
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
+use crate::base::checksum::Sha256;
 use crate::base::ids::RecordingId;
 use crate::base::layout::SERVER_CLIENT_MANIFEST;
 use crate::base::manifest::Manifest;
@@ -57,7 +58,11 @@ pub struct Settled {
 
 impl Incoming {
     /// Reads the field; 400 when it contradicts the form's IDs or checksum.
-    pub fn read(text: Option<&str>, rec: &RecordingId, checksum: &str) -> Result<Self, ApiError> {
+    pub fn read(
+        text: Option<&str>,
+        rec: &RecordingId,
+        checksum: &Sha256,
+    ) -> Result<Self, ApiError> {
         let Some(text) = text.filter(|t| !matches!(t.trim(), "" | "null" | "{}")) else {
             return Ok(Incoming::Absent);
         };
@@ -145,7 +150,12 @@ impl Incoming {
 
 /// 400 when the manifest's session, camera or checksum is not the form's
 /// (absent, `null` or empty ones are missing, not contradicting).
-fn contradiction(v: &Value, flat: bool, rec: &RecordingId, checksum: &str) -> Result<(), ApiError> {
+fn contradiction(
+    v: &Value,
+    flat: bool,
+    rec: &RecordingId,
+    checksum: &Sha256,
+) -> Result<(), ApiError> {
     let (session, camera) = if flat {
         ("/session_id", "/camera_id")
     } else {
@@ -170,9 +180,9 @@ fn contradiction(v: &Value, flat: bool, rec: &RecordingId, checksum: &str) -> Re
     match v.pointer("/checksum/value") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) if s.trim().is_empty() => {}
-        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case(checksum) => {}
+        Some(Value::String(s)) if s.parse::<Sha256>().as_ref() == Ok(checksum) => {}
         Some(other) => found.push(format!(
-            "checksum.value is {other} but the form's checksum is {checksum:?}"
+            "checksum.value is {other} but the form's checksum is \"{checksum}\""
         )),
     }
     if found.is_empty() {

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tempfile::{NamedTempFile, TempPath};
 
+use crate::base::checksum::Sha256;
 use crate::base::config::{Config, GB};
 use crate::base::fsx;
 use crate::base::ids::RecordingId;
@@ -86,7 +87,7 @@ pub struct PartialInfo {
     /// Camera identifier.
     pub camera_id: String,
     /// The checksum the interrupted upload announced, lowercase hex.
-    pub checksum: String,
+    pub checksum: Sha256,
     /// Bytes received and fsynced: the `offset` a resume must send.
     pub received_bytes: u64,
     /// When the partial was last written, RFC 3339 UTC.
@@ -122,12 +123,12 @@ impl PartialStore {
     }
 
     /// The data file of a partial.
-    pub fn data_path(&self, rec: &RecordingId, checksum: &str) -> PathBuf {
+    pub fn data_path(&self, rec: &RecordingId, checksum: &Sha256) -> PathBuf {
         self.temp.join(format!("{PARTIAL_PREFIX}{rec}-{checksum}"))
     }
 
     /// The sidecar of a partial.
-    pub fn sidecar_path(&self, rec: &RecordingId, checksum: &str) -> PathBuf {
+    pub fn sidecar_path(&self, rec: &RecordingId, checksum: &Sha256) -> PathBuf {
         self.temp
             .join(format!("{PARTIAL_PREFIX}{rec}-{checksum}.json"))
     }
@@ -135,7 +136,7 @@ impl PartialStore {
     /// Bytes a resume of (`rec`, `checksum`) may start from: the sidecar's
     /// count when the data holds at least that many and has not expired,
     /// else 0.
-    pub fn received(&self, rec: &RecordingId, checksum: &str) -> u64 {
+    pub fn received(&self, rec: &RecordingId, checksum: &Sha256) -> u64 {
         let Some(info) = read_sidecar(&self.sidecar_path(rec, checksum)) else {
             return 0;
         };
@@ -176,7 +177,7 @@ impl PartialStore {
     pub fn open_for_resume(
         &self,
         rec: &RecordingId,
-        checksum: &str,
+        checksum: &Sha256,
         offset: u64,
     ) -> io::Result<(crate::base::checksum::HashingWriter<NamedTempFile>, Vec<u8>)> {
         let path = self.data_path(rec, checksum);
@@ -211,7 +212,7 @@ impl PartialStore {
     pub fn keep(
         &self,
         rec: &RecordingId,
-        checksum: &str,
+        checksum: &Sha256,
         temp: NamedTempFile,
         len: u64,
     ) -> io::Result<bool> {
@@ -259,7 +260,7 @@ impl PartialStore {
         let info = PartialInfo {
             session_id: rec.session.to_string(),
             camera_id: rec.camera.to_string(),
-            checksum: checksum.to_string(),
+            checksum: *checksum,
             received_bytes: len,
             updated_at: crate::base::manifest::format_time(jiff::Timestamp::now()),
         };
@@ -269,7 +270,7 @@ impl PartialStore {
     }
 
     /// Removes the partial of (`rec`, `checksum`), if any.
-    pub fn remove(&self, rec: &RecordingId, checksum: &str) {
+    pub fn remove(&self, rec: &RecordingId, checksum: &Sha256) {
         remove_pair(
             &self.data_path(rec, checksum),
             &self.sidecar_path(rec, checksum),
@@ -406,13 +407,12 @@ pub fn status(
     // The same camera binding as the upload it prepares: a key bound to
     // CAM_L learns here, not after sending 20 GB, that it may not be CAM_C.
     trace.grant.camera(camera)?;
-    let checksum = get(field::CHECKSUM)?.trim().to_ascii_lowercase();
-    if !crate::base::checksum::is_sha256_hex(&checksum) {
-        return Err(bad(
+    let checksum: crate::base::checksum::Sha256 = get(field::CHECKSUM)?.parse().map_err(|_| {
+        bad(
             field::CHECKSUM,
             "must be a SHA-256 digest, 64 hex characters".into(),
-        ));
-    }
+        )
+    })?;
     let rec = RecordingId::new(session, camera);
     trace.recording = Some(rec.to_string());
     let until = std::time::Instant::now() + wait;
@@ -452,7 +452,7 @@ mod tests {
         t.write_all(&whole[..40_000]).unwrap();
         assert!(s.keep(&rec, &sum, t, 40_000).unwrap());
         assert_eq!(s.received(&rec, &sum), 40_000);
-        assert_eq!(s.received(&rec, &"0".repeat(64)), 0);
+        assert_eq!(s.received(&rec, &"0".repeat(64).parse().unwrap()), 0);
         // Unsynced bytes past the sidecar's count are cut before appending.
         let mut f = OpenOptions::new()
             .append(true)
@@ -483,7 +483,7 @@ mod tests {
             RecordingId::parse("GAME_1_CAM_L").unwrap(),
             RecordingId::parse("GAME_2_CAM_R").unwrap(),
         );
-        let sum = "b".repeat(64);
+        let sum: Sha256 = "b".repeat(64).parse().unwrap();
         for rec in [&old, &fresh] {
             let mut t = NamedTempFile::new_in(dir.path()).unwrap();
             t.write_all(b"\0\0\0\x18ftypisom").unwrap();
@@ -522,7 +522,10 @@ mod tests {
         let rec = RecordingId::parse("GAME_1_CAM_L").unwrap();
         let mut t = NamedTempFile::new_in(dir.path()).unwrap();
         t.write_all(&[1u8; 2000]).unwrap();
-        assert!(!s.keep(&rec, &"a".repeat(64), t, 2000).unwrap());
+        assert!(
+            !s.keep(&rec, &"a".repeat(64).parse().unwrap(), t, 2000)
+                .unwrap()
+        );
         assert!(s.list().is_empty());
     }
 }

@@ -25,7 +25,7 @@ use tempfile::NamedTempFile;
 use super::incoming::{Incoming, Settled};
 use super::multipart::{Event, FormError, FormStream, boundary_of};
 use super::{ApiError, InFlight, State, space};
-use crate::base::checksum::{FileDigest, HashingWriter, is_sha256_hex};
+use crate::base::checksum::{FileDigest, HashingWriter, Sha256};
 use crate::base::fsx;
 use crate::base::ids::{CameraId, RecordingId, SessionId};
 use crate::base::jobs::JobQueue;
@@ -78,7 +78,7 @@ struct Form<'s> {
     offset: Option<String>,
     /// (recording, checksum) when both were known before the file part:
     /// an interruption then keeps the bytes as a partial.
-    partial_key: Option<(RecordingId, String)>,
+    partial_key: Option<(RecordingId, Sha256)>,
     /// Bytes of the file part's start taken from a partial.
     resumed_from: u64,
     file: Option<FilePart>,
@@ -653,17 +653,12 @@ fn parse_camera(s: &str) -> Result<CameraId, ApiError> {
     CameraId::parse(s).map_err(|e| invalid(field::CAMERA_ID, &e.to_string()))
 }
 
-/// The form's checksum, trimmed and lowercased; 64 hex characters.
-fn parse_checksum(s: &str) -> Result<String, ApiError> {
-    let c = s.trim().to_ascii_lowercase();
-    if is_sha256_hex(&c) {
-        Ok(c)
-    } else {
-        Err(invalid(
-            field::CHECKSUM,
-            &format!("must be a SHA-256 digest, 64 hex characters, got {s:?}"),
-        ))
-    }
+/// The form's checksum: 64 hex characters, either case.
+fn parse_checksum(s: &str) -> Result<Sha256, ApiError> {
+    s.parse()
+        .map_err(|e: crate::base::checksum::ParseSha256Error| {
+            invalid(field::CHECKSUM, &e.to_string())
+        })
 }
 
 /// All fields are in: check them, verify the digest, store.
@@ -730,8 +725,8 @@ fn finish(
 }
 
 /// 422 unless the received bytes' digest is the form's checksum.
-fn check_digest(digest: &FileDigest, expected: &str) -> Result<(), ApiError> {
-    if digest.sha256 == expected {
+fn check_digest(digest: &FileDigest, expected: &Sha256) -> Result<(), ApiError> {
+    if digest.sha256 == *expected {
         return Ok(());
     }
     Err(ApiError::new(
@@ -767,8 +762,7 @@ fn store(
         .ok()
         .and_then(|t| layout::parse_digest_line(&t));
     let stored_size = fs::metadata(&recording).ok().map(|m| m.len());
-    let identical = stored_digest.as_deref() == Some(digest.sha256.as_str())
-        && stored_size == Some(digest.size);
+    let identical = stored_digest == Some(digest.sha256) && stored_size == Some(digest.size);
     let manifest_path = layout.manifest(s, c);
     // An identical re-upload without a manifest keeps the stored one (most
     // likely the Pi's own); otherwise the uploaded one wins, or ffprobe's.
@@ -792,7 +786,7 @@ fn store(
         if stored_size.is_some() {
             log::warn!(
                 "{rec}: replacing the stored recording (digest {}) with a verified new one ({})",
-                stored_digest.as_deref().unwrap_or("unknown"),
+                stored_digest.map_or_else(|| "unknown".to_string(), |d| d.to_string()),
                 digest.sha256
             );
         }

@@ -72,9 +72,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::base::checksum;
+use crate::base::checksum::Sha256;
 use crate::base::config::{Config, OffloadConfig};
 use crate::base::fsx::{self, LockFile};
 use crate::base::ids::RecordingId;
@@ -134,10 +134,10 @@ pub struct OffloadState {
     pub server_url: Option<String>,
     /// The SHA-256 we sent (from the manifest, or computed).
     #[serde(default)]
-    pub checksum: Option<String>,
+    pub checksum: Option<Sha256>,
     /// The SHA-256 the server's confirm returned.
     #[serde(default)]
-    pub server_checksum: Option<String>,
+    pub server_checksum: Option<Sha256>,
     /// Bytes of the recording.
     #[serde(default)]
     pub file_size: Option<u64>,
@@ -286,9 +286,9 @@ pub struct OffloadReport {
     /// Bytes of the recording, when known.
     pub file_size: Option<u64>,
     /// The checksum sent, when known.
-    pub checksum: Option<String>,
+    pub checksum: Option<Sha256>,
     /// The digest the server's confirm returned.
-    pub server_checksum: Option<String>,
+    pub server_checksum: Option<Sha256>,
     /// The local recording was deleted after a matching confirm.
     pub local_deleted: bool,
     /// Seconds this recording took, waits included.
@@ -355,7 +355,8 @@ impl OffloadReport {
                      checksum={} manifest={} file={} ({} bytes)",
                     self.server_url,
                     protocol::UPLOAD_PATH,
-                    self.checksum.as_deref().unwrap_or("?"),
+                    self.checksum
+                        .map_or_else(|| "?".to_string(), |d| d.to_string()),
                     self.manifest.display(),
                     self.file.display(),
                     self.file_size.unwrap_or(0),
@@ -661,7 +662,7 @@ impl Failure {
 struct Prepared {
     rec: RecordingId,
     manifest_json: String,
-    checksum: String,
+    checksum: Sha256,
     size: u64,
 }
 
@@ -765,8 +766,8 @@ impl<'a> Uploader<'a> {
                 report.recording_id = rec.to_string();
             }
             report.file_size = prev.file_size;
-            report.checksum = prev.checksum.clone();
-            report.server_checksum = prev.server_checksum.clone();
+            report.checksum = prev.checksum;
+            report.server_checksum = prev.server_checksum;
             report.local_deleted = prev.local_deleted;
             log::info!(
                 "{}: already offloaded, {}",
@@ -804,9 +805,9 @@ impl<'a> Uploader<'a> {
         };
         report.recording_id = prepared.rec.to_string();
         report.file_size = Some(prepared.size);
-        report.checksum = Some(prepared.checksum.clone());
+        report.checksum = Some(prepared.checksum);
         state.recording_id = prepared.rec.to_string();
-        state.checksum = Some(prepared.checksum.clone());
+        state.checksum = Some(prepared.checksum);
         state.file_size = Some(prepared.size);
 
         if self.opts.dry_run {
@@ -829,7 +830,7 @@ impl<'a> Uploader<'a> {
                          not sending again",
                         prepared.rec
                     );
-                    report.server_checksum = Some(digest.clone());
+                    report.server_checksum = Some(digest);
                     self.finish_offloaded(src, &mut state, &mut report, digest, true)?;
                     report.elapsed_sec = started.elapsed().as_secs_f64();
                     return Ok(report);
@@ -874,7 +875,7 @@ impl<'a> Uploader<'a> {
             match self.attempt(src, &prepared, &mut uploaded, &mut report) {
                 Ok(digest) => {
                     let verified = self.offload.verify_checksum;
-                    report.server_checksum = Some(digest.clone());
+                    report.server_checksum = Some(digest);
                     self.finish_offloaded(src, &mut state, &mut report, digest, verified)?;
                     report.elapsed_sec = started.elapsed().as_secs_f64();
                     return Ok(report);
@@ -928,7 +929,7 @@ impl<'a> Uploader<'a> {
         src: &Source,
         state: &mut OffloadState,
         report: &mut OffloadReport,
-        digest: String,
+        digest: Sha256,
         verified: bool,
     ) -> Result<(), ClientError> {
         state.status = OffloadStatus::Offloaded;
@@ -1045,7 +1046,7 @@ impl<'a> Uploader<'a> {
         if let (false, Some(d), Some(obj)) = (has_checksum, &computed, value.as_object_mut()) {
             let mut c = Map::new();
             c.insert("algorithm".into(), Value::from("sha256"));
-            c.insert("value".into(), Value::from(d.sha256.clone()));
+            c.insert("value".into(), Value::from(d.sha256.to_string()));
             obj.insert("checksum".into(), Value::Object(c));
             rewritten = true;
         }
@@ -1084,7 +1085,7 @@ impl<'a> Uploader<'a> {
         let manifest_json = if rewritten { m.to_json_pretty() } else { text };
         Ok(Prepared {
             rec,
-            checksum: m.checksum.value.clone(),
+            checksum: m.checksum.value,
             manifest_json,
             size,
         })
@@ -1097,7 +1098,7 @@ impl<'a> Uploader<'a> {
         p: &Prepared,
         uploaded: &mut bool,
         report: &mut OffloadReport,
-    ) -> Result<String, Failure> {
+    ) -> Result<Sha256, Failure> {
         if !*uploaded {
             let (reply, rate, resumed_from) = self.upload(src, p)?;
             report.bytes_per_sec = Some(rate);
@@ -1174,18 +1175,19 @@ impl<'a> Uploader<'a> {
             self.no_resume_ext.set(true);
             return Ok(0);
         }
-        let parsed: Option<protocol::UploadStatusResponse> = if (200..300).contains(&status) {
-            serde_json::from_str(&text).ok()
-        } else {
-            None
-        };
+        // Only the length matters: other servers' echoes of the IDs and the
+        // checksum are metadata, and a malformed one must not stop a resume.
+        let parsed = (200..300)
+            .contains(&status)
+            .then(|| serde_json::from_str::<Value>(&text).ok())
+            .flatten()
+            .and_then(|v| v["received_bytes"].as_u64());
         match parsed {
-            Some(r) if r.received_bytes <= p.size => Ok(r.received_bytes),
-            Some(r) => {
+            Some(n) if n <= p.size => Ok(n),
+            Some(n) => {
                 log::warn!(
-                    "{}: the server holds {} bytes, more than the file's {}; sending it whole",
+                    "{}: the server holds {n} bytes, more than the file's {}; sending it whole",
                     p.rec,
-                    r.received_bytes,
                     p.size
                 );
                 Ok(0)
@@ -1246,10 +1248,11 @@ impl<'a> Uploader<'a> {
             ))
         })?;
         let offset_text = offset.to_string();
+        let checksum_text = p.checksum.to_string();
         let mut fields = vec![
             (protocol::field::SESSION_ID, p.rec.session.as_str()),
             (protocol::field::CAMERA_ID, p.rec.camera.as_str()),
-            (protocol::field::CHECKSUM, p.checksum.as_str()),
+            (protocol::field::CHECKSUM, checksum_text.as_str()),
             (protocol::field::MANIFEST, p.manifest_json.as_str()),
         ];
         if offset > 0 {
@@ -1319,7 +1322,7 @@ impl<'a> Uploader<'a> {
     }
 
     /// Step 5: the server's digest of what it stored.
-    fn confirm(&self, p: &Prepared) -> Result<String, Failure> {
+    fn confirm(&self, p: &Prepared) -> Result<Sha256, Failure> {
         let url = format!("{}{}", self.base, protocol::CONFIRM_PATH);
         let req = ConfirmRequest {
             session_id: p.rec.session.to_string(),
@@ -1599,19 +1602,16 @@ fn make_boundary(fields: &[(&str, &str)]) -> String {
         .map_or(0, |d| d.as_nanos());
     let mut salt = 0u32;
     loop {
-        let mut h = Sha256::new();
-        h.update(nanos.to_le_bytes());
-        h.update(std::process::id().to_le_bytes());
-        h.update(salt.to_le_bytes());
+        let mut seed = Vec::new();
+        seed.extend(nanos.to_le_bytes());
+        seed.extend(std::process::id().to_le_bytes());
+        seed.extend(salt.to_le_bytes());
         for (n, v) in fields {
-            h.update(n.as_bytes());
-            h.update(v.as_bytes());
+            seed.extend(n.as_bytes());
+            seed.extend(v.as_bytes());
         }
-        let hex: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let boundary = format!("rig-upload-{hex}");
+        let hex = Sha256::of(&seed).to_string();
+        let boundary = format!("rig-upload-{}", &hex[..32]);
         if !fields.iter().any(|(_, v)| v.contains(&boundary)) {
             return boundary;
         }

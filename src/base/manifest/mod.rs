@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::base::checksum::Sha256;
 use crate::base::ids::{CameraId, RecordingId, SessionId};
 
 pub use validate::validate_value;
@@ -137,8 +138,8 @@ pub struct Timing {
 pub struct ChecksumInfo {
     /// Always `sha256`.
     pub algorithm: String,
-    /// 64 lowercase hex characters.
-    pub value: String,
+    /// The digest (64 hex characters in the JSON).
+    pub value: Sha256,
     /// Unknown fields, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -422,6 +423,16 @@ mod tests {
         let m = Manifest::from_json(EXAMPLE).unwrap();
         assert_eq!(m.recording.position, "center");
         assert_eq!(m.to_json_pretty(), EXAMPLE);
+    }
+
+    #[test]
+    fn an_uppercase_digest_is_the_same_digest_and_is_written_lowercase() {
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        let lower = "ab".repeat(32);
+        v["checksum"]["value"] = Value::from(lower.to_uppercase());
+        let m = Manifest::from_json(&v.to_string()).unwrap();
+        assert_eq!(m.checksum.value.to_string(), lower);
+        assert!(m.to_json_pretty().contains(&lower));
     }
 
     #[test]

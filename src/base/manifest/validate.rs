@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{MANIFEST_VERSION, Problem, parse_time};
-use crate::base::checksum::is_sha256_hex;
+use crate::base::checksum::Sha256;
 use crate::base::ids::{CameraId, Position, RecordingId, SessionId};
 
 /// Collects problems while walking a JSON document.
@@ -274,18 +274,18 @@ impl Checker<'_> {
         self.number("timing.sync_offset_ms", false, None, false);
     }
 
-    /// `checksum.*`: SHA-256, as 64 lowercase hex characters.
+    /// `checksum.*`: SHA-256, as 64 hex characters.
     fn checksum(&mut self) {
         if !self.block("checksum", true) {
             return;
         }
         self.one_of("checksum.algorithm", &["sha256"]);
         if let Some(v) = self.string("checksum.value", true)
-            && !is_sha256_hex(v)
+            && v.parse::<Sha256>().is_err()
         {
             self.report(
                 "checksum.value",
-                "must be 64 lowercase hex characters (a SHA-256 digest)",
+                "must be 64 hex characters (a SHA-256 digest)",
             );
         }
     }

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::base::checksum;
+use crate::base::checksum::Sha256;
 use crate::base::ids::RecordingId;
 use crate::base::layout::{self, PiLayout};
 use crate::base::manifest::{Manifest, ManifestError, Problem};
@@ -142,9 +143,9 @@ pub struct Verification {
     /// The verdict.
     pub status: VerifyStatus,
     /// Digest the manifest records.
-    pub expected_sha256: Option<String>,
+    pub expected_sha256: Option<Sha256>,
     /// Digest of the bytes on disk.
-    pub actual_sha256: Option<String>,
+    pub actual_sha256: Option<Sha256>,
     /// Size the manifest records.
     pub expected_size: Option<u64>,
     /// Size on disk.
@@ -189,7 +190,7 @@ fn verify_one(path: &Path, video_override: Option<&Path>) -> Verification {
         .recording_id()
         .ok()
         .map(|r: RecordingId| r.to_string());
-    out.expected_sha256 = Some(manifest.checksum.value.clone());
+    out.expected_sha256 = Some(manifest.checksum.value);
     out.expected_size = Some(manifest.file.size_bytes);
     let video = video_override
         .map(Path::to_path_buf)

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::{BacklogItem, CheckItem, MAX_SMALL_BYTES, NodeOptions, item};
+use crate::base::checksum::Sha256;
 use crate::base::ids::{CameraId, RecordingId, SessionId};
 use crate::base::layout::PiLayout;
 use crate::base::manifest::Manifest;
@@ -109,7 +110,7 @@ pub(super) fn check_backlog(
 struct Entry {
     item: BacklogItem,
     /// The manifest's checksum, when the manifest reads.
-    sha256: Option<String>,
+    sha256: Option<Sha256>,
     /// Problems that put the recording at risk.
     hard: usize,
 }
@@ -209,7 +210,7 @@ fn file_problems(
 
 /// `--verify`: hashes every file that has a manifest and compares; returns
 /// how many failed.
-fn verify(items: &mut [BacklogItem], manifests: &[Option<String>], progress: bool) -> usize {
+fn verify(items: &mut [BacklogItem], manifests: &[Option<Sha256>], progress: bool) -> usize {
     let idx: Vec<usize> = (0..items.len())
         .filter(|&i| items[i].size_bytes.is_some() && manifests[i].is_some())
         .collect();
@@ -222,7 +223,7 @@ fn verify(items: &mut [BacklogItem], manifests: &[Option<String>], progress: boo
         .collect();
     let mut hard = 0;
     for (&i, result) in idx.iter().zip(hash_all(&jobs, progress)) {
-        let want = manifests[i].clone().unwrap_or_default();
+        let Some(want) = manifests[i] else { continue };
         let it = &mut items[i];
         match result {
             Ok(d) if d.sha256 == want => {

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{CheckError, Status};
+use crate::base::checksum::Sha256;
 use crate::base::config::{Config, GB};
 use crate::base::host;
 use crate::base::layout::PiLayout;
@@ -111,7 +112,7 @@ pub struct BacklogItem {
     /// With `--verify`: whether the file matched its manifest (null when not checked).
     pub verified: Option<bool>,
     /// The computed digest, with `--verify`.
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Everything wrong with it (missing file, invalid manifest, mismatch).
     pub problems: Vec<String>,
 }
