@@ -22,7 +22,7 @@
 //! # One pass over the bytes
 //!
 //! ffmpeg writes to a pipe; a pump thread reads it and writes through a
-//! [`HashingWriter`] into the file, so the SHA-256 is ready the moment the
+//! [`HashingWriter`](crate::base::checksum::HashingWriter) into the file, so the SHA-256 is ready the moment the
 //! recording stops, with no second read of a 20 GB file. A separate sync
 //! thread calls `fdatasync` on a clone of the file handle every
 //! `recording.fsync_interval_sec`, so written data never sits unsynced longer
@@ -77,6 +77,22 @@
 //! with a digest of half a match. Locking the file, not a lock file beside
 //! it, leaves nothing behind, and the kernel drops the lock when rig-record
 //! dies, which is exactly when a recovery is wanted.
+//!
+//! # Where each step lives
+//!
+//! [`record`] reads as the steps below, one file each; ffmpeg itself is
+//! started and stopped by [`crate::base::ffmpeg::CaptureProcess`].
+//!
+//! | file | step |
+//! |---|---|
+//! | `guards` | the checks before anything is created |
+//! | `target` | the file under its final name, and the live lock |
+//! | `capture` | what to record; starting ffmpeg and the threads; stopping them |
+//! | `pump`, `progress` | the bytes into the file; what ffmpeg's stderr says |
+//! | `watch` | until a stop: signal, exit, failure, overrun; temperatures |
+//! | `finish` | the file checked, the manifest built and written, the offload |
+//! | `selftest`, `sustain` | `--test` and its checks |
+//! | `report`, `error` | what rig-record prints, and [`RecordError`] |
 
 mod capture;
 mod error;
@@ -103,7 +119,7 @@ use crate::base::layout::PiLayout;
 
 pub use error::RecordError;
 pub use guards::check_duration;
-pub use report::{Check, Recorded, Report, SELF_TEST_CHECKS, SelfTest, StopReason};
+pub use report::{Check, RecordReport, Recorded, SELF_TEST_CHECKS, SelfTest, StopReason};
 pub use selftest::self_test;
 pub use target::recording_is_live;
 pub use watch::TemperatureStats;
@@ -144,13 +160,13 @@ pub struct RecordOptions {
 
 /// rig-record's entry point: installs the SIGINT/SIGTERM handlers, then
 /// records (or runs the self test).
-pub fn run(config: &Config, opts: &RecordOptions) -> Result<Report, RecordError> {
+pub fn run(config: &Config, opts: &RecordOptions) -> Result<RecordReport, RecordError> {
     let stop = stop_on_signals()
         .map_err(|e| RecordError::new("capture_failed", format!("cannot catch signals: {e}")))?;
     if opts.self_test {
-        self_test(config, opts, &stop).map(Report::SelfTest)
+        self_test(config, opts, &stop).map(RecordReport::SelfTest)
     } else {
-        record(config, opts, &stop).map(|r| Report::Recorded(Box::new(r)))
+        record(config, opts, &stop).map(|r| RecordReport::Recorded(Box::new(r)))
     }
 }
 

@@ -198,21 +198,21 @@ impl SelfTest {
     }
 }
 
-/// What [`run`] did.
+/// What [`run`](super::run) did.
 #[derive(Debug, Clone)]
-pub enum Report {
+pub enum RecordReport {
     /// A match recording.
     Recorded(Box<Recorded>),
     /// The self test.
     SelfTest(SelfTest),
 }
 
-impl Report {
+impl RecordReport {
     /// 0 when everything went right, else 1.
     pub fn exit_code(&self) -> u8 {
         let ok = match self {
-            Report::Recorded(r) => r.problems.is_empty(),
-            Report::SelfTest(t) => t.passed(),
+            RecordReport::Recorded(r) => r.problems.is_empty(),
+            RecordReport::SelfTest(t) => t.passed(),
         };
         if ok {
             crate::base::cli::EXIT_OK
@@ -224,16 +224,16 @@ impl Report {
     /// The `--json` form.
     pub fn to_json(&self) -> Value {
         match self {
-            Report::Recorded(r) => r.to_json(),
-            Report::SelfTest(t) => t.to_json(),
+            RecordReport::Recorded(r) => r.to_json(),
+            RecordReport::SelfTest(t) => t.to_json(),
         }
     }
 
     /// The human form.
     pub fn human(&self) -> String {
         match self {
-            Report::Recorded(r) => r.human(),
-            Report::SelfTest(t) => t.human(),
+            RecordReport::Recorded(r) => r.human(),
+            RecordReport::SelfTest(t) => t.human(),
         }
     }
 }
