@@ -262,38 +262,26 @@ fn verdict(
     let failed = items.iter().filter(|b| b.state == "failed").count();
     let value = json!({"recordings": items.len(), "bytes": bytes, "failed": failed,
                        "problems": hard, "verified": opts.verify});
+    let backlog =
+        |status, message: String, fix: Option<&str>| item("backlog", status, message, fix, value);
     if !root_ok && !pi.root.is_dir() {
-        return item(
-            "backlog",
+        let fix = Some("fix the storage root first");
+        return backlog(
             Status::Fail,
             "storage root missing; backlog unknown".into(),
-            Some("fix the storage root first"),
-            value,
+            fix,
         );
     }
+    let (n, size) = (items.len(), human_bytes(bytes));
     if hard > 0 {
-        return item(
-            "backlog",
-            Status::Fail,
-            format!(
-                "{} recording(s), {} not offloaded; {hard} problem(s) put them at risk",
-                items.len(),
-                human_bytes(bytes)
-            ),
-            Some(
-                "see the backlog list; re-create broken manifests (rig-manifest create --recover)",
-            ),
-            value,
-        );
+        let fix =
+            "see the backlog list; re-create broken manifests (rig-manifest create --recover)";
+        let message =
+            format!("{n} recording(s), {size} not offloaded; {hard} problem(s) put them at risk");
+        return backlog(Status::Fail, message, Some(fix));
     }
     if items.is_empty() {
-        return item(
-            "backlog",
-            Status::Pass,
-            "every recording is offloaded".into(),
-            None,
-            value,
-        );
+        return backlog(Status::Pass, "every recording is offloaded".into(), None);
     }
     let verified = if opts.verify {
         ", all match their manifests"
@@ -305,15 +293,10 @@ fn verdict(
     } else {
         String::new()
     };
-    item(
-        "backlog",
+    let message = format!("{n} recording(s), {size} not offloaded yet{failed}{verified}");
+    backlog(
         Status::Warn,
-        format!(
-            "{} recording(s), {} not offloaded yet{failed}{verified}",
-            items.len(),
-            human_bytes(bytes),
-        ),
+        message,
         Some("run rig-upload to offload them"),
-        value,
     )
 }
