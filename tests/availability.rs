@@ -13,10 +13,11 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::receiver::{Log, Receiver};
 use soccer_rig::base::layout::ServerLayout;
 
 const SESSION: &str = "GAME_20240315_140000";
@@ -26,11 +27,10 @@ const SESSION: &str = "GAME_20240315_140000";
 const SHORT: &str = "  stall_timeout_sec: 2\n  header_timeout_sec: 2\n  send_timeout_sec: 2\n  \
                      small_body_timeout_sec: 2\n  upload_min_kib_per_sec: 4\n  idle_timeout_sec: 30\n";
 
-/// A running rig-receive, killed on drop.
+/// A running rig-receive (`common::receiver`).
 struct Daemon {
-    child: Child,
+    server: Receiver,
     port: u16,
-    root: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -51,12 +51,10 @@ impl Daemon {
             format!("storage:\n  min_free_space_gb: 0.0\nserver:\n{server_yaml}"),
         )
         .unwrap();
-        let (child, addr) = common::spawn_receive(&config, root, "127.0.0.1:0");
-        let port = addr.port();
+        let server = Receiver::spawn(&config, root, "127.0.0.1:0", Log::Warn);
         Daemon {
-            child,
-            port,
-            root: root.to_path_buf(),
+            port: server.port(),
+            server,
             _dir: None,
         }
     }
@@ -79,31 +77,14 @@ impl Daemon {
 
     /// Open file descriptors of the daemon.
     fn fds(&self) -> usize {
-        fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        fs::read_dir(format!("/proc/{}/fd", self.server.pid()))
             .unwrap()
             .count()
     }
 
-    fn layout(&self) -> ServerLayout {
-        ServerLayout::under(&self.root)
-    }
-
     /// Files under temp/ and sessions/ (nothing stored, nothing left = empty).
     fn stored_and_left(&self) -> Vec<PathBuf> {
-        let l = self.layout();
-        [l.sessions, l.temp]
-            .iter()
-            .flat_map(|d| walkdir::WalkDir::new(d).into_iter().flatten())
-            .filter(|e| e.file_type().is_file())
-            .map(|e| e.path().to_path_buf())
-            .collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.stored_and_left()
     }
 }
 
@@ -308,23 +289,17 @@ fn slow_bodies_confirms_readers_and_header_tricklers_do_not_starve_others() {
 
 /// curl's multipart upload of `clip` as CAM_C; (status, body).
 fn curl_upload(port: u16, clip: &Path) -> (u16, String) {
-    let sum = common::sha256sum(clip);
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "30", "-w", "\n%{http_code}"])
-        .args(["-F", &format!("file=@{};type=video/mp4", clip.display())])
-        .args([
-            "-F",
-            &format!("session_id={SESSION}"),
-            "-F",
-            "camera_id=CAM_C",
-        ])
-        .args(["-F", &format!("checksum={sum}")])
-        .arg(format!("http://127.0.0.1:{port}/api/v1/upload"))
-        .output()
-        .unwrap();
-    let text = common::stdout(&out);
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    let fields = [
+        ("file", common::curl::mp4(clip)),
+        ("session_id", SESSION.to_string()),
+        ("camera_id", "CAM_C".to_string()),
+        ("checksum", common::sha256sum(clip)),
+    ];
+    common::curl::upload(
+        &format!("http://127.0.0.1:{port}"),
+        &fields,
+        &["--max-time", "30"],
+    )
 }
 
 #[test]
@@ -533,34 +508,19 @@ fn out_of_file_descriptors_the_server_neither_panics_nor_stops() {
     )
     .unwrap();
     let log = dir.path().join("log");
-    let mut child = Command::new("sh")
-        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
-        .arg(env!("CARGO_BIN_EXE_rig-receive"))
-        .args(["--listen", "127.0.0.1:0", "--root"])
-        .arg(&root)
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_rig-receive"));
+    let server = Receiver::spawn_via(
+        sh,
+        &config,
+        &root,
+        "127.0.0.1:0",
+        Log::File(log.clone(), "warn"),
+    );
     let d = Daemon {
-        child,
-        port,
-        root,
+        port: server.port(),
+        server,
         _dir: Some(dir),
     };
     let held: Vec<TcpStream> = (0..100).map(|_| d.connect()).collect();

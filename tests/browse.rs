@@ -8,10 +8,11 @@ mod common;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::receiver::{Log, Receiver};
 use serde_json::Value;
 use soccer_rig::base::host::ClockSync;
 use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
@@ -24,27 +25,19 @@ const CAMS: [&str; 3] = ["CAM_L", "CAM_C", "CAM_R"];
 
 /// Three distinct real clips (L, C, R), made once for the whole file.
 fn clips() -> &'static [PathBuf; 3] {
-    static CLIPS: OnceLock<(tempfile::TempDir, [PathBuf; 3])> = OnceLock::new();
-    &CLIPS
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let c = [
-                common::make_clip(dir.path(), "l.mp4", "libx264", 2.0, 320, 180, 15),
-                common::make_clip(dir.path(), "c.mp4", "libx264", 3.0, 320, 180, 15),
-                common::make_clip(dir.path(), "r.mp4", "libx264", 2.0, 320, 180, 15),
-            ];
-            (dir, c)
-        })
-        .1
+    static CLIPS: OnceLock<[PathBuf; 3]> = OnceLock::new();
+    let specs = [("l.mp4", 2.0, 15), ("c.mp4", 3.0, 15), ("r.mp4", 2.0, 15)];
+    common::clips::three(&CLIPS, specs)
 }
 
 fn clip_of(camera: &str) -> &'static Path {
     &clips()[CAMS.iter().position(|c| *c == camera).unwrap()]
 }
 
-/// A running rig-receive; SIGKILLed on drop.
+/// A running rig-receive (`common::receiver`) on a temp root.
 struct Daemon {
-    child: Child,
+    /// Killed on drop, before the root goes.
+    _server: Receiver,
     port: u16,
     root: tempfile::TempDir,
 }
@@ -55,10 +48,10 @@ impl Daemon {
         // A tiny floor: the default 50 GB would tie the tests to the machine's disk.
         let config = root.path().join("server.yaml");
         std::fs::write(&config, "storage:\n  min_free_space_gb: 0.001\n").unwrap();
-        let (child, addr) = common::spawn_receive(&config, root.path(), "127.0.0.1:0");
+        let server = Receiver::spawn(&config, root.path(), "127.0.0.1:0", Log::Warn);
         Daemon {
-            child,
-            port: addr.port(),
+            port: server.port(),
+            _server: server,
             root,
         }
     }
@@ -183,51 +176,15 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// curl `-s` with the given args: (status, JSON body or Null).
 fn curl_json(args: &[&str]) -> (u16, Value) {
     let (status, _, body) = curl(args);
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-/// curl `-s`: (status, lower-cased headers, body bytes).
+/// curl `-s` (common::curl): (status, lower-cased headers, body bytes).
 fn curl(args: &[&str]) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let (head, body) = (dir.path().join("h"), dir.path().join("b"));
-    let out = Command::new("curl")
-        .args(["-s", "-S", "-D"])
-        .arg(&head)
-        .arg("-o")
-        .arg(&body)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        common::stderr(&out)
-    );
-    let head = std::fs::read_to_string(&head).unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, std::fs::read(&body).unwrap_or_default())
+    common::curl::with_headers(args)
 }
 
 /// A HEAD request over raw TCP, read to the end: (status, headers, bytes
@@ -245,19 +202,7 @@ fn raw_head(d: &Daemon, path: &str, extra: &str) -> (u16, Vec<(String, String)>,
     s.read_to_end(&mut all).unwrap();
     let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8(all[..end].to_vec()).unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let (status, headers) = common::wire::reply_head(&head);
     (status, headers, all[end + 4..].to_vec())
 }
 

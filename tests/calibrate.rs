@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::scene::{self, View};
+use common::sync_rig;
 use serde_json::Value;
-use soccer_rig::base::host::ClockSync;
-use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::base::layout::{self, ServerLayout};
-use soccer_rig::base::manifest::describe::{self, DescribeOptions};
+use soccer_rig::base::ids::{CameraId, SessionId};
+use soccer_rig::base::layout::ServerLayout;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-stitch");
 const SESSION: &str = "GAME_20240315_140000";
@@ -88,39 +87,20 @@ impl Rig {
     }
 
     fn add_camera(&self, cam: CameraId, clip: &Path) {
-        let s = self.session();
-        let rec_path = self.layout.recording(&s, cam);
-        std::fs::create_dir_all(rec_path.parent().unwrap()).unwrap();
-        std::fs::copy(clip, &rec_path).unwrap();
-        let opts = DescribeOptions {
-            ffprobe: "ffprobe".into(),
-            start: Some("2024-03-15T14:00:00Z".parse().unwrap()),
-            clock: Some(ClockSync {
-                synced: true,
-                offset_ms: Some(0.0),
-                source: "chronyc",
-            }),
-            ..DescribeOptions::default()
-        };
-        let rec = RecordingId::new(s.clone(), cam);
-        let m = describe::describe(&rec_path, &rec, &opts).unwrap();
-        m.write_atomic(&self.layout.manifest(&s, cam)).unwrap();
-        std::fs::write(
-            self.layout.digest(&s, cam),
-            layout::digest_line(&m.checksum.value),
-        )
-        .unwrap();
+        let start = "2024-03-15T14:00:00Z";
+        sync_rig::put_camera(
+            &self.layout,
+            &self.session(),
+            cam,
+            clip,
+            start,
+            true,
+            Some(0.0),
+        );
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut all = vec![
-            "--config",
-            self.config.to_str().unwrap(),
-            "--root",
-            self.dir.path().to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        common::run(BIN, &all)
+        sync_rig::run_stitch(BIN, &self.config, self.dir.path(), args)
     }
 }
 

@@ -6,11 +6,11 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use common::receiver::{Log, Receiver};
 use serde_json::Value;
 use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
 use soccer_rig::base::jobs::JobQueue;
@@ -18,25 +18,16 @@ use soccer_rig::base::layout::{PiLayout, ServerLayout};
 use soccer_rig::base::manifest::describe::{DescribeOptions, describe};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-check");
-const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
 
 /// Three distinct real clips (one per camera), made once per test binary.
 fn clips() -> &'static [PathBuf; 3] {
     static CLIPS: OnceLock<[PathBuf; 3]> = OnceLock::new();
-    CLIPS.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        [2.0, 2.2, 2.4].map(|secs| {
-            common::make_clip(
-                &dir,
-                &format!("clip{secs}.mp4"),
-                "libx264",
-                secs,
-                320,
-                180,
-                15,
-            )
-        })
-    })
+    let specs = [
+        ("clip2.mp4", 2.0, 15),
+        ("clip2.2.mp4", 2.2, 15),
+        ("clip2.4.mp4", 2.4, 15),
+    ];
+    common::clips::three(&CLIPS, specs)
 }
 
 fn clip_for(camera: CameraId) -> &'static Path {
@@ -51,39 +42,13 @@ fn describe_opts() -> DescribeOptions {
     }
 }
 
-/// A running rig-receive on 127.0.0.1 (the real binary); SIGKILLed on drop
-/// if not stopped.
-struct Receiver {
-    child: Child,
-    url: String,
-}
-
 impl Receiver {
-    /// Starts `rig-receive --listen 127.0.0.1:0 --root ROOT` and reads the
-    /// bound address from its first line.
+    /// The real rig-receive of `root` (see `common::receiver`), its config
+    /// `ROOT.receive.yaml` with a floor any test machine clears.
     fn start(root: &Path) -> Receiver {
         let config = root.with_extension("receive.yaml");
         fs::write(&config, "storage:\n  min_free_space_gb: 0.001\n").unwrap();
-        let mut child = Command::new(RECEIVE)
-            .args(["--listen", "127.0.0.1:0", "--root"])
-            .arg(root)
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Receiver { child, url }
+        Receiver::spawn(&config, root, "127.0.0.1:0", Log::Warn)
     }
 
     /// Uploads a clip as a recording with its manifest, as rig-upload does,
@@ -92,42 +57,30 @@ impl Receiver {
         let manifest = describe(clip, rec, &describe_opts()).unwrap();
         let manifest_path = work.join(format!("{rec}.json"));
         fs::write(&manifest_path, manifest.to_json_pretty()).unwrap();
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "60", "-F"])
-            .arg(format!(
-                "file=@{};type=video/mp4;filename={}",
-                clip.display(),
-                rec.video_file_name()
-            ))
-            .args(["-F", &format!("session_id={}", rec.session)])
-            .args(["-F", &format!("camera_id={}", rec.camera)])
-            .args(["-F", &format!("checksum={}", manifest.checksum.value)])
-            .args(["-F", &format!("manifest=<{}", manifest_path.display())])
-            .arg(format!("{}/api/v1/upload", self.url))
-            .output()
-            .unwrap();
-        let reply: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("upload of {rec}: {e}: {}", common::stdout(&out)));
+        let fields = [
+            (
+                "file",
+                format!(
+                    "{};filename={}",
+                    common::curl::mp4(clip),
+                    rec.video_file_name()
+                ),
+            ),
+            ("session_id", rec.session.to_string()),
+            ("camera_id", rec.camera.to_string()),
+            ("checksum", manifest.checksum.value.to_string()),
+            ("manifest", format!("<{}", manifest_path.display())),
+        ];
+        let (_, body) = common::curl::upload(&self.url, &fields, &["--max-time", "60"]);
+        let reply: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("upload of {rec}: {e}: {body}"));
         assert_eq!(reply["success"], true, "upload of {rec}: {reply}");
         assert_eq!(reply["checksum_verified"], true, "upload of {rec}: {reply}");
     }
 
     /// SIGTERM, and the graceful exit 0 the contract promises.
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert_eq!(exit.code(), Some(0), "rig-receive after SIGTERM");
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) {
+        assert_eq!(self.terminate(), Some(0), "rig-receive after SIGTERM");
     }
 }
 

@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, Proxy};
+use common::receiver::{Log, Receiver as Server};
 use serde_json::Value;
 use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
 use soccer_rig::base::layout::{PiLayout, ServerLayout};
@@ -23,16 +24,9 @@ use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 const UPLOAD: &str = env!("CARGO_BIN_EXE_rig-upload");
 
-/// A rig-receive process; killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    root: PathBuf,
-}
-
 impl Server {
-    /// Starts rig-receive on `listen` (port 0 picks one) with a config of a
-    /// tiny free-space floor plus `extra_yaml`.
+    /// Starts rig-receive (`common::receiver`) on `listen` (port 0 picks
+    /// one) with a config of a tiny free-space floor plus `extra_yaml`.
     fn start(dir: &Path, listen: &str, extra_yaml: &str) -> Server {
         Server::start_with(
             dir,
@@ -43,11 +37,9 @@ impl Server {
 
     /// Starts rig-receive with exactly this config text.
     fn start_with(dir: &Path, listen: &str, yaml: &str) -> Server {
-        let root = dir.join("server");
         let config = dir.join("server.yaml");
         fs::write(&config, yaml).unwrap();
-        let (child, addr) = common::spawn_receive(&config, &root, listen);
-        Server { child, addr, root }
+        Server::spawn(&config, &dir.join("server"), listen, Log::Warn)
     }
 
     fn url(&self) -> String {
@@ -59,8 +51,7 @@ impl Server {
     }
 
     fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 
     /// GET /api/v1/health, parsed; panics if the server does not answer 200.
@@ -71,12 +62,6 @@ impl Server {
         );
         assert_eq!(status, Some(200), "health must answer: {body}");
         serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -341,23 +326,8 @@ fn upload_end(tail: &[u8], total: u64) -> (u64, u64) {
 #[test]
 fn cuts_at_twenty_random_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = clip(dir.path());
-    let original = fs::read(&clip).unwrap();
-    let server = Server::start(dir.path(), "127.0.0.1:0", "");
-    let proxy = Proxy::start(server.addr, vec![]);
-    let node = Node::new(dir.path(), "pi", &proxy.url(), "");
-
-    // Calibrate: how many bytes does one whole upload request take?
-    node.add(&clip, "CAL", CameraId::Center);
-    assert_offloaded(
-        &node.upload("CAL", CameraId::Center),
-        &node,
-        "CAL",
-        CameraId::Center,
-    );
-    // One connection carries status, upload and confirm (ureq keeps it).
-    assert_eq!(proxy.upstream_bytes().len(), 1, "one connection per run");
-    let request_len = proxy.upstream_bytes()[0];
+    let rig = Faulted::start(dir.path());
+    let (original, proxy, request_len) = (&rig.original, &rig.proxy, rig.request_len);
     assert!(request_len > original.len() as u64);
     let (file_end, upload_end) = upload_end(&proxy.upstream_tail(0), request_len);
     assert!(file_end > original.len() as u64 && upload_end < request_len);
@@ -386,22 +356,13 @@ fn cuts_at_twenty_random_offsets() {
     );
     for (i, offset) in offsets.into_iter().enumerate() {
         let session = format!("CUT{i}");
-        let video = node.add(&clip, &session, CameraId::Left);
-        proxy.push_faults(&[Fault::CutAfter(offset)]);
-        let o = node.upload(&session, CameraId::Left);
-        let state = assert_offloaded(&o, &node, &session, CameraId::Left);
+        let state = rig.offload_with(Fault::CutAfter(offset), &session, CameraId::Left);
         assert_eq!(
             state["attempts"], 2,
             "cut at {offset}: one failed attempt, one good: {state}"
         );
-        assert_eq!(fs::read(&video).unwrap(), original, "Pi file untouched");
-        let stored = server
-            .layout()
-            .recording(&SessionId::parse(&session).unwrap(), CameraId::Left);
-        assert_eq!(fs::read(stored).unwrap(), original, "cut at {offset}");
-        assert_server_clean(&server.layout(), &session, CameraId::Left, &original);
     }
-    server.health();
+    rig.server.health();
 }
 
 /// One byte flipped in the file part: the server's digest differs (422), the
@@ -409,33 +370,70 @@ fn cuts_at_twenty_random_offsets() {
 #[test]
 fn flipped_byte_is_caught_and_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = clip(dir.path());
-    let original = fs::read(&clip).unwrap();
-    let server = Server::start(dir.path(), "127.0.0.1:0", "");
-    let proxy = Proxy::start(server.addr, vec![]);
-    let node = Node::new(dir.path(), "pi", &proxy.url(), "");
-    node.add(&clip, "CAL", CameraId::Center);
-    assert_offloaded(
-        &node.upload("CAL", CameraId::Center),
-        &node,
-        "CAL",
-        CameraId::Center,
-    );
+    let rig = Faulted::start(dir.path());
     // The file is the last part; 4000 bytes before the end of the request is
     // well inside it (the closing boundary and a confirm are far shorter).
-    let at = proxy.upstream_bytes()[0] - 4000;
-
-    let video = node.add(&clip, "FLIP", CameraId::Right);
-    proxy.push_faults(&[Fault::FlipAt(at)]);
-    let o = node.upload("FLIP", CameraId::Right);
-    let state = assert_offloaded(&o, &node, "FLIP", CameraId::Right);
+    let at = rig.request_len - 4000;
+    let state = rig.offload_with(Fault::FlipAt(at), "FLIP", CameraId::Right);
     assert_eq!(state["attempts"], 2, "{state}");
-    assert_eq!(fs::read(video).unwrap(), original);
-    let stored = server
-        .layout()
-        .recording(&SessionId::parse("FLIP").unwrap(), CameraId::Right);
-    assert_eq!(fs::read(stored).unwrap(), original);
-    assert_server_clean(&server.layout(), "FLIP", CameraId::Right, &original);
+}
+
+/// A Pi uploading through a fault proxy to a real rig-receive, after one
+/// clean upload (session `CAL`) that measured the connection's length.
+struct Faulted {
+    clip: PathBuf,
+    original: Vec<u8>,
+    server: Server,
+    proxy: Proxy,
+    node: Node,
+    /// The bytes of one whole upload connection (status, upload, confirm).
+    request_len: u64,
+}
+
+impl Faulted {
+    fn start(dir: &Path) -> Faulted {
+        let clip = clip(dir);
+        let original = fs::read(&clip).unwrap();
+        let server = Server::start(dir, "127.0.0.1:0", "");
+        let proxy = Proxy::start(server.addr, vec![]);
+        let node = Node::new(dir, "pi", &proxy.url(), "");
+        // Calibrate: how many bytes does one whole upload request take?
+        node.add(&clip, "CAL", CameraId::Center);
+        assert_offloaded(
+            &node.upload("CAL", CameraId::Center),
+            &node,
+            "CAL",
+            CameraId::Center,
+        );
+        // One connection carries status, upload and confirm (ureq keeps it).
+        assert_eq!(proxy.upstream_bytes().len(), 1, "one connection per run");
+        let request_len = proxy.upstream_bytes()[0];
+        Faulted {
+            clip,
+            original,
+            server,
+            proxy,
+            node,
+            request_len,
+        }
+    }
+
+    /// Offloads a new recording with `fault` on its first connection: it
+    /// ends offloaded, the Pi's file untouched, the server holding exactly
+    /// it and nothing left over. The offload state.
+    fn offload_with(&self, fault: Fault, session: &str, camera: CameraId) -> Value {
+        let (node, original) = (&self.node, &self.original);
+        let video = node.add(&self.clip, session, camera);
+        self.proxy.push_faults(&[fault]);
+        let o = node.upload(session, camera);
+        let state = assert_offloaded(&o, node, session, camera);
+        assert_eq!(&fs::read(&video).unwrap(), original, "Pi file untouched");
+        let layout = self.server.layout();
+        let stored = layout.recording(&SessionId::parse(session).unwrap(), camera);
+        assert_eq!(&fs::read(stored).unwrap(), original, "{fault:?}");
+        assert_server_clean(&layout, session, camera, original);
+        state
+    }
 }
 
 /// rig-receive SIGKILLed mid-upload and restarted: the restart cleans the

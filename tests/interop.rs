@@ -16,16 +16,15 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::Child;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use soccer_rig::base::ids::{CameraId, RecordingId};
-use soccer_rig::base::layout::ServerLayout;
 use soccer_rig::base::manifest::Manifest;
 use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
 use common::pi::Rig;
+use common::receiver::{Log, Receiver};
 use common::refserver::RefServer;
 
 // ------------------------------------------------------------ fixtures
@@ -41,48 +40,26 @@ fn clip() -> &'static (PathBuf, String) {
     })
 }
 
-/// The real rig-receive on a temp root, naive times read as UTC.
-struct Receiver {
-    child: Child,
-    addr: SocketAddr,
-    root: tempfile::TempDir,
-}
-
 impl Receiver {
+    /// The real rig-receive (`common::receiver`) on a temp root, naive
+    /// times read as UTC.
     fn start() -> Receiver {
-        let root = tempfile::tempdir().unwrap();
-        let config = root.path().join("receive.yaml");
-        fs::write(
-            &config,
+        Receiver::in_temp(
             "storage:\n  min_free_space_gb: 0.001\nserver:\n  naive_time_zone: UTC\n",
+            Log::Warn,
         )
-        .unwrap();
-        let (child, addr) =
-            common::spawn_receive(&config, &root.path().join("data"), "127.0.0.1:0");
-        Receiver { child, addr, root }
-    }
-
-    fn layout(&self) -> ServerLayout {
-        ServerLayout::under(&self.root.path().join("data"))
     }
 
     fn dir(&self, rec: &RecordingId) -> PathBuf {
-        self.layout().camera_dir(&rec.session, rec.camera)
+        self.layout.camera_dir(&rec.session, rec.camera)
     }
 
     fn manifest(&self, rec: &RecordingId) -> Manifest {
-        Manifest::read(&self.layout().manifest(&rec.session, rec.camera)).unwrap()
+        Manifest::read(&self.layout.manifest(&rec.session, rec.camera)).unwrap()
     }
 
     fn client_manifest(&self, rec: &RecordingId) -> Option<String> {
-        fs::read_to_string(self.layout().client_manifest(&rec.session, rec.camera)).ok()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        fs::read_to_string(self.layout.client_manifest(&rec.session, rec.camera)).ok()
     }
 }
 
@@ -183,7 +160,7 @@ fn flat(rec: &RecordingId, checksum: &str, snapshot: usize) -> Value {
 }
 
 fn assert_stored_intact(r: &Receiver, rec: &RecordingId) {
-    let video = r.layout().recording(&rec.session, rec.camera);
+    let video = r.layout.recording(&rec.session, rec.camera);
     assert_eq!(common::sha256sum(&video), clip().1);
     let m = r.manifest(rec);
     m.validate().unwrap();
@@ -261,12 +238,7 @@ fn requests_client_with_a_flat_manifest_and_a_big_snapshot_is_translated() {
     // (the session fails only for its two missing cameras).
     let out = common::run(
         env!("CARGO_BIN_EXE_rig-check"),
-        &[
-            "--json",
-            "server",
-            "--root",
-            r.root.path().join("data").to_str().unwrap(),
-        ],
+        &["--json", "server", "--root", r.root.to_str().unwrap()],
     );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(

@@ -7,10 +7,11 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::curl::json as curl;
+use common::receiver::{Log, Receiver};
 use serde_json::Value;
 use soccer_rig::base::checksum::hash_file;
 use soccer_rig::base::ids::RecordingId;
@@ -23,27 +24,18 @@ const SESSION: &str = "GAME_20240315_140000";
 
 /// Three distinct real clips, made once for the whole file.
 fn clips() -> &'static [PathBuf; 3] {
-    static CLIPS: OnceLock<(tempfile::TempDir, [PathBuf; 3])> = OnceLock::new();
-    &CLIPS
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let c = [
-                common::make_clip(dir.path(), "l.mp4", "libx264", 2.0, 320, 180, 15),
-                common::make_clip(dir.path(), "c.mp4", "libx264", 3.0, 320, 180, 15),
-                common::make_clip(dir.path(), "r.mp4", "libx264", 2.0, 320, 180, 10),
-            ];
-            (dir, c)
-        })
-        .1
+    static CLIPS: OnceLock<[PathBuf; 3]> = OnceLock::new();
+    let specs = [("l.mp4", 2.0, 15), ("c.mp4", 3.0, 15), ("r.mp4", 2.0, 10)];
+    common::clips::three(&CLIPS, specs)
 }
 
 fn clip() -> &'static Path {
     &clips()[1]
 }
 
-/// A running rig-receive; SIGKILLed on drop if still running.
+/// A running rig-receive (`common::receiver`) on a temp root.
 struct Daemon {
-    child: Child,
+    server: Receiver,
     port: u16,
     root: tempfile::TempDir,
     _config: tempfile::NamedTempFile,
@@ -70,29 +62,10 @@ impl Daemon {
             format!("storage:\n  min_free_space_gb: 0.001\n{yaml}")
         };
         config.write_all(yaml.as_bytes()).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--root"])
-            .arg(root.path())
-            .arg("--config")
-            .arg(config.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening on http://127.0.0.1:")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
+        let server = Receiver::spawn(config.path(), root.path(), "127.0.0.1:0", Log::Warn);
         Daemon {
-            child,
-            port,
+            port: server.port(),
+            server,
             root,
             _config: config,
         }
@@ -142,26 +115,12 @@ impl Daemon {
 
     /// Sends SIGTERM and returns at once.
     fn signal_term(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        self.server.signal_term();
     }
 
     /// Waits up to `limit` for the process to exit; its exit code.
     fn wait_exit(&mut self, limit: Duration) -> i32 {
-        let until = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < until,
-                "rig-receive did not exit in {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.server.wait_exit(limit)
     }
 
     /// Waits until `n` uploads are in flight.
@@ -173,35 +132,9 @@ impl Daemon {
         }
     }
 
-    fn terminate(mut self) -> i32 {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        self.child.wait().unwrap().code().unwrap_or(-1)
+    fn terminate(self) -> i32 {
+        self.server.terminate().unwrap_or(-1)
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs curl with `-s -w` and returns (status, JSON body).
-fn curl(args: &[&str]) -> (u16, Value) {
-    let out = Command::new("curl")
-        .args(["-s", "-S", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    let status: u16 = status.trim().parse().unwrap_or(0);
-    let json = serde_json::from_str(body).unwrap_or(Value::Null);
-    (status, json)
 }
 
 /// curl -F upload of `file` with the given fields.
@@ -212,12 +145,13 @@ fn curl_upload(
     camera: &str,
     checksum: &str,
 ) -> (u16, Value) {
-    let file = format!("file=@{}", file.display());
-    let s = format!("session_id={session}");
-    let c = format!("camera_id={camera}");
-    let k = format!("checksum={checksum}");
-    let url = d.url("/api/v1/upload");
-    curl(&["-F", &s, "-F", &c, "-F", &k, "-F", &file, &url])
+    let fields = [
+        ("session_id", session.to_string()),
+        ("camera_id", camera.to_string()),
+        ("checksum", checksum.to_string()),
+        ("file", format!("@{}", file.display())),
+    ];
+    common::curl::upload_json(&d.url(""), &fields, &[])
 }
 
 fn sha(path: &Path) -> String {

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::receiver::{Log, Receiver};
 use common::{ffprobe_json, sha256sum, stderr, stdout};
 use serde_json::Value;
 use soccer_rig::base::manifest::Manifest;
@@ -667,15 +668,15 @@ fn upload_on_record_stop_offloads_to_a_real_server() {
     let server_cfg = server_dir.path().join("server.yaml");
     fs::write(&server_cfg, "storage:\n  min_free_space_gb: 0.01\n").unwrap();
     let server_root = server_dir.path().join("root");
-    let (mut server, addr) = common::spawn_receive(&server_cfg, &server_root, "127.0.0.1:0");
+    let server = Receiver::spawn(&server_cfg, &server_root, "127.0.0.1:0", Log::Warn);
+    let addr = server.addr;
 
     let rig = Rig::new(
         "h264",
         &format!("offload:\n  server_url: \"http://{addr}\"\n  upload_on_record_stop: true\n"),
     );
     let o = rig.run(&["--session", "AUTOUP", "--duration", "2", "--json"]);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(o.status.success(), "{}", stderr(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(

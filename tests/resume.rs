@@ -9,21 +9,22 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::thread;
 
+use common::curl::json as curl;
 use common::proxy::{Fault, Proxy};
+use common::receiver::{Log, Receiver};
 use serde_json::Value;
 use soccer_rig::base::checksum::{FileDigest, hash_file};
 use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::base::layout::{PiLayout, ServerLayout};
+use soccer_rig::base::layout::PiLayout;
 use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
-const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
 const UPLOAD: &str = env!("CARGO_BIN_EXE_rig-upload");
 const SIZE: u64 = 64 << 20;
 /// What a request adds to the file bytes: HTTP head, text fields, the
@@ -72,71 +73,15 @@ fn data() -> &'static Data {
     })
 }
 
-/// rig-receive on 127.0.0.1:0 with a temp root; killed on drop.
-struct Receiver {
-    child: std::process::Child,
-    _stdout: BufReader<std::process::ChildStdout>,
-    url: String,
-    addr: SocketAddr,
-    layout: ServerLayout,
-    root: PathBuf,
-    dir: tempfile::TempDir,
-}
-
 impl Receiver {
+    /// rig-receive (`common::receiver`) on 127.0.0.1:0 with a temp root.
     fn start(extra: &str) -> Receiver {
-        let dir = tempfile::tempdir().unwrap();
-        Receiver::start_in(dir, extra)
-    }
-
-    fn start_in(dir: tempfile::TempDir, extra: &str) -> Receiver {
-        let root = dir.path().join("server");
-        let config = dir.path().join("server.yaml");
-        fs::write(
-            &config,
-            format!("storage:\n  min_free_space_gb: 0.0\n{extra}"),
-        )
-        .unwrap();
-        let mut child = Command::new(RECEIVE)
-            .args(["--listen", "127.0.0.1:0", "--root"])
-            .arg(&root)
-            .env("SOCCER_RIG_CONFIG", &config)
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("rig-receive printed {line:?}"))
-            .to_string();
-        let addr = url.trim_start_matches("http://").parse().unwrap();
-        Receiver {
-            child,
-            _stdout: stdout,
-            url,
-            addr,
-            layout: ServerLayout::under(&root),
-            root,
-            dir,
-        }
+        Receiver::in_temp(&config(extra), Log::Quiet)
     }
 
     /// Stops it and starts another on the same root.
-    fn restart(mut self, extra: &str) -> Receiver {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let dir = tempfile::tempdir().unwrap();
-        let old = std::mem::replace(&mut self.dir, dir);
-        Receiver::start_in(old, extra)
-    }
-
-    fn stored(&self, rec: &RecordingId) -> PathBuf {
-        self.layout.recording(&rec.session, rec.camera)
+    fn restart(self, extra: &str) -> Receiver {
+        self.restart_with(&config(extra), Log::Quiet)
     }
 
     /// `received_bytes` of the status route.
@@ -165,26 +110,9 @@ impl Receiver {
     }
 }
 
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// curl with `-s -w`, returning (status, JSON body).
-fn curl(args: &[&str]) -> (u16, Value) {
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        status.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
+/// rig-receive's config: no free-space floor, and `extra`.
+fn config(extra: &str) -> String {
+    format!("storage:\n  min_free_space_gb: 0.0\n{extra}")
 }
 
 /// A seed-style `curl -F` upload (optionally with `offset`) to `url`.
@@ -195,18 +123,14 @@ fn curl_upload(
     offset: Option<u64>,
     file: &Path,
 ) -> (u16, Value) {
-    let s = format!("session_id={}", rec.session.as_str());
-    let c = format!("camera_id={}", rec.camera.as_str());
-    let k = format!("checksum={checksum}");
-    let o = offset.map(|n| format!("offset={n}"));
-    let f = format!("file=@{};type=video/mp4", file.display());
-    let u = format!("{url}/api/v1/upload");
-    let mut args = vec!["-F", &s, "-F", &c, "-F", &k];
-    if let Some(o) = &o {
-        args.extend(["-F", o.as_str()]);
-    }
-    args.extend(["-F", &f, &u]);
-    curl(&args)
+    let mut fields = vec![
+        ("session_id", rec.session.to_string()),
+        ("camera_id", rec.camera.to_string()),
+        ("checksum", checksum.to_string()),
+    ];
+    fields.extend(offset.map(|n| ("offset", n.to_string())));
+    fields.push(("file", common::curl::mp4(file)));
+    common::curl::upload_json(url, &fields, &[])
 }
 
 /// Leaves a partial of `file` for `rec` by cutting a curl upload after

@@ -6,17 +6,17 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use common::receiver::{Log, Receiver};
 use serde_json::Value;
 use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::base::layout::{PiLayout, ServerLayout};
+use soccer_rig::base::layout::PiLayout;
 use soccer_rig::base::manifest::describe::{self, DescribeOptions};
 
-const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
 const UPLOAD: &str = env!("CARGO_BIN_EXE_rig-upload");
 const SESSION: &str = "GAME_20240315_140000";
 const LEFT_KEY: &str = "left-3f9a1c7e5b2d4f60";
@@ -37,8 +37,6 @@ fn make_ca(dir: &Path) -> PathBuf {
     ca
 }
 
-/// rig-receive on 127.0.0.1:0 with `server_yaml` under `server:`; its log
-/// (RUST_LOG=debug) goes to a file.
 /// The `server:` lines that make rig-receive serve HTTPS with `ca`'s
 /// server certificate.
 fn tls_lines(ca: &Path) -> String {
@@ -49,81 +47,18 @@ fn tls_lines(ca: &Path) -> String {
     )
 }
 
-struct Receiver {
-    child: std::process::Child,
-    _stdout: BufReader<std::process::ChildStdout>,
-    url: String,
-    addr: SocketAddr,
-    layout: ServerLayout,
-    log: PathBuf,
-}
-
 impl Receiver {
+    /// rig-receive (`common::receiver`) on 127.0.0.1:0 with `server_yaml`
+    /// under `server:`; its log (RUST_LOG=debug) goes to a file.
     fn start(dir: &Path, server_yaml: &str) -> Receiver {
-        fs::create_dir_all(dir).unwrap();
-        let root = dir.join("server");
-        let config = dir.join("server.yaml");
-        fs::write(
-            &config,
-            format!("storage:\n  min_free_space_gb: 0.0\nserver:\n  workers: 4\n{server_yaml}"),
-        )
-        .unwrap();
-        let log = dir.join("receive.log");
-        let mut child = Command::new(RECEIVE)
-            .args(["--listen", "127.0.0.1:0", "--root"])
-            .arg(&root)
-            .env("SOCCER_RIG_CONFIG", &config)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "rig-receive printed {line:?}; log: {}",
-                    fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .to_string();
-        let addr = url.split("://").nth(1).unwrap().parse().unwrap();
-        Receiver {
-            child,
-            _stdout: stdout,
-            url,
-            addr,
-            layout: ServerLayout::under(&root),
-            log,
-        }
+        let yaml =
+            format!("storage:\n  min_free_space_gb: 0.0\nserver:\n  workers: 4\n{server_yaml}");
+        Receiver::under(dir, &yaml, Log::File(dir.join("receive.log"), "debug"))
     }
 
     /// Every file under sessions/ and temp/ (nothing stored = empty).
     fn files(&self) -> Vec<PathBuf> {
-        let mut all = Vec::new();
-        for dir in [&self.layout.sessions, &self.layout.temp] {
-            for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
-                if e.file_type().is_file() {
-                    all.push(e.path().to_path_buf());
-                }
-            }
-        }
-        all
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stored_and_left()
     }
 }
 
@@ -227,31 +162,22 @@ fn cam(s: &str) -> CameraId {
 
 /// curl with `args`; returns (HTTP status, body). Status 0 = no reply.
 fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "30", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = common::stdout(&out);
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    let mut all = vec!["--max-time", "30"];
+    all.extend_from_slice(args);
+    common::curl::text(&all)
 }
 
 /// A multipart upload of `clip` as CAM `camera` with curl, plus `extra` args.
 fn curl_upload(url: &str, clip: &Path, camera: &str, extra: &[&str]) -> (u16, Value) {
-    let sum = common::sha256sum(clip);
-    let file = format!("file=@{};type=video/mp4", clip.display());
-    let (s, c, k) = (
-        format!("session_id={SESSION}"),
-        format!("camera_id={camera}"),
-        format!("checksum={sum}"),
-    );
-    let target = format!("{url}/api/v1/upload");
-    let mut args = vec!["-F", &file, "-F", &s, "-F", &c, "-F", &k];
-    args.extend_from_slice(extra);
-    args.push(&target);
-    let (status, body) = curl(&args);
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    let fields = [
+        ("file", common::curl::mp4(clip)),
+        ("session_id", SESSION.to_string()),
+        ("camera_id", camera.to_string()),
+        ("checksum", common::sha256sum(clip)),
+    ];
+    let mut all = vec!["--max-time", "30"];
+    all.extend_from_slice(extra);
+    common::curl::upload_json(url, &fields, &all)
 }
 
 #[test]

@@ -7,9 +7,8 @@ mod common;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -19,6 +18,7 @@ use serde_json::Value;
 use soccer_rig::base::ids::{CameraId, RecordingId};
 
 use common::pi::{DELAY, Rig};
+use common::receiver::{Log, Receiver};
 use common::wire::{parse_multipart, read_head, respond, sha256_hex};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-upload");
@@ -1028,61 +1028,10 @@ fn without_a_tty_progress_is_one_log_line_per_tenth() {
 
 // ---------------------------------------------------------------- real rig-receive
 
-const RECEIVE: &str = env!("CARGO_BIN_EXE_rig-receive");
-
-/// rig-receive on 127.0.0.1:0 with a temp root; killed on drop.
-struct Receiver {
-    child: std::process::Child,
-    _stdout: BufReader<std::process::ChildStdout>,
-    url: String,
-    addr: std::net::SocketAddr,
-    layout: soccer_rig::base::layout::ServerLayout,
-    _dir: tempfile::TempDir,
-}
-
 impl Receiver {
+    /// rig-receive (`common::receiver`) on 127.0.0.1:0 with a temp root.
     fn start() -> Receiver {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("server");
-        let config = dir.path().join("server.yaml");
-        fs::write(&config, "storage:\n  min_free_space_gb: 0.0\n").unwrap();
-        let mut child = std::process::Command::new(RECEIVE)
-            .args(["--listen", "127.0.0.1:0", "--root"])
-            .arg(&root)
-            .env("SOCCER_RIG_CONFIG", &config)
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("rig-receive printed {line:?}"))
-            .to_string();
-        let addr = url.trim_start_matches("http://").parse().unwrap();
-        Receiver {
-            child,
-            _stdout: stdout,
-            url,
-            addr,
-            layout: soccer_rig::base::layout::ServerLayout::under(&root),
-            _dir: dir,
-        }
-    }
-
-    fn stored(&self, rec: &RecordingId) -> PathBuf {
-        self.layout.recording(&rec.session, rec.camera)
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Receiver::in_temp("storage:\n  min_free_space_gb: 0.0\n", Log::Quiet)
     }
 }
 

@@ -3,7 +3,10 @@
 //! Recordings are tens of gigabytes, so nothing here holds a file in memory:
 //! files are read in [`READ_BUF_SIZE`] chunks, and [`HashingWriter`] /
 //! [`HashingReader`] hash bytes while they move, so that every byte is hashed
-//! exactly once on each side of the offload.
+//! exactly once on each side of the offload. [`hash_files_parallel`] hashes
+//! many files at once on rayon's pool ([`hash_files_counted`] with
+//! [`HashCounters`] for a progress display). Every file and stream hashed
+//! in the suite goes through this module's one read loop.
 //!
 //! A digest is one type, [`Sha256`]: 32 bytes. Its text form is written as 64
 //! lowercase hex digits (as `sha256sum` prints and the manifest's
@@ -16,6 +19,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -133,14 +137,15 @@ pub struct FileDigest {
     pub size: u64,
 }
 
-/// Hashes everything `reader` yields, `buf_size` bytes at a time.
-pub fn hash_reader<R: Read>(mut reader: R, buf_size: usize) -> io::Result<FileDigest> {
-    let mut hasher = Hasher::new();
+/// The suite's one read-and-hash loop: feeds everything `reader` yields
+/// into `hasher`, `buf_size` bytes (at least 4 KiB) at a time, and returns
+/// how many bytes that was.
+fn feed<R: Read>(mut reader: R, hasher: &mut Hasher, buf_size: usize) -> io::Result<u64> {
     let mut buf = vec![0u8; buf_size.max(4096)];
     let mut size = 0u64;
     loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Ok(size),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -148,6 +153,12 @@ pub fn hash_reader<R: Read>(mut reader: R, buf_size: usize) -> io::Result<FileDi
         hasher.update(&buf[..n]);
         size += n as u64;
     }
+}
+
+/// Hashes everything `reader` yields, `buf_size` bytes at a time.
+pub fn hash_reader<R: Read>(reader: R, buf_size: usize) -> io::Result<FileDigest> {
+    let mut hasher = Hasher::new();
+    let size = feed(reader, &mut hasher, buf_size)?;
     Ok(FileDigest {
         sha256: Sha256::finish(hasher),
         size,
@@ -156,15 +167,63 @@ pub fn hash_reader<R: Read>(mut reader: R, buf_size: usize) -> io::Result<FileDi
 
 /// Hashes a file by streaming it. Errors carry the path.
 pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
+    hash_file_counted(path, &AtomicU64::new(0))
+}
+
+/// [`hash_file`], adding every byte read to `bytes` as it goes.
+fn hash_file_counted(path: &Path, bytes: &AtomicU64) -> io::Result<FileDigest> {
     let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let file = File::open(path).map_err(with_path)?;
-    hash_reader(file, READ_BUF_SIZE).map_err(with_path)
+    // A hint only: read-ahead helps a single sequential pass; failure is harmless.
+    let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
+    let reader = CountingReader { inner: file, bytes };
+    hash_reader(reader, READ_BUF_SIZE).map_err(with_path)
 }
 
 /// Hashes many files in parallel on rayon's pool (`RAYON_NUM_THREADS` sets
 /// its size), each file streamed once. Results come back in input order.
 pub fn hash_files_parallel(paths: &[PathBuf]) -> Vec<io::Result<FileDigest>> {
-    paths.par_iter().map(|p| hash_file(p)).collect()
+    hash_files_counted(paths, &HashCounters::default())
+}
+
+/// Running totals of a parallel hash, for a progress display that reads
+/// them from another thread: files finished and bytes read so far.
+#[derive(Debug, Default)]
+pub struct HashCounters {
+    /// Files finished (hashed or failed).
+    pub files: AtomicU64,
+    /// Bytes read so far, over all files.
+    pub bytes: AtomicU64,
+}
+
+/// [`hash_files_parallel`], counting files and bytes in `counters` as it
+/// goes (rig-check's progress line reads them).
+pub fn hash_files_counted<P: AsRef<Path> + Sync>(
+    paths: &[P],
+    counters: &HashCounters,
+) -> Vec<io::Result<FileDigest>> {
+    paths
+        .par_iter()
+        .map(|p| {
+            let result = hash_file_counted(p.as_ref(), &counters.bytes);
+            counters.files.fetch_add(1, Ordering::Relaxed);
+            result
+        })
+        .collect()
+}
+
+/// A reader that adds every byte it yields to a shared counter.
+struct CountingReader<'a, R> {
+    inner: R,
+    bytes: &'a AtomicU64,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// A `Write` adapter that hashes every byte written through it.
@@ -187,19 +246,9 @@ impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`, which already holds the bytes `prefix` yields: they
     /// are hashed (read once, not written) and counted, so writing the rest
     /// through it ends with the digest of the whole (a resumed upload).
-    pub fn with_prefix<R: Read>(inner: W, mut prefix: R) -> io::Result<Self> {
+    pub fn with_prefix<R: Read>(inner: W, prefix: R) -> io::Result<Self> {
         let mut w = HashingWriter::new(inner);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match prefix.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            w.hasher.update(&buf[..n]);
-            w.size += n as u64;
-        }
+        w.size = feed(prefix, &mut w.hasher, READ_BUF_SIZE)?;
         Ok(w)
     }
 
@@ -366,5 +415,92 @@ mod tests {
         assert_eq!(json, format!("\"{ABC}\""));
         assert_eq!(serde_json::from_str::<Sha256>(&json).unwrap(), abc);
         assert!(serde_json::from_str::<Sha256>("\"xyz\"").is_err());
+    }
+
+    #[test]
+    fn bytes_debug_and_equality() {
+        let abc: Sha256 = ABC.parse().unwrap();
+        assert_eq!(Sha256::from_bytes(*abc.as_bytes()), abc);
+        assert_eq!(abc.as_bytes()[..3], [0xba, 0x78, 0x16]);
+        assert_eq!(format!("{abc:?}"), format!("Sha256({ABC})"));
+        // Text of either case names the same digest, also as a map key.
+        let upper: Sha256 = ABC.to_uppercase().parse().unwrap();
+        let set: std::collections::HashSet<Sha256> = [abc, upper].into_iter().collect();
+        assert_eq!(set.len(), 1);
+        assert_eq!(upper.to_string(), ABC);
+    }
+
+    #[test]
+    fn parse_error_says_what_was_given() {
+        let e = "xyz".parse::<Sha256>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"must be a SHA-256 digest, 64 hex characters, got "xyz""#
+        );
+        let long = "z".repeat(500);
+        let e = long.parse::<Sha256>().unwrap_err();
+        assert_eq!(e.given, "z".repeat(80), "cut to 80 characters");
+        assert!("".parse::<Sha256>().is_err());
+        assert!(format!("+{}", &ABC[1..]).parse::<Sha256>().is_err());
+        assert!(
+            format!("{} {}", &ABC[..32], &ABC[32..])
+                .parse::<Sha256>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_prefix_continues_the_digest() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
+        let (head, rest) = data.split_at(20_001);
+        let mut w = HashingWriter::with_prefix(Vec::new(), head).unwrap();
+        assert_eq!(w.bytes_written(), head.len() as u64);
+        w.write_all(rest).unwrap();
+        let (written, digest) = w.finish();
+        assert_eq!(written, rest, "the prefix is hashed, not written");
+        assert_eq!(digest, hash_reader(&data[..], 4096).unwrap());
+    }
+
+    /// Accepts at most three bytes per write.
+    struct Trickle(Vec<u8>);
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(3);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_writer_hashes_only_what_its_inner_writer_took() {
+        let mut w = HashingWriter::new(Trickle(Vec::new()));
+        assert_eq!(w.write(b"abcdef").unwrap(), 3);
+        assert_eq!(w.bytes_written(), 3);
+        assert_eq!(w.get_ref().0, b"abc");
+        let (_, digest) = w.finish();
+        assert_eq!(digest.sha256.to_string(), ABC);
+    }
+
+    #[test]
+    fn counted_hashing_counts_files_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..4)
+            .map(|i| {
+                let p = dir.path().join(format!("f{i}"));
+                std::fs::write(&p, vec![i as u8; 70_000 * i]).unwrap();
+                p
+            })
+            .collect();
+        let counters = HashCounters::default();
+        let got = hash_files_counted(&paths, &counters);
+        for (p, r) in paths.iter().zip(&got) {
+            assert_eq!(r.as_ref().unwrap(), &hash_file(p).unwrap());
+        }
+        assert_eq!(counters.files.load(Ordering::Relaxed), 4);
+        assert_eq!(counters.bytes.load(Ordering::Relaxed), 70_000 * (1 + 2 + 3));
     }
 }

@@ -58,42 +58,75 @@ impl log::Log for NoWireDump {
     }
 }
 
-/// A failure of a program, carrying its exit code.
+/// A failure of a program, carrying its exit code, and the error it comes
+/// from when there is one (its [`source`](std::error::Error::source)).
 #[derive(Debug)]
 pub struct Failure {
     /// [`EXIT_FAILURE`] or [`EXIT_USAGE`].
     pub code: u8,
     /// What to print after `program: `.
     pub message: String,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Failure {
     /// A usage or configuration error (exit 2).
     pub fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: EXIT_USAGE,
-            message: message.into(),
-        }
+        Failure::with_code(EXIT_USAGE, message)
     }
 
     /// An operational failure (exit 1).
     pub fn failed(message: impl Into<String>) -> Failure {
+        Failure::with_code(EXIT_FAILURE, message)
+    }
+
+    /// A failure with exit `code` and `message`.
+    pub fn with_code(code: u8, message: impl Into<String>) -> Failure {
         Failure {
-            code: EXIT_FAILURE,
+            code,
             message: message.into(),
+            cause: None,
         }
+    }
+
+    /// A failure with exit `code` that says what `error` says and keeps it
+    /// as the source.
+    pub fn caused_by(code: u8, error: impl std::error::Error + Send + Sync + 'static) -> Failure {
+        Failure {
+            code,
+            message: error.to_string(),
+            cause: Some(Box::new(error)),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
 impl From<pico_args::Error> for Failure {
     fn from(e: pico_args::Error) -> Self {
-        Failure::usage(format!("{e}; see --help"))
+        let message = format!("{e}; see --help");
+        Failure {
+            cause: Some(Box::new(e)),
+            ..Failure::usage(message)
+        }
     }
 }
 
 impl From<crate::base::config::ConfigError> for Failure {
     fn from(e: crate::base::config::ConfigError) -> Self {
-        Failure::usage(e.to_string())
+        Failure::caused_by(EXIT_USAGE, e)
     }
 }
 
@@ -148,4 +181,24 @@ pub fn free_paths(args: pico_args::Arguments) -> Result<Vec<PathBuf>, Failure> {
         )));
     }
     Ok(rest.into_iter().map(PathBuf::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_failure_keeps_the_error_it_comes_from() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "x.yaml: gone");
+        let f = Failure::caused_by(EXIT_FAILURE, io);
+        assert_eq!(f.code, EXIT_FAILURE);
+        assert_eq!(f.to_string(), "x.yaml: gone");
+        let cause = f.source().and_then(|e| e.downcast_ref::<std::io::Error>());
+        assert_eq!(cause.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+        let plain = Failure::usage("unknown flag --x; see --help");
+        assert_eq!(plain.code, EXIT_USAGE);
+        assert!(plain.source().is_none());
+    }
 }

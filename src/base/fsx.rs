@@ -18,9 +18,40 @@ use tempfile::NamedTempFile;
 /// checks can recognise leftovers of a crash.
 pub const TEMP_PREFIX: &str = ".rig-tmp-";
 
-/// Adds the path to an I/O error's message.
+/// An I/O error about one file or directory: shows as `PATH: CAUSE`, keeps
+/// the cause as its [`source`](std::error::Error::source).
+#[derive(Debug)]
+pub struct PathError {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// What the operating system said.
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Adds the path to an I/O error: the same kind, the message `PATH: CAUSE`,
+/// and (through [`PathError`]) the original error as the source.
 pub fn with_path(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
-    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    move |e| {
+        io::Error::new(
+            e.kind(),
+            PathError {
+                path: path.to_path_buf(),
+                source: e,
+            },
+        )
+    }
 }
 
 /// fsyncs a directory so a rename inside it survives power loss.
@@ -227,6 +258,20 @@ mod tests {
         assert!(LockFile::try_acquire(&p).unwrap().is_none());
         drop(held);
         assert!(LockFile::try_acquire(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn errors_name_the_path_and_keep_the_cause() {
+        use std::error::Error as _;
+        let p = Path::new("/nonexistent/x");
+        let err = fs::read(p).map_err(with_path(p)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().starts_with("/nonexistent/x: "), "{err}");
+        let cause = err.source().expect("the cause");
+        let cause = cause.downcast_ref::<io::Error>().expect("an io::Error");
+        assert_eq!(cause.kind(), io::ErrorKind::NotFound);
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<PathError>());
+        assert_eq!(inner.map(|e| e.path.as_path()), Some(p));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! `Authorization: Bearer <key>`; messages never include it.
 
 use std::fmt;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use ureq::config::ConfigBuilder;
 use ureq::tls::{RootCerts, TlsConfig};
@@ -24,40 +25,113 @@ use crate::base::config::OffloadConfig;
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// A client setup problem: names the config key and file, never a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpSetupError(pub String);
+#[derive(Debug)]
+pub enum HttpSetupError {
+    /// A file named by a config key could not be read.
+    Read {
+        /// The config key (or what the file is, e.g. `system CA bundle`).
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: io::Error,
+    },
+    /// A CA file that does not parse as PEM.
+    NotPem {
+        /// The config key.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// The PEM parser's error.
+        source: ureq::Error,
+    },
+    /// A PEM file without a certificate.
+    NoCertificate {
+        /// The config key.
+        key: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// `offload.api_key_file` holds no key line.
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `offload.api_key_file`'s key line is not one word.
+    KeyNotOneWord {
+        /// The file.
+        path: PathBuf,
+    },
+}
 
 impl fmt::Display for HttpSetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            HttpSetupError::Read { key, path, source } => {
+                write!(f, "{key} {}: cannot read: {source}", path.display())
+            }
+            HttpSetupError::NotPem { key, path, source } => write!(
+                f,
+                "{key} {}: not a PEM certificate file: {source}",
+                path.display()
+            ),
+            HttpSetupError::NoCertificate { key, path } => write!(
+                f,
+                "{key} {}: holds no PEM certificate (expected -----BEGIN CERTIFICATE-----; \
+                 use the ca.pem made by scripts/make-rig-ca)",
+                path.display()
+            ),
+            HttpSetupError::NoKey { path } => {
+                write!(f, "{API_KEY_FILE} {}: holds no key", path.display())
+            }
+            HttpSetupError::KeyNotOneWord { path } => write!(
+                f,
+                "{API_KEY_FILE} {}: the key must be one word on its own line",
+                path.display()
+            ),
+        }
     }
 }
 
-impl std::error::Error for HttpSetupError {}
+impl std::error::Error for HttpSetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HttpSetupError::Read { source, .. } => Some(source),
+            HttpSetupError::NotPem { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The config key of the API key file, as errors name it.
+const API_KEY_FILE: &str = "offload.api_key_file";
 
 /// Root certificates from a PEM file; `key` names the config key in errors.
 pub fn load_roots(path: &Path, key: &str) -> Result<RootCerts, HttpSetupError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| HttpSetupError(format!("{key} {}: cannot read: {e}", path.display())))?;
+    let pem = std::fs::read(path).map_err(|source| HttpSetupError::Read {
+        key: key.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
             Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
             Ok(_) => {}
-            Err(e) => {
-                return Err(HttpSetupError(format!(
-                    "{key} {}: not a PEM certificate file: {e}",
-                    path.display()
-                )));
+            Err(source) => {
+                return Err(HttpSetupError::NotPem {
+                    key: key.to_string(),
+                    path: path.to_path_buf(),
+                    source,
+                });
             }
         }
     }
     if certs.is_empty() {
-        return Err(HttpSetupError(format!(
-            "{key} {}: holds no PEM certificate (expected -----BEGIN CERTIFICATE-----; \
-             use the ca.pem made by scripts/make-rig-ca)",
-            path.display()
-        )));
+        return Err(HttpSetupError::NoCertificate {
+            key: key.to_string(),
+            path: path.to_path_buf(),
+        });
     }
     Ok(RootCerts::new_with_certs(&certs))
 }
@@ -86,27 +160,18 @@ pub fn api_key(offload: &OffloadConfig) -> Result<Option<String>, HttpSetupError
     let Some(path) = &offload.api_key_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        HttpSetupError(format!(
-            "offload.api_key_file {}: cannot read: {e}",
-            path.display()
-        ))
+    let text = std::fs::read_to_string(path).map_err(|source| HttpSetupError::Read {
+        key: API_KEY_FILE.to_string(),
+        path: path.clone(),
+        source,
     })?;
     let key = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .ok_or_else(|| {
-            HttpSetupError(format!(
-                "offload.api_key_file {}: holds no key",
-                path.display()
-            ))
-        })?;
+        .ok_or_else(|| HttpSetupError::NoKey { path: path.clone() })?;
     if key.chars().any(char::is_whitespace) {
-        return Err(HttpSetupError(format!(
-            "offload.api_key_file {}: the key must be one word on its own line",
-            path.display()
-        )));
+        return Err(HttpSetupError::KeyNotOneWord { path: path.clone() });
     }
     Ok(Some(key.to_string()))
 }
@@ -154,4 +219,61 @@ pub fn tls_hint(url: &str) -> String {
          to the rig CA, ca.pem from scripts/make-rig-ca), does not name this host, or the \
          server does not speak HTTPS; not retried"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    fn offload_with_key_file(path: &Path) -> OffloadConfig {
+        OffloadConfig {
+            api_key_file: Some(path.to_path_buf()),
+            ..OffloadConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_names_key_and_file_and_keeps_the_cause() {
+        let err = load_roots(Path::new("/nonexistent/ca.pem"), "offload.ca_file").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("offload.ca_file /nonexistent/ca.pem: cannot read: "),
+            "{err}"
+        );
+        let cause = err.source().and_then(|e| e.downcast_ref::<io::Error>());
+        assert_eq!(cause.map(io::Error::kind), Some(io::ErrorKind::NotFound));
+    }
+
+    #[test]
+    fn a_file_without_certificates_says_what_to_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.pem");
+        std::fs::write(&path, "nothing here\n").unwrap();
+        let err = load_roots(&path, "offload.ca_file").unwrap_err();
+        assert!(matches!(err, HttpSetupError::NoCertificate { .. }), "{err}");
+        assert!(err.to_string().contains("scripts/make-rig-ca"), "{err}");
+        assert!(err.source().is_none());
+    }
+
+    #[test]
+    fn key_file_errors_name_the_file_and_never_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "# only a comment\n\n").unwrap();
+        let err = api_key(&offload_with_key_file(&path)).unwrap_err();
+        let want = format!("offload.api_key_file {}: holds no key", path.display());
+        assert_eq!(err.to_string(), want);
+        std::fs::write(&path, "two words-secret\n").unwrap();
+        let err = api_key(&offload_with_key_file(&path)).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("must be one word on its own line")
+        );
+        assert!(!err.to_string().contains("secret"), "{err}");
+        std::fs::write(&path, "# the key\n  k3y-1  \n").unwrap();
+        let key = api_key(&offload_with_key_file(&path)).unwrap();
+        assert_eq!(key.as_deref(), Some("k3y-1"));
+    }
 }

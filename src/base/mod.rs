@@ -11,14 +11,15 @@
 //! |---|---|
 //! | [`ids`] | session, camera and recording IDs: the only way names enter paths |
 //! | [`layout`] | every path on a Pi and on the server |
-//! | [`checksum`] | SHA-256: streaming, parallel, and the digest's one text form |
+//! | [`checksum`] | SHA-256: the [`checksum::Sha256`] digest and its one text form, the one read-and-hash loop, parallel hashing |
 //! | [`manifest`] | the manifest: types, validation, building (ffprobe), verifying (rig-manifest) |
 //! | [`protocol`], [`replies`] | the HTTP protocol's request and reply types |
 //! | [`config`] | both config files |
 //! | [`ffmpeg`] | every ffmpeg and ffprobe process |
-//! | [`jobs`] | the stitch job queue rig-receive fills and rig-stitch drains |
-//! | [`fsx`] | atomic writes: temp, fsync, rename |
-//! | [`http`], [`host`], [`cli`] | HTTP helpers, host facts, the programs' shared CLI plumbing |
+//! | [`jobs`] | the stitch job queue rig-receive fills and rig-stitch drains (its transitions in `jobs/transitions.rs`) |
+//! | [`fsx`] | atomic writes (temp, fsync, rename), locks, free space, I/O errors that name their path |
+//! | [`http`] | the HTTP client setup rig-upload and rig-check share: TLS roots, API key |
+//! | [`host`], [`cli`] | host facts; the programs' shared CLI plumbing, exit codes and [`cli::Failure`] |
 //! | [`units`] | sizes for people: one convention (decimal, `20.0 GB`) |
 
 pub mod checksum;

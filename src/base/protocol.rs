@@ -24,7 +24,8 @@ pub mod field {
     pub const SESSION_ID: &str = "session_id";
     /// Camera identifier.
     pub const CAMERA_ID: &str = "camera_id";
-    /// SHA-256 of the file, lowercase hex.
+    /// SHA-256 of the file, 64 hex digits ([`crate::base::checksum::Sha256`]'s text: rig-upload
+    /// sends lowercase, rig-receive reads either case).
     pub const CHECKSUM: &str = "checksum";
     /// The manifest as JSON text (optional).
     pub const MANIFEST: &str = "manifest";

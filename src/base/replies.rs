@@ -8,9 +8,11 @@
 //! `message`, and its health without `storage_free_gb`/`active_uploads`.
 //! What decides an offload stays the same: the confirm digest equals ours.
 
+use std::fmt;
+
 use serde_json::Value;
 
-use crate::base::checksum::Sha256;
+use crate::base::checksum::{ParseSha256Error, Sha256};
 use crate::base::protocol::code;
 
 /// A 2xx upload reply. Every field is optional; only an explicit `false`
@@ -61,10 +63,41 @@ pub struct ErrorReply {
     pub message: String,
 }
 
-fn object(text: &str) -> Option<serde_json::Map<String, Value>> {
-    match serde_json::from_str(text).ok()? {
-        Value::Object(o) => Some(o),
-        _ => None,
+/// Why a 2xx body is not the reply it should be. Displays as the end of a
+/// sentence ("... answered 200 but {this}").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyError {
+    /// The body is no JSON object.
+    NotAnObject,
+    /// A required field is absent (or not a string).
+    Missing(&'static str),
+    /// `checksum_sha256` is there but not a digest.
+    NotADigest(ParseSha256Error),
+}
+
+impl fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::NotAnObject => f.write_str("the body is not a JSON object"),
+            ReplyError::Missing(field) => write!(f, "it has no {field}"),
+            ReplyError::NotADigest(_) => f.write_str("its checksum_sha256 is not a SHA-256 digest"),
+        }
+    }
+}
+
+impl std::error::Error for ReplyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReplyError::NotADigest(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn object(text: &str) -> Result<serde_json::Map<String, Value>, ReplyError> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(o)) => Ok(o),
+        _ => Err(ReplyError::NotAnObject),
     }
 }
 
@@ -74,8 +107,8 @@ fn size_of(o: &serde_json::Map<String, Value>) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
-/// Reads a 2xx upload reply; `None` when the body is not a JSON object.
-pub fn upload_reply(text: &str) -> Option<UploadReply> {
+/// Reads a 2xx upload reply; an error only when the body is not a JSON object.
+pub fn upload_reply(text: &str) -> Result<UploadReply, ReplyError> {
     let o = object(text)?;
     let warnings = o
         .get("manifest_warnings")
@@ -87,7 +120,7 @@ pub fn upload_reply(text: &str) -> Option<UploadReply> {
                 .collect()
         })
         .unwrap_or_default();
-    Some(UploadReply {
+    Ok(UploadReply {
         success: o.get("success").and_then(Value::as_bool),
         checksum_verified: o.get("checksum_verified").and_then(Value::as_bool),
         size: size_of(&o),
@@ -96,14 +129,14 @@ pub fn upload_reply(text: &str) -> Option<UploadReply> {
 }
 
 /// Reads a 2xx confirm reply; the reason when it carries no digest.
-pub fn confirm_reply(text: &str) -> Result<ConfirmReply, String> {
-    let o = object(text).ok_or("the body is not a JSON object")?;
+pub fn confirm_reply(text: &str) -> Result<ConfirmReply, ReplyError> {
+    let o = object(text)?;
     let digest = o
         .get("checksum_sha256")
         .and_then(Value::as_str)
-        .ok_or("it has no checksum_sha256")?
+        .ok_or(ReplyError::Missing("checksum_sha256"))?
         .parse::<Sha256>()
-        .map_err(|_| "its checksum_sha256 is not a SHA-256 digest")?;
+        .map_err(ReplyError::NotADigest)?;
     let string = |k: &str| o.get(k).and_then(Value::as_str).map(String::from);
     Ok(ConfirmReply {
         checksum_sha256: digest,
@@ -113,13 +146,24 @@ pub fn confirm_reply(text: &str) -> Result<ConfirmReply, String> {
     })
 }
 
+/// Reads a 2xx upload status reply (PROTOCOL-EXTENSIONS.md): the
+/// `received_bytes` to resume from. Only the length matters: other
+/// servers' echoes of the IDs and the checksum are metadata, and a
+/// malformed one must not stop a resume.
+pub fn status_reply(text: &str) -> Result<u64, ReplyError> {
+    object(text)?
+        .get("received_bytes")
+        .and_then(Value::as_u64)
+        .ok_or(ReplyError::Missing("received_bytes"))
+}
+
 /// Reads a health reply; the reason when it has no `status`.
-pub fn health_reply(text: &str) -> Result<HealthReply, String> {
-    let o = object(text).ok_or("the body is not a JSON object")?;
+pub fn health_reply(text: &str) -> Result<HealthReply, ReplyError> {
+    let o = object(text)?;
     let status = o
         .get("status")
         .and_then(Value::as_str)
-        .ok_or("it has no status")?;
+        .ok_or(ReplyError::Missing("status"))?;
     Ok(HealthReply {
         status: status.to_string(),
         storage_free_gb: o.get("storage_free_gb").and_then(Value::as_f64),
@@ -129,7 +173,7 @@ pub fn health_reply(text: &str) -> Result<HealthReply, String> {
 
 /// Reads an error reply of any shape.
 pub fn error_reply(status: u16, text: &str) -> ErrorReply {
-    let o = object(text);
+    let o = object(text).ok();
     let field = |k: &str| {
         o.as_ref()
             .and_then(|o| o.get(k))
@@ -188,7 +232,7 @@ mod tests {
         assert_eq!(python.size, Some(7));
         assert_eq!(python.checksum_verified, None);
         assert_eq!(upload_reply("{}").unwrap(), UploadReply::default());
-        assert!(upload_reply("created").is_none());
+        assert_eq!(upload_reply("created"), Err(ReplyError::NotAnObject));
     }
 
     #[test]
@@ -200,16 +244,45 @@ mod tests {
             (r.checksum_sha256.to_string(), r.size),
             ("ab".repeat(32), Some(3))
         );
-        assert!(confirm_reply(r#"{"checksum_sha256": "AB"}"#).is_err());
+        let short = confirm_reply(r#"{"checksum_sha256": "AB"}"#).unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "its checksum_sha256 is not a SHA-256 digest"
+        );
+        assert!(std::error::Error::source(&short).is_some());
         assert_eq!(r.session_id, None);
-        assert!(confirm_reply(r#"{"size_bytes": 3}"#).is_err());
+        let none = confirm_reply(r#"{"size_bytes": 3}"#).unwrap_err();
+        assert_eq!(none.to_string(), "it has no checksum_sha256");
+        assert_eq!(
+            confirm_reply("[1]").unwrap_err().to_string(),
+            "the body is not a JSON object"
+        );
+    }
+
+    #[test]
+    fn status_needs_the_resume_point_only() {
+        let text =
+            r#"{"received_bytes": 7, "session_id": "x", "camera_id": "CAM_C", "checksum": "x"}"#;
+        assert_eq!(status_reply(text), Ok(7));
+        assert_eq!(status_reply(r#"{"received_bytes": 7}"#), Ok(7));
+        assert_eq!(
+            status_reply(r#"{"received_bytes": -1}"#)
+                .unwrap_err()
+                .to_string(),
+            "it has no received_bytes"
+        );
+        assert_eq!(status_reply("7"), Err(ReplyError::NotAnObject));
     }
 
     #[test]
     fn health_without_figures() {
         let h = health_reply(r#"{"status":"healthy","service":"x","version":"1"}"#).unwrap();
         assert_eq!((h.storage_free_gb, h.active_uploads), (None, None));
-        assert!(health_reply("[]").is_err());
+        assert_eq!(health_reply("[]"), Err(ReplyError::NotAnObject));
+        assert_eq!(
+            health_reply("{}").unwrap_err().to_string(),
+            "it has no status"
+        );
     }
 
     #[test]

@@ -104,9 +104,6 @@ fn print_outcome(
             eprintln!("rig-record: {e}");
             Ok(e.exit_code())
         }
-        Err(e) => Err(Failure {
-            code: e.exit_code(),
-            message: e.message,
-        }),
+        Err(e) => Err(Failure::with_code(e.exit_code(), e.message)),
     }
 }

@@ -93,21 +93,55 @@ impl From<soccer_rig::base::config::ConfigError> for Error {
 impl From<StitchError> for Error {
     fn from(e: StitchError) -> Self {
         Error {
-            failure: Failure {
-                code: e.exit_code(),
-                message: e.to_string(),
-            },
             code: e.code(),
+            failure: Failure::caused_by(e.exit_code(), e),
         }
     }
 }
 
+/// What the command line asked for.
+enum Mode {
+    List,
+    Pending,
+    Calibrate(SessionId),
+    DryRun(SessionId),
+    Stitch { session: SessionId, force: bool },
+}
+
+/// The command line, read and checked.
+struct Args {
+    json: bool,
+    config_path: Option<PathBuf>,
+    root: Option<PathBuf>,
+    preset: Option<String>,
+    output_width: Option<u32>,
+    calibration: Option<PathBuf>,
+    mode: Mode,
+}
+
 fn run(json_out: &mut bool) -> Result<u8, Error> {
-    let mut args = pico_args::Arguments::from_env();
-    if cli::help_or_version(&mut args, PROGRAM, HELP) {
+    let mut raw = pico_args::Arguments::from_env();
+    if cli::help_or_version(&mut raw, PROGRAM, HELP) {
         return Ok(EXIT_OK);
     }
-    *json_out = args.contains("--json");
+    *json_out = raw.contains("--json");
+    let args = parse_args(raw, *json_out)?;
+    let (layout, settings) = load_settings(&args)?;
+    let cancel = cancel_on_signals()?;
+    let tty = !args.json && std::io::stderr().is_terminal();
+    let runner = Runner::new(layout, settings, cancel, tty);
+    let json = args.json;
+    match args.mode {
+        Mode::List => do_list(&runner, json),
+        Mode::Pending => do_pending(&runner, json),
+        Mode::Calibrate(session) => do_calibrate(&runner, &session, json),
+        Mode::DryRun(session) => do_dry_run(&runner, &session, json),
+        Mode::Stitch { session, force } => do_stitch(&runner, &session, force, json),
+    }
+}
+
+/// Reads the flags and the one SESSION_ID (or `calibrate SESSION_ID`).
+fn parse_args(mut args: pico_args::Arguments, json: bool) -> Result<Args, Error> {
     let config_path: Option<PathBuf> = args.opt_value_from_str("--config")?;
     let root: Option<PathBuf> = args.opt_value_from_str("--root")?;
     let force = args.contains("--force");
@@ -128,7 +162,6 @@ fn run(json_out: &mut bool) -> Result<u8, Error> {
         return Err(Failure::usage("give one SESSION_ID at a time; see --help").into());
     }
     let session: Option<String> = free.pop().map(|p| p.to_string_lossy().into_owned());
-
     let modes = usize::from(pending) + usize::from(list) + usize::from(session.is_some());
     if modes != 1 {
         return Err(Failure::usage(
@@ -141,46 +174,57 @@ fn run(json_out: &mut bool) -> Result<u8, Error> {
             Failure::usage("--force and --dry-run go with a SESSION_ID; see --help").into(),
         );
     }
+    let mode = match session {
+        None if list => Mode::List,
+        None => Mode::Pending,
+        Some(id) => {
+            let session = SessionId::parse(&id).map_err(StitchError::InvalidSession)?;
+            match (calibrate, dry_run) {
+                (true, _) => Mode::Calibrate(session),
+                (false, true) => Mode::DryRun(session),
+                (false, false) => Mode::Stitch { session, force },
+            }
+        }
+    };
+    Ok(Args {
+        json,
+        config_path,
+        root,
+        preset,
+        output_width,
+        calibration,
+        mode,
+    })
+}
 
-    let mut config = Config::load(config_path.as_deref())?;
-    if let Some(root) = &root {
+/// The config file, with the command line's overrides applied.
+fn load_settings(args: &Args) -> Result<(ServerLayout, StitchSettings), Error> {
+    let mut config = Config::load(args.config_path.as_deref())?;
+    if let Some(root) = &args.root {
         config.storage.set_root(root);
     }
-    if let Some(p) = preset {
-        config.processing.output_preset = p;
+    if let Some(p) = &args.preset {
+        config.processing.output_preset = p.clone();
     }
-    if let Some(w) = output_width {
+    if let Some(w) = args.output_width {
         config.processing.output_width = w;
     }
-    if let Some(c) = calibration {
-        config.processing.calibration_file = c;
+    if let Some(c) = &args.calibration {
+        config.processing.calibration_file = c.clone();
     }
     let settings = StitchSettings::from_config(&config.processing)?;
-    let layout = ServerLayout::from_config(&config.storage);
+    Ok((ServerLayout::from_config(&config.storage), settings))
+}
 
+/// A flag SIGINT and SIGTERM raise: the runner stops its ffmpeg and puts
+/// the job back.
+fn cancel_on_signals() -> Result<Arc<AtomicBool>, Error> {
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&cancel))
             .map_err(|e| Failure::failed(format!("cannot install signal handler: {e}")))?;
     }
-    let tty = !*json_out && std::io::stderr().is_terminal();
-    let runner = Runner::new(layout, settings, cancel, tty);
-    let json = *json_out;
-    if list {
-        do_list(&runner, json)
-    } else if pending {
-        do_pending(&runner, json)
-    } else {
-        let id = session.unwrap_or_default();
-        let session = SessionId::parse(&id).map_err(StitchError::InvalidSession)?;
-        if calibrate {
-            do_calibrate(&runner, &session, json)
-        } else if dry_run {
-            do_dry_run(&runner, &session, json)
-        } else {
-            do_stitch(&runner, &session, force, json)
-        }
-    }
+    Ok(cancel)
 }
 
 fn print_json(v: &Value) {

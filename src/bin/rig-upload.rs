@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use soccer_rig::base::cli::{self, EXIT_FAILURE, EXIT_OK, Failure};
 use soccer_rig::base::config::Config;
 use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
-use soccer_rig::upload::{self, ClientError, OffloadOptions, OffloadReport};
+use soccer_rig::upload::{self, OffloadError, OffloadOptions, OffloadReport};
 
 const PROGRAM: &str = "rig-upload";
 
@@ -67,11 +67,48 @@ enum Target {
     Pair(PathBuf, PathBuf),
 }
 
+/// The command line, parsed.
+struct Args {
+    config_path: Option<PathBuf>,
+    server: Option<String>,
+    root: Option<PathBuf>,
+    target: Target,
+    opts: OffloadOptions,
+    delete: bool,
+    auto: bool,
+    json: bool,
+}
+
 fn run() -> Result<u8, Failure> {
     let mut args = pico_args::Arguments::from_env();
     if cli::help_or_version(&mut args, PROGRAM, HELP) {
         return Ok(EXIT_OK);
     }
+    let args = parse_args(args)?;
+    let config = load_config(&args)?;
+    if args.auto && !config.offload.auto_upload {
+        log::info!("offload.auto_upload is false; --auto does nothing");
+        return Ok(EXIT_OK);
+    }
+    let opts = &args.opts;
+    let result = match args.target {
+        Target::All => upload::offload_all(&config, opts),
+        Target::One(rec) => upload::offload_recording(&config, &rec, opts).map(|r| vec![r]),
+        Target::Pair(f, m) => upload::offload_files(&config, &f, &m, opts).map(|r| vec![r]),
+    };
+    let reports = match result {
+        Ok(r) => r,
+        Err(e) => return Err(offload_failure(e, args.json)),
+    };
+    print_reports(&reports, args.json);
+    Ok(if reports.iter().all(OffloadReport::is_success) {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+fn parse_args(mut args: pico_args::Arguments) -> Result<Args, Failure> {
     let config_path: Option<PathBuf> = args.opt_value_from_str("--config")?;
     let server: Option<String> = args.opt_value_from_str("--server")?;
     let root: Option<PathBuf> = args.opt_value_from_str("--root")?;
@@ -96,72 +133,65 @@ fn run() -> Result<u8, Failure> {
     if let Some(flag) = free.iter().find(|a| a.starts_with('-')) {
         return Err(Failure::usage(format!("unknown flag {flag}; see --help")));
     }
+    Ok(Args {
+        config_path,
+        server,
+        root,
+        target: target(all, file, manifest, &free)?,
+        opts,
+        delete,
+        auto,
+        json,
+    })
+}
 
-    let target = match (all, file, manifest, free.as_slice()) {
-        (true, None, None, []) => Target::All,
-        (false, Some(f), Some(m), []) => Target::Pair(f, m),
+/// What to offload: exactly one of an ID pair, `--all`, `--file` with `--manifest`.
+fn target(
+    all: bool,
+    file: Option<PathBuf>,
+    manifest: Option<PathBuf>,
+    free: &[String],
+) -> Result<Target, Failure> {
+    match (all, file, manifest, free) {
+        (true, None, None, []) => Ok(Target::All),
+        (false, Some(f), Some(m), []) => Ok(Target::Pair(f, m)),
         (false, None, None, [session, camera]) => {
             let session = SessionId::parse(session).map_err(|e| Failure::usage(e.to_string()))?;
             let camera = CameraId::parse(camera).map_err(|e| Failure::usage(e.to_string()))?;
-            Target::One(RecordingId::new(session, camera))
+            Ok(Target::One(RecordingId::new(session, camera)))
         }
-        (false, Some(_), None, []) | (false, None, Some(_), []) => {
-            return Err(Failure::usage(
-                "--file and --manifest go together; see --help",
-            ));
-        }
-        _ => {
-            return Err(Failure::usage(
-                "give SESSION_ID CAMERA_ID, or --all, or --file VIDEO --manifest MANIFEST \
-                 (exactly one); see --help",
-            ));
-        }
-    };
+        (false, Some(_), None, []) | (false, None, Some(_), []) => Err(Failure::usage(
+            "--file and --manifest go together; see --help",
+        )),
+        _ => Err(Failure::usage(
+            "give SESSION_ID CAMERA_ID, or --all, or --file VIDEO --manifest MANIFEST \
+             (exactly one); see --help",
+        )),
+    }
+}
 
-    let mut config = Config::load(config_path.as_deref())?;
-    if let Some(url) = server {
-        config.offload.server_url = url;
+/// The configuration with the command line's overrides, checked.
+fn load_config(args: &Args) -> Result<Config, Failure> {
+    let mut config = Config::load(args.config_path.as_deref())?;
+    if let Some(url) = &args.server {
+        config.offload.server_url = url.clone();
     }
-    if let Some(root) = root {
-        config.node.storage_root = root;
+    if let Some(root) = &args.root {
+        config.node.storage_root = root.clone();
     }
-    if delete {
+    if args.delete {
         config.offload.delete_after_confirm = true;
     }
     config
         .check()
         .map_err(|m| Failure::usage(format!("config: {m}")))?;
-    if auto && !config.offload.auto_upload {
-        log::info!("offload.auto_upload is false; --auto does nothing");
-        return Ok(EXIT_OK);
-    }
-
-    let result = match target {
-        Target::All => upload::offload_all(&config, &opts),
-        Target::One(rec) => upload::offload_recording(&config, &rec, &opts).map(|r| vec![r]),
-        Target::Pair(f, m) => upload::offload_files(&config, &f, &m, &opts).map(|r| vec![r]),
-    };
-    let reports = match result {
-        Ok(r) => r,
-        Err(e) => return Err(client_failure(e, json)),
-    };
-    print_reports(&reports, json);
-    Ok(if reports.iter().all(OffloadReport::is_success) {
-        EXIT_OK
-    } else {
-        EXIT_FAILURE
-    })
+    Ok(config)
 }
 
-fn client_failure(e: ClientError, json: bool) -> Failure {
+fn offload_failure(e: OffloadError, json: bool) -> Failure {
     if json {
-        let code = match &e {
-            ClientError::Locked(_) => "locked",
-            ClientError::Config(_) => "config_error",
-            ClientError::State { .. } => "state_error",
-            ClientError::Io { .. } => "io_error",
-        };
-        let obj = serde_json::json!({"success": false, "error": code, "message": e.to_string()});
+        let obj =
+            serde_json::json!({"success": false, "error": e.code(), "message": e.to_string()});
         println!("{obj}");
     }
     if e.is_config() {

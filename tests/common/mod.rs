@@ -4,17 +4,18 @@
 //! Each test binary includes this with `mod common;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod clips;
+pub mod curl;
 pub mod pi;
 pub mod proxy;
+pub mod receiver;
 pub mod refserver;
 pub mod scene;
 pub mod sync_rig;
 pub mod wire;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 /// Makes an MP4 test clip with lavfi `testsrc`: `secs` seconds of `w`x`h` at
 /// `fps`, encoded with `encoder` (`libx264` or `libx265`).
@@ -120,31 +121,4 @@ pub fn skipped_frames(plan: &serde_json::Value) -> Vec<u64> {
         .iter()
         .map(|c| c["skipped_frames"].as_u64().expect("skipped_frames"))
         .collect()
-}
-
-/// Starts the real `rig-receive` with `config` and `--root root` on `listen`
-/// (`127.0.0.1:0` picks a free port) and reads the bound address from its
-/// first line, `listening on http://HOST:PORT`. The caller kills the child.
-pub fn spawn_receive(config: &Path, root: &Path, listen: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rig-receive"))
-        .arg("--config")
-        .arg(config)
-        .args(["--listen", listen, "--root"])
-        .arg(root)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start rig-receive");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("an address");
-    (child, addr)
 }

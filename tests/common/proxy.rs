@@ -177,30 +177,12 @@ fn copy_up(mut from: TcpStream, mut to: TcpStream, fault: Fault, index: usize, s
             }
             sent += head as u64;
             forwarded(s, index, sent, &chunk[..head]);
-            s.stalled.store(true, Ordering::SeqCst);
-            while !s.release.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
-                if s.cut.load(Ordering::SeqCst) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if s.cut.load(Ordering::SeqCst) || s.stop.load(Ordering::SeqCst) {
+            if !hold_until_released(s) {
                 break;
             }
             chunk = &mut buf[head..n];
         }
-        if let Fault::CutAfter(limit) = fault {
-            let room = limit.saturating_sub(sent) as usize;
-            if room < chunk.len() {
-                chunk = &mut chunk[..room];
-            }
-        }
-        if let Fault::FlipAt(at) = fault
-            && at >= sent
-            && at < sent + chunk.len() as u64
-        {
-            chunk[(at - sent) as usize] ^= 0xFF;
-        }
+        let chunk = cut_or_flip(fault, sent, chunk);
         if to.write_all(chunk).is_err() {
             break;
         }
@@ -212,6 +194,36 @@ fn copy_up(mut from: TcpStream, mut to: TcpStream, fault: Fault, index: usize, s
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
+}
+
+/// Marks the connection stalled and waits until it is released (true) or
+/// to be cut, or the proxy stops (false).
+fn hold_until_released(s: &Shared) -> bool {
+    s.stalled.store(true, Ordering::SeqCst);
+    while !s.release.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
+        if s.cut.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    !(s.cut.load(Ordering::SeqCst) || s.stop.load(Ordering::SeqCst))
+}
+
+/// `chunk`, the next bytes after `sent`, as `fault` lets them through:
+/// shortened to a cut's limit, or with the byte at a flip's offset flipped.
+fn cut_or_flip(fault: Fault, sent: u64, chunk: &mut [u8]) -> &mut [u8] {
+    match fault {
+        Fault::CutAfter(limit) => {
+            let room = limit.saturating_sub(sent) as usize;
+            let keep = room.min(chunk.len());
+            &mut chunk[..keep]
+        }
+        Fault::FlipAt(at) if at >= sent && at < sent + chunk.len() as u64 => {
+            chunk[(at - sent) as usize] ^= 0xFF;
+            chunk
+        }
+        _ => chunk,
+    }
 }
 
 /// Records that `chunk` went upstream on connection `index`, `sent` in all.

@@ -249,6 +249,18 @@ pub fn put_camera(
     .unwrap();
 }
 
+/// Runs rig-stitch `bin` with `--config CONFIG --root ROOT` and `args`.
+pub fn run_stitch(bin: &str, config: &Path, root: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    super::run(bin, &all)
+}
+
 /// A server root with a config and one session of three cameras.
 pub struct SyncRig {
     dir: tempfile::TempDir,
@@ -305,14 +317,7 @@ impl SyncRig {
 
     /// Runs rig-stitch `bin` with this rig's config and root.
     pub fn stitch(&self, bin: &str, args: &[&str]) -> Output {
-        let mut all = vec![
-            "--config",
-            self.config.to_str().unwrap(),
-            "--root",
-            self.dir.path().to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        super::run(bin, &all)
+        run_stitch(bin, &self.config, self.dir.path(), args)
     }
 
     /// The session's panorama.

@@ -130,3 +130,22 @@ pub fn read_request(stream: &mut TcpStream) -> std::io::Result<Request> {
         body,
     })
 }
+
+/// A reply's head (status line and header lines, without the blank line):
+/// the status and the headers, names lower-cased, values trimmed.
+pub fn reply_head(head: &str) -> (u16, Vec<(String, String)>) {
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
+}

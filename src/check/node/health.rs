@@ -60,7 +60,7 @@ fn get_health(
     use crate::base::http;
     let connect =
         Duration::from_secs(config.offload.connect_timeout_sec.max(1)).min(opts.health_timeout);
-    let builder = http::agent_builder(&config.offload).map_err(|e| (e.0, None))?;
+    let builder = http::agent_builder(&config.offload).map_err(|e| (e.to_string(), None))?;
     let agent: ureq::Agent = builder
         .timeout_connect(Some(connect))
         .timeout_global(Some(opts.health_timeout))
@@ -69,7 +69,7 @@ fn get_health(
         .build()
         .into();
     let mut req = agent.get(health);
-    if let Some(key) = http::api_key(&config.offload).map_err(|e| (e.0, None))? {
+    if let Some(key) = http::api_key(&config.offload).map_err(|e| (e.to_string(), None))? {
         req = req.header("Authorization", http::bearer(&key));
     }
     let mut resp = req.call().map_err(|e| {

@@ -1,0 +1,122 @@
+//! One session's stitch, with no queue: plan, encode to a temp name, verify,
+//! rename.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::base::ffmpeg;
+use crate::base::fsx::{self, AtomicFile};
+use crate::base::ids::SessionId;
+use crate::base::layout::ServerLayout;
+
+use super::error::StitchError;
+use super::ffmpeg_args;
+use super::plan::{Plan, load_inputs, plan_aligned};
+use super::run::{StitchProgress, run_ffmpeg};
+use super::settings::StitchSettings;
+use super::{calibrate, calibrated};
+
+/// Stitches a session's panorama now, with no queue involved: plan, encode
+/// to a temp name in `stitched/`, verify, rename. `on_progress` sees the
+/// encode's progress.
+pub fn stitch_session(
+    layout: &ServerLayout,
+    session: &SessionId,
+    settings: &StitchSettings,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(StitchProgress),
+) -> Result<(PathBuf, Plan, f64), StitchError> {
+    let plan = plan_session(layout, session, settings, cancel)?;
+    for w in &plan.warnings {
+        log::warn!("{session}: {w}");
+    }
+    log::info!(
+        "{session}: aligning to {}; {}",
+        plan.common_start,
+        plan.cameras
+            .iter()
+            .map(|c| format!("{} skips {:.3} ms", c.camera, c.applied_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let target = layout.panorama(session);
+    remove_stale_temps(&layout.stitched_dir(session));
+    let temp = AtomicFile::create(&target)?;
+    let args = ffmpeg_args(&plan, settings, temp.temp_path());
+    let started = Instant::now();
+    run_ffmpeg(
+        &settings.ffmpeg,
+        &args,
+        plan.duration_sec,
+        cancel,
+        on_progress,
+    )?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let made = ffmpeg::probe(&settings.ffprobe, temp.temp_path())
+        .map_err(|e| StitchError::BadOutput(e.to_string()))?;
+    if (made.width, made.height) != (plan.output_width, plan.output_height) {
+        return Err(StitchError::BadOutput(format!(
+            "ffmpeg wrote {}x{}, the plan was {}x{}",
+            made.width, made.height, plan.output_width, plan.output_height
+        )));
+    }
+    if (made.duration_sec - plan.duration_sec).abs() > 1.5 / plan.fps {
+        log::warn!(
+            "{session}: panorama lasts {:.3} s, planned {:.3} s (an input may end early or \
+             be damaged)",
+            made.duration_sec,
+            plan.duration_sec
+        );
+    }
+    temp.commit()?;
+    if let Some(geo) = &plan.geometry {
+        calibrated::write_record(&layout.panorama_record(session), &plan, geo)?;
+    }
+    Ok((target, plan, elapsed))
+}
+
+/// Loads the inputs, aligns them in time ([`plan_aligned`]) and plans the
+/// session's stitch, calibrated when a
+/// calibration applies ([`calibrated::calibration_for`]).
+pub fn plan_session(
+    layout: &ServerLayout,
+    session: &SessionId,
+    settings: &StitchSettings,
+    cancel: &AtomicBool,
+) -> Result<Plan, StitchError> {
+    let inputs = load_inputs(layout, session, settings)?;
+    let calibration = match calibrated::calibration_for(layout, session, settings) {
+        Some(path) => {
+            let cal = calibrate::Calibration::read(&path)?;
+            Some((path, cal))
+        }
+        None => None,
+    };
+    let rig = calibration.as_ref().map(|(_, cal)| cal.cameras.array());
+    let mut plan = plan_aligned(session, &inputs, settings, rig.as_ref(), cancel)?;
+    if let Some((path, cal)) = calibration {
+        log::info!("{session}: stitching with calibration {}", path.display());
+        calibrated::apply(&mut plan, &path, cal, settings)?;
+    }
+    Ok(plan)
+}
+
+/// Removes `.rig-tmp-*` leftovers of a crashed run from a session's
+/// `stitched/` folder. Only called by the holder of the session's job.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(fsx::TEMP_PREFIX)
+        {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => log::info!("removed {} left by an earlier run", e.path().display()),
+                Err(err) => log::warn!("cannot remove {}: {err}", e.path().display()),
+            }
+        }
+    }
+}
