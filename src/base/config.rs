@@ -40,6 +40,8 @@ pub struct ConfigError {
     pub path: Option<PathBuf>,
     /// What is wrong.
     pub message: String,
+    /// The underlying error (the read, the YAML parse, the ID).
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl fmt::Display for ConfigError {
@@ -51,7 +53,38 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A value the config's keys cannot take: the message names the key and
+/// says what it must be (`offload.retry_count: must be at least 1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidValue(pub String);
+
+impl fmt::Display for InvalidValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidValue {}
+
+impl From<String> for InvalidValue {
+    fn from(message: String) -> InvalidValue {
+        InvalidValue(message)
+    }
+}
+
+impl From<&str> for InvalidValue {
+    fn from(message: &str) -> InvalidValue {
+        InvalidValue(message.to_string())
+    }
+}
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -370,6 +403,7 @@ impl NodeConfig {
         CameraId::parse(&self.camera_id).map_err(|e| ConfigError {
             path: None,
             message: format!("node.camera_id: {e}"),
+            cause: Some(Box::new(e)),
         })
     }
 }
@@ -434,13 +468,18 @@ impl Config {
         let err = |message: String| ConfigError {
             path: path.map(Path::to_path_buf),
             message,
+            cause: None,
         };
         // An empty file is a valid config: all defaults.
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let config: Config = serde_norway::from_str(text).map_err(|e| err(e.to_string()))?;
-        config.check().map_err(err)?;
+        let config: Config = serde_norway::from_str(text).map_err(|e| ConfigError {
+            message: e.to_string(),
+            cause: Some(Box::new(e)),
+            ..err(String::new())
+        })?;
+        config.check().map_err(|e| err(e.0))?;
         Ok(config)
     }
 
@@ -461,12 +500,30 @@ impl Config {
             Err(e) => Err(ConfigError {
                 path: Some(path),
                 message: format!("cannot read: {e}"),
+                cause: Some(Box::new(e)),
             }),
         }
     }
 
     /// Range and enum checks serde cannot express; messages name the key.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidValue> {
+        self.check_offload()?;
+        self.check_sizes()?;
+        crate::base::manifest::flat::zone_named(&self.server.naive_time_zone)?;
+        self.check_server()?;
+        let codec = &self.recording.codec;
+        if codec != "h264" && codec != "h265" {
+            return Err(InvalidValue(format!(
+                "recording.codec: must be h264 or h265, got {codec:?}"
+            )));
+        }
+        self.check_processing()?;
+        self.node.camera().map_err(|e| InvalidValue(e.message))?;
+        self.check_recording()
+    }
+
+    /// `offload.*`: retries, chunks, the server URL.
+    fn check_offload(&self) -> Result<(), InvalidValue> {
         let o = &self.offload;
         if o.retry_count == 0 {
             return Err("offload.retry_count: must be at least 1".into());
@@ -478,22 +535,35 @@ impl Config {
             return Err("offload.chunk_size_kb: must be at least 1".into());
         }
         if !(o.server_url.starts_with("http://") || o.server_url.starts_with("https://")) {
-            return Err(format!(
+            return Err(InvalidValue(format!(
                 "offload.server_url: must start with http:// or https://, got {:?}",
                 o.server_url
-            ));
+            )));
         }
+        Ok(())
+    }
+
+    /// The `_gb` sizes: numbers >= 0.
+    fn check_sizes(&self) -> Result<(), InvalidValue> {
         for (key, v) in [
             ("storage.min_free_space_gb", self.storage.min_free_space_gb),
             ("server.max_upload_size_gb", self.server.max_upload_size_gb),
             ("node.min_free_space_gb", self.node.min_free_space_gb),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{key}: must be a number >= 0, got {v}"));
+                return Err(InvalidValue(format!(
+                    "{key}: must be a number >= 0, got {v}"
+                )));
             }
         }
-        crate::base::manifest::flat::zone_named(&self.server.naive_time_zone)?;
-        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+        Ok(())
+    }
+
+    /// `server.*` (and the API key both sides share): TLS pairs, workers,
+    /// timeouts and limits of at least 1.
+    fn check_server(&self) -> Result<(), InvalidValue> {
+        let s = &self.server;
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
             return Err("server.tls_cert/tls_key: set both (HTTPS) or neither (HTTP)".into());
         }
         if self
@@ -504,13 +574,12 @@ impl Config {
         {
             return Err("offload.api_key: empty; remove it or set the key".into());
         }
-        if self.server.workers == 0 {
+        if s.workers == 0 {
             return Err("server.workers: must be at least 1".into());
         }
-        if self.server.upload_timeout_sec == 0 || self.server.stall_timeout_sec == 0 {
+        if s.upload_timeout_sec == 0 || s.stall_timeout_sec == 0 {
             return Err("server.upload_timeout_sec/stall_timeout_sec: must be at least 1".into());
         }
-        let s = &self.server;
         for (key, v) in [
             ("server.header_timeout_sec", s.header_timeout_sec),
             ("server.idle_timeout_sec", s.idle_timeout_sec),
@@ -519,17 +588,14 @@ impl Config {
             ("server.max_connections", s.max_connections as u64),
         ] {
             if v == 0 {
-                return Err(format!("{key}: must be at least 1"));
+                return Err(InvalidValue(format!("{key}: must be at least 1")));
             }
         }
-        let codec = &self.recording.codec;
-        if codec != "h264" && codec != "h265" {
-            return Err(format!(
-                "recording.codec: must be h264 or h265, got {codec:?}"
-            ));
-        }
-        self.check_processing()?;
-        self.node.camera().map_err(|e| e.message)?;
+        Ok(())
+    }
+
+    /// `recording.*`: positive sizes and rates.
+    fn check_recording(&self) -> Result<(), InvalidValue> {
         let r = &self.recording;
         if r.width == 0 || r.height == 0 || r.fps == 0 || r.bitrate_mbps == 0 {
             return Err("recording.width/height/fps/bitrate_mbps: must be positive".into());
@@ -539,16 +605,18 @@ impl Config {
             ("recording.fsync_interval_sec", r.fsync_interval_sec),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{key}: must be a number > 0, got {v}"));
+                return Err(InvalidValue(format!(
+                    "{key}: must be a number > 0, got {v}"
+                )));
             }
         }
         Ok(())
     }
 
     /// The `processing:` keys' values, checked where rig-stitch reads them.
-    fn check_processing(&self) -> Result<(), String> {
+    fn check_processing(&self) -> Result<(), InvalidValue> {
         match crate::stitch::StitchSettings::from_config(&self.processing) {
-            Err(crate::stitch::StitchError::Config(m)) => Err(m),
+            Err(crate::stitch::StitchError::Config(m)) => Err(InvalidValue(m)),
             _ => Ok(()),
         }
     }

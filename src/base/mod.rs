@@ -20,6 +20,7 @@
 //! | [`fsx`] | atomic writes (temp, fsync, rename), locks, free space, I/O errors that name their path |
 //! | [`http`] | the HTTP client setup rig-upload and rig-check share: TLS roots, API key |
 //! | [`host`], [`cli`] | host facts; the programs' shared CLI plumbing, exit codes and [`cli::Failure`] |
+//! | [`units`] | sizes for people: one convention (decimal, `20.0 GB`) |
 
 pub mod checksum;
 pub mod cli;
@@ -34,3 +35,4 @@ pub mod layout;
 pub mod manifest;
 pub mod protocol;
 pub mod replies;
+pub mod units;

@@ -69,108 +69,53 @@ fn main() -> ExitCode {
     cli::finish(PROGRAM, result)
 }
 
-fn run(mut args: pico_args::Arguments, json: bool) -> Result<u8, Failure> {
-    let config_path: Option<PathBuf> = args.opt_value_from_str(["-c", "--config"])?;
-    let strict = args.contains("--strict");
-    let quiet = args.contains(["-q", "--quiet"]);
-    let root: Option<PathBuf> = args.opt_value_from_str("--root")?;
-    let session: Option<String> = args.opt_value_from_str("--session")?;
-    let quick = args.contains("--quick");
-    let server_url: Option<String> = args.opt_value_from_str("--server")?;
-    let verify = args.contains("--verify");
-    let minutes: Option<f64> = args.opt_value_from_str("--minutes")?;
-    let timeout: Option<f64> = args.opt_value_from_str("--timeout")?;
-    let rest = cli::free_paths(args)?;
-    let command = match rest.as_slice() {
-        [one] => one.to_string_lossy().into_owned(),
-        [] => {
-            return Err(Failure::usage(
-                "say what to check: server or node; see --help",
-            ));
-        }
-        [_, extra, ..] => {
-            return Err(Failure::usage(format!(
-                "unexpected argument {:?}; see --help",
-                extra.to_string_lossy()
-            )));
-        }
-    };
+/// The flags, as given.
+struct Flags {
+    config: Option<PathBuf>,
+    strict: bool,
+    quiet: bool,
+    root: Option<PathBuf>,
+    session: Option<String>,
+    quick: bool,
+    server_url: Option<String>,
+    verify: bool,
+    minutes: Option<f64>,
+    timeout: Option<f64>,
+}
 
-    let mut config = Config::load(config_path.as_deref())?;
-    let progress = std::io::stderr().is_terminal();
-    let misplaced = |flag: &str, used: bool, wants: &str| {
-        if used {
-            Err(Failure::usage(format!(
-                "{flag} applies to `rig-check {wants}` only; see --help"
-            )))
-        } else {
-            Ok(())
-        }
-    };
+impl Flags {
+    fn parse(args: &mut pico_args::Arguments) -> Result<Flags, Failure> {
+        Ok(Flags {
+            config: args.opt_value_from_str(["-c", "--config"])?,
+            strict: args.contains("--strict"),
+            quiet: args.contains(["-q", "--quiet"]),
+            root: args.opt_value_from_str("--root")?,
+            session: args.opt_value_from_str("--session")?,
+            quick: args.contains("--quick"),
+            server_url: args.opt_value_from_str("--server")?,
+            verify: args.contains("--verify"),
+            minutes: args.opt_value_from_str("--minutes")?,
+            timeout: args.opt_value_from_str("--timeout")?,
+        })
+    }
+}
+
+fn run(mut args: pico_args::Arguments, json: bool) -> Result<u8, Failure> {
+    let flags = Flags::parse(&mut args)?;
+    let command = command(cli::free_paths(args)?)?;
+    let mut config = Config::load(flags.config.as_deref())?;
     let request = match command.as_str() {
-        "server" => {
-            misplaced("--server", server_url.is_some(), "node")?;
-            misplaced("--verify", verify, "node")?;
-            misplaced("--minutes", minutes.is_some(), "node")?;
-            misplaced("--timeout", timeout.is_some(), "node")?;
-            if let Some(root) = &root {
-                config.storage.set_root(root);
-            }
-            let session = session
-                .map(|s| SessionId::parse(&s))
-                .transpose()
-                .map_err(|e| Failure::usage(format!("--session: {e}")))?;
-            Request::Server(ServerOptions {
-                session,
-                quick,
-                progress,
-            })
-        }
-        "node" => {
-            misplaced("--session", session.is_some(), "server")?;
-            misplaced("--quick", quick, "server")?;
-            if let Some(root) = root {
-                config.node.storage_root = root;
-            }
-            if let Some(url) = server_url {
-                config.offload.server_url = url;
-            }
-            config
-                .check()
-                .map_err(|m| Failure::usage(format!("--server: {m}")))?;
-            let mut opts = NodeOptions {
-                verify,
-                progress,
-                ..NodeOptions::default()
-            };
-            if let Some(m) = minutes {
-                if !(m.is_finite() && m >= 0.0) {
-                    return Err(Failure::usage(format!(
-                        "--minutes: must be a number >= 0, got {m}"
-                    )));
-                }
-                opts.match_minutes = m;
-            }
-            if let Some(t) = timeout {
-                if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
-                    return Err(Failure::usage(format!(
-                        "--timeout: must be seconds in (0, 3600], got {t}"
-                    )));
-                }
-                opts.health_timeout = Duration::from_secs_f64(t);
-            }
-            Request::Node(opts)
-        }
+        "server" => server_request(&flags, &mut config)?,
+        "node" => node_request(&flags, &mut config)?,
         other => {
             return Err(Failure::usage(format!(
                 "unknown check {other:?}: say server or node; see --help"
             )));
         }
     };
-
     let report = check::run(&config, &request).map_err(|e| Failure::usage(e.to_string()))?;
-    let code = check::exit_code(report.status(), strict);
-    if quiet && code == cli::EXIT_OK {
+    let code = check::exit_code(report.status(), flags.strict);
+    if flags.quiet && code == cli::EXIT_OK {
         return Ok(code);
     }
     if json {
@@ -179,4 +124,88 @@ fn run(mut args: pico_args::Arguments, json: bool) -> Result<u8, Failure> {
         print!("{}", report.to_text());
     }
     Ok(code)
+}
+
+/// The one free argument: what to check.
+fn command(rest: Vec<PathBuf>) -> Result<String, Failure> {
+    match rest.as_slice() {
+        [one] => Ok(one.to_string_lossy().into_owned()),
+        [] => Err(Failure::usage(
+            "say what to check: server or node; see --help",
+        )),
+        [_, extra, ..] => Err(Failure::usage(format!(
+            "unexpected argument {:?}; see --help",
+            extra.to_string_lossy()
+        ))),
+    }
+}
+
+/// A usage error when `flag` was `used` with the other check.
+fn misplaced(flag: &str, used: bool, wants: &str) -> Result<(), Failure> {
+    if used {
+        Err(Failure::usage(format!(
+            "{flag} applies to `rig-check {wants}` only; see --help"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// `rig-check server`: its flags applied to `config`.
+fn server_request(flags: &Flags, config: &mut Config) -> Result<Request, Failure> {
+    misplaced("--server", flags.server_url.is_some(), "node")?;
+    misplaced("--verify", flags.verify, "node")?;
+    misplaced("--minutes", flags.minutes.is_some(), "node")?;
+    misplaced("--timeout", flags.timeout.is_some(), "node")?;
+    if let Some(root) = &flags.root {
+        config.storage.set_root(root);
+    }
+    let session = flags
+        .session
+        .as_deref()
+        .map(SessionId::parse)
+        .transpose()
+        .map_err(|e| Failure::usage(format!("--session: {e}")))?;
+    Ok(Request::Server(ServerOptions {
+        session,
+        quick: flags.quick,
+        progress: std::io::stderr().is_terminal(),
+    }))
+}
+
+/// `rig-check node`: its flags applied to `config`.
+fn node_request(flags: &Flags, config: &mut Config) -> Result<Request, Failure> {
+    misplaced("--session", flags.session.is_some(), "server")?;
+    misplaced("--quick", flags.quick, "server")?;
+    if let Some(root) = &flags.root {
+        config.node.storage_root = root.clone();
+    }
+    if let Some(url) = &flags.server_url {
+        config.offload.server_url = url.clone();
+    }
+    config
+        .check()
+        .map_err(|m| Failure::usage(format!("--server: {m}")))?;
+    let mut opts = NodeOptions {
+        verify: flags.verify,
+        progress: std::io::stderr().is_terminal(),
+        ..NodeOptions::default()
+    };
+    if let Some(m) = flags.minutes {
+        if !(m.is_finite() && m >= 0.0) {
+            return Err(Failure::usage(format!(
+                "--minutes: must be a number >= 0, got {m}"
+            )));
+        }
+        opts.match_minutes = m;
+    }
+    if let Some(t) = flags.timeout {
+        if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
+            return Err(Failure::usage(format!(
+                "--timeout: must be seconds in (0, 3600], got {t}"
+            )));
+        }
+        opts.health_timeout = Duration::from_secs_f64(t);
+    }
+    Ok(Request::Node(opts))
 }

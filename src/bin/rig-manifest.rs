@@ -8,8 +8,8 @@ use soccer_rig::base::config::Config;
 use soccer_rig::base::ids::{CameraId, RecordingId, SessionId};
 use soccer_rig::base::layout::PiLayout;
 use soccer_rig::base::manifest::describe::{self, DescribeOptions};
-use soccer_rig::base::manifest::parse_time;
 use soccer_rig::base::manifest::verify::{self, VerifyStatus};
+use soccer_rig::base::manifest::{Manifest, parse_time};
 use soccer_rig::record;
 
 const PROGRAM: &str = "rig-manifest";
@@ -85,54 +85,63 @@ fn parse_ts(flag: &str, value: Option<String>) -> Result<Option<jiff::Timestamp>
         .transpose()
 }
 
-fn create(mut args: pico_args::Arguments, config: &Config) -> Result<u8, Failure> {
-    let session: String = args
-        .opt_value_from_str("--session")?
-        .ok_or_else(|| Failure::usage("create needs --session ID"))?;
-    let camera: String = args
-        .opt_value_from_str("--camera")?
-        .ok_or_else(|| Failure::usage("create needs --camera CAM_L|CAM_C|CAM_R"))?;
-    let out: Option<String> = args.opt_value_from_str("--out")?;
-    let start = parse_ts("--start", args.opt_value_from_str("--start")?)?;
-    let end = parse_ts("--end", args.opt_value_from_str("--end")?)?;
-    let recover = args.contains("--recover");
-    let force = args.contains("--force");
-    let video: Option<PathBuf> = args.opt_free_from_str()?;
-    cli::reject_leftovers(args)?;
+/// `create`'s flags, as given.
+struct CreateFlags {
+    rec: RecordingId,
+    out: Option<String>,
+    start: Option<jiff::Timestamp>,
+    end: Option<jiff::Timestamp>,
+    recover: bool,
+    force: bool,
+    video: Option<PathBuf>,
+}
 
-    let session =
-        SessionId::parse(&session).map_err(|e| Failure::usage(format!("--session: {e}")))?;
-    let camera = CameraId::parse(&camera).map_err(|e| Failure::usage(format!("--camera: {e}")))?;
-    let rec = RecordingId::new(session, camera);
+impl CreateFlags {
+    fn parse(mut args: pico_args::Arguments) -> Result<CreateFlags, Failure> {
+        let session: String = args
+            .opt_value_from_str("--session")?
+            .ok_or_else(|| Failure::usage("create needs --session ID"))?;
+        let camera: String = args
+            .opt_value_from_str("--camera")?
+            .ok_or_else(|| Failure::usage("create needs --camera CAM_L|CAM_C|CAM_R"))?;
+        let out: Option<String> = args.opt_value_from_str("--out")?;
+        let start = parse_ts("--start", args.opt_value_from_str("--start")?)?;
+        let end = parse_ts("--end", args.opt_value_from_str("--end")?)?;
+        let recover = args.contains("--recover");
+        let force = args.contains("--force");
+        let video: Option<PathBuf> = args.opt_free_from_str()?;
+        cli::reject_leftovers(args)?;
+        let session =
+            SessionId::parse(&session).map_err(|e| Failure::usage(format!("--session: {e}")))?;
+        let camera =
+            CameraId::parse(&camera).map_err(|e| Failure::usage(format!("--camera: {e}")))?;
+        Ok(CreateFlags {
+            rec: RecordingId::new(session, camera),
+            out,
+            start,
+            end,
+            recover,
+            force,
+            video,
+        })
+    }
+}
+
+fn create(args: pico_args::Arguments, config: &Config) -> Result<u8, Failure> {
+    let flags = CreateFlags::parse(args)?;
+    let rec = &flags.rec;
     let pi = PiLayout::new(&config.node.storage_root);
-    let video = video.unwrap_or_else(|| pi.recording(&rec));
-    let out_path = match out.as_deref() {
+    let video = flags.video.clone().unwrap_or_else(|| pi.recording(rec));
+    let out_path = match flags.out.as_deref() {
         Some("-") => None,
         Some(p) => Some(PathBuf::from(p)),
-        None => Some(pi.manifest(&rec)),
+        None => Some(pi.manifest(rec)),
     };
-    if recover && (start.is_some() || end.is_some()) {
-        return Err(Failure::usage(
-            "--recover takes its timing from the file; drop --start/--end",
-        ));
-    }
-    if recover {
-        refuse_live(&video)?;
-    }
-    if let Some(p) = &out_path
-        && p.exists()
-        && !force
-    {
-        return Err(Failure::failed(format!(
-            "{} already exists; use --force to replace it",
-            p.display()
-        )));
-    }
-
+    refuse_create(&flags, &video, out_path.as_deref())?;
     let opts = DescribeOptions {
         ffprobe: config.processing.ffprobe_path.clone(),
-        start,
-        end,
+        start: flags.start,
+        end: flags.end,
         // Unknown at describe time: a recording made elsewhere or earlier.
         clock: None,
         digest: None,
@@ -140,26 +149,53 @@ fn create(mut args: pico_args::Arguments, config: &Config) -> Result<u8, Failure
         bitrate_mbps: None,
     };
     let mut manifest =
-        describe::describe(&video, &rec, &opts).map_err(|e| Failure::failed(e.to_string()))?;
-    if recover {
+        describe::describe(&video, rec, &opts).map_err(|e| Failure::failed(e.to_string()))?;
+    if flags.recover {
         describe::mark_recovered(&mut manifest);
     }
     match out_path {
         None => print!("{}", manifest.to_json_pretty()),
-        Some(p) => {
-            manifest
-                .write_atomic(&p)
-                .map_err(|e| Failure::failed(e.to_string()))?;
-            log::info!(
-                "wrote {} ({} bytes of video, sha256 {})",
-                p.display(),
-                manifest.file.size_bytes,
-                manifest.checksum.value
-            );
-            println!("{}", p.display());
-        }
+        Some(p) => write_manifest(&manifest, &p)?,
     }
     Ok(EXIT_OK)
+}
+
+/// What `create` refuses: `--recover` with timing flags or of a live
+/// recording, and replacing a manifest without `--force`.
+fn refuse_create(flags: &CreateFlags, video: &Path, out: Option<&Path>) -> Result<(), Failure> {
+    if flags.recover && (flags.start.is_some() || flags.end.is_some()) {
+        return Err(Failure::usage(
+            "--recover takes its timing from the file; drop --start/--end",
+        ));
+    }
+    if flags.recover {
+        refuse_live(video)?;
+    }
+    if let Some(p) = out
+        && p.exists()
+        && !flags.force
+    {
+        return Err(Failure::failed(format!(
+            "{} already exists; use --force to replace it",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the manifest atomically and prints its path.
+fn write_manifest(manifest: &Manifest, p: &Path) -> Result<(), Failure> {
+    manifest
+        .write_atomic(p)
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    log::info!(
+        "wrote {} ({} bytes of video, sha256 {})",
+        p.display(),
+        manifest.file.size_bytes,
+        manifest.checksum.value
+    );
+    println!("{}", p.display());
+    Ok(())
 }
 
 /// `--recover` is for a recording whose rig-record died: one that is still

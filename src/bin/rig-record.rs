@@ -56,7 +56,22 @@ fn run() -> Result<u8, Failure> {
     cli::reject_leftovers(args)?;
 
     let config = Config::load(config_path.as_deref())?;
-    let session = match session.as_deref() {
+    let opts = RecordOptions {
+        session: session_flag(session.as_deref(), self_test)?,
+        camera: camera
+            .map(|c| CameraId::parse(&c).map_err(|e| Failure::usage(format!("--camera: {e}"))))
+            .transpose()?,
+        duration_sec: duration,
+        source,
+        self_test,
+    };
+    print_outcome(record::run(&config, &opts), json)
+}
+
+/// `--session`: `auto` (or none) for a session named from the clock; not
+/// with `--test`, which records into a scratch session of its own.
+fn session_flag(session: Option<&str>, self_test: bool) -> Result<Option<SessionId>, Failure> {
+    let session = match session {
         None | Some("auto") => None,
         Some(s) => {
             Some(SessionId::parse(s).map_err(|e| Failure::usage(format!("--session: {e}")))?)
@@ -67,17 +82,15 @@ fn run() -> Result<u8, Failure> {
             "--test records into its own scratch session; drop --session",
         ));
     }
-    let camera = camera
-        .map(|c| CameraId::parse(&c).map_err(|e| Failure::usage(format!("--camera: {e}"))))
-        .transpose()?;
-    let opts = RecordOptions {
-        session,
-        camera,
-        duration_sec: duration,
-        source,
-        self_test,
-    };
-    match record::run(&config, &opts) {
+    Ok(session)
+}
+
+/// Prints the report (or, with `--json`, the error too) and gives the exit status.
+fn print_outcome(
+    outcome: Result<record::RecordReport, record::RecordError>,
+    json: bool,
+) -> Result<u8, Failure> {
+    match outcome {
         Ok(report) => {
             if json {
                 println!("{}", report.to_json());

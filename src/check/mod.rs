@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::base::checksum::{self, FileDigest};
 use crate::base::cli;
 use crate::base::config::Config;
+use crate::base::units::human_bytes;
 
 pub mod node;
 pub mod server;
@@ -83,17 +84,27 @@ pub fn exit_code(status: Status, strict: bool) -> u8 {
 pub enum CheckError {
     /// The configuration points somewhere that does not exist or cannot be read.
     Setup(String),
+    /// The configuration has a value the checks cannot interpret.
+    Config(crate::base::config::ConfigError),
 }
 
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CheckError::Setup(m) => f.write_str(m),
+            CheckError::Config(e) => e.fmt(f),
         }
     }
 }
 
-impl std::error::Error for CheckError {}
+impl std::error::Error for CheckError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CheckError::Setup(_) => None,
+            CheckError::Config(e) => Some(e),
+        }
+    }
+}
 
 /// What to check.
 #[derive(Debug, Clone)]
@@ -154,21 +165,6 @@ pub fn run(config: &Config, request: &Request) -> Result<Report, CheckError> {
 /// Now, as manifests write times.
 pub(crate) fn now_rfc3339() -> String {
     crate::base::manifest::format_time(jiff::Timestamp::now())
-}
-
-/// A byte count for people: `1.5 GiB`, `300.0 MiB`, `12 B`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// A duration in minutes for people: `95 min`, `3 h 20 min`.
@@ -296,9 +292,6 @@ mod tests {
 
     #[test]
     fn human_figures() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(256 << 20), "256.0 MiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
         assert_eq!(human_minutes(95.7), "1 h 35 min");
         assert_eq!(human_minutes(42.0), "42 min");
     }

@@ -24,6 +24,7 @@ use std::fmt::Write;
 
 use super::summary::{CameraSummary, SessionList, SessionSummary, Stats};
 use crate::base::jobs::JobStatus;
+use crate::base::units::human_bytes;
 
 /// Seconds between reloads while an upload or a stitch is under way.
 pub const BUSY_REFRESH_SEC: u32 = 5;
@@ -44,24 +45,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-/// Bytes in decimal units, as the config's GB (10^9 bytes).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = "";
-    for u in UNITS {
-        v /= 1000.0;
-        unit = u;
-        if v < 1000.0 {
-            break;
-        }
-    }
-    format!("{v:.1} {unit}")
 }
 
 /// A duration as `h:mm:ss` (`m:ss` under an hour, seconds under a minute).

@@ -7,11 +7,11 @@ use std::io;
 use serde_json::{Map, Value};
 
 use super::error::AttemptError;
-use super::report::human_bytes;
 use super::source::Source;
 use crate::base::checksum::{self, FileDigest, Sha256};
 use crate::base::ids::RecordingId;
 use crate::base::manifest::Manifest;
+use crate::base::units::human_bytes;
 
 /// A recording ready to send.
 pub(super) struct Prepared {
@@ -108,7 +108,7 @@ fn hash_video(
     log::info!(
         "{}: hashing {} ({})",
         src.video.display(),
-        human_bytes(size as f64),
+        human_bytes(size),
         if has_checksum {
             "--rehash"
         } else {

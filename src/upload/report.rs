@@ -9,6 +9,7 @@ use super::source::Source;
 use crate::base::checksum::Sha256;
 use crate::base::ids::RecordingId;
 use crate::base::protocol;
+use crate::base::units::human_bytes;
 
 /// What happened to one recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,8 +150,8 @@ impl OffloadReport {
         if let (Some(size), Some(rate)) = (self.file_size, self.bytes_per_sec) {
             s.push_str(&format!(
                 ", {} at {}/s",
-                human_bytes(size as f64),
-                human_bytes(rate)
+                human_bytes(size),
+                human_bytes(rate as u64)
             ));
         }
         s.push_str(&format!(", {:.1} s", self.elapsed_sec));
@@ -184,16 +185,4 @@ impl OffloadReport {
 
 pub(super) fn plural(n: u32) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// `12.3 MB` style, decimal units.
-pub(super) fn human_bytes(b: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = b;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
 }

@@ -1,4 +1,14 @@
-//! Running ffprobe (and, in later modules, ffmpeg) and reading what they say.
+//! Every ffmpeg and ffprobe process the suite starts, and reading what they
+//! say. Nothing outside this module spawns either tool (rig-stitch's run is
+//! being moved here by its own issue).
+//!
+//! | file | owns |
+//! |---|---|
+//! | this one | [`probe`]: ffprobe's report on a file; [`gray_frame`] |
+//! | `tools` | finding the tools, `-version`, `-encoders`, `-filters` |
+//! | `capture` | rig-record's source grammar, command line and running capture |
+//! | `progress` | parsing `-progress` blocks |
+//! | [`encoders`], [`frames`] | encoder names and options; frame-accurate reads |
 //!
 //! [`probe`] runs `ffprobe -print_format json -show_format -show_streams` and
 //! extracts what a manifest needs: frame size, integer fps (from
@@ -19,11 +29,17 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod capture;
 pub mod encoders;
 pub mod frames;
+mod progress;
 mod thumbnail;
+mod tools;
 
+pub use capture::{CaptureProcess, CaptureSettings, CaptureSource, capture_args};
+pub use progress::{Progress, ProgressParser};
 pub use thumbnail::{ThumbnailError, thumbnail};
+pub use tools::{ToolError, has_encoder, has_filter, tool_exists, version};
 
 /// Why a probe failed. Each message says what to do.
 #[derive(Debug)]
@@ -91,7 +107,14 @@ impl fmt::Display for ProbeError {
     }
 }
 
-impl std::error::Error for ProbeError {}
+impl std::error::Error for ProbeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProbeError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// What ffprobe says about a video file, in manifest terms.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,19 +151,6 @@ impl Probe {
             .map(|b| ((b as f64) / 1e6).round() as u32)
             .unwrap_or(0)
     }
-}
-
-/// Whether `program` names something that can be run: a path that is a
-/// file, or a bare name found in `PATH`. Asked before spawning because
-/// under user-mode emulation (qemu-aarch64 running an arm64 build) a
-/// missing program does not fail to spawn: the child "starts" and exits 127.
-pub fn tool_exists(program: &Path) -> bool {
-    if program.components().count() > 1 {
-        return program.is_file();
-    }
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
 }
 
 /// Runs ffprobe on `file`.
@@ -293,243 +303,6 @@ fn parse_rate(s: &str) -> Option<f64> {
     (n > 0.0 && d > 0.0).then(|| n / d)
 }
 
-/// One block of ffmpeg's `-progress` output (key=value lines ending with
-/// `progress=continue` or `progress=end`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Progress {
-    /// Frames written so far.
-    pub frame: u64,
-    /// Current encoding speed in frames per second.
-    pub fps: f64,
-    /// Output timestamp reached, microseconds.
-    pub out_time_us: u64,
-    /// Frames dropped so far.
-    pub drop_frames: u64,
-    /// Frames duplicated so far.
-    pub dup_frames: u64,
-    /// Bytes written so far.
-    pub total_size: u64,
-    /// Speed relative to real time (`1.0` = real time), when known.
-    pub speed: Option<f64>,
-    /// This was the last block (`progress=end`).
-    pub end: bool,
-}
-
-/// Accumulates `-progress` lines into [`Progress`] blocks.
-///
-/// ```
-/// use soccer_rig::base::ffmpeg::ProgressParser;
-/// let mut p = ProgressParser::default();
-/// assert!(p.line("frame=30").is_none());
-/// let block = p.line("progress=continue").unwrap();
-/// assert_eq!(block.frame, 30);
-/// ```
-#[derive(Debug, Default)]
-pub struct ProgressParser {
-    current: Progress,
-}
-
-impl ProgressParser {
-    /// Feeds one line; returns a finished block at each `progress=` line.
-    /// Unknown keys and unparsable values (ffmpeg prints `N/A`) are ignored.
-    pub fn line(&mut self, line: &str) -> Option<Progress> {
-        let (key, value) = line.trim().split_once('=')?;
-        let value = value.trim();
-        let int = || value.parse::<u64>().ok();
-        let c = &mut self.current;
-        match key {
-            "frame" => c.frame = int().unwrap_or(c.frame),
-            "fps" => c.fps = value.parse().unwrap_or(c.fps),
-            // `out_time_ms` is, despite its name, also microseconds.
-            "out_time_us" | "out_time_ms" => c.out_time_us = int().unwrap_or(c.out_time_us),
-            "drop_frames" => c.drop_frames = int().unwrap_or(c.drop_frames),
-            "dup_frames" => c.dup_frames = int().unwrap_or(c.dup_frames),
-            "total_size" => c.total_size = int().unwrap_or(c.total_size),
-            "speed" => c.speed = value.trim_end_matches('x').parse().ok(),
-            "progress" => {
-                c.end = value == "end";
-                return Some(c.clone());
-            }
-            _ => {}
-        }
-        None
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Capture (rig-record): the source grammar and the ffmpeg command line that
-// turns a camera into fragmented MP4 on a pipe. Kept together, here at the end.
-// ---------------------------------------------------------------------------
-
-/// Where rig-record's frames come from (`recording.source` / `--source`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CaptureSource {
-    /// `test`: lavfi `testsrc2` at the configured size and rate, read in real
-    /// time (`-re`), for benches, CI and `rig-record --test` without a camera.
-    Test,
-    /// `v4l2:/dev/videoN`: a V4L2 capture device.
-    V4l2(PathBuf),
-    /// `cmd:<shell command>`: `sh -c` runs the command; ffmpeg reads its
-    /// stdout and detects the format (any container or elementary stream
-    /// ffmpeg can probe, e.g. `rpicam-vid --codec libav --libav-format mpegts -o -`).
-    Cmd(String),
-    /// `cmd-yuv420p:<shell command>`: like `cmd:`, but the stdout is raw
-    /// YUV 4:2:0 frames at the configured size and rate (a Pi 5's
-    /// `rpicam-vid --codec yuv420 -o -`, which has no hardware encoder).
-    CmdRaw(String),
-}
-
-impl CaptureSource {
-    /// Parses a source spec; the message lists the accepted forms.
-    pub fn parse(spec: &str) -> Result<CaptureSource, String> {
-        let spec = spec.trim();
-        let forms = "use test, v4l2:/dev/videoN, cmd:<shell command> or \
-                     cmd-yuv420p:<shell command>";
-        if spec == "test" {
-            return Ok(CaptureSource::Test);
-        }
-        if let Some(dev) = spec.strip_prefix("v4l2:") {
-            if dev.is_empty() {
-                return Err(format!("source {spec:?} names no device; {forms}"));
-            }
-            return Ok(CaptureSource::V4l2(PathBuf::from(dev)));
-        }
-        for (prefix, raw) in [("cmd-yuv420p:", true), ("cmd:", false)] {
-            if let Some(cmd) = spec.strip_prefix(prefix) {
-                if cmd.trim().is_empty() {
-                    return Err(format!("source {spec:?} has an empty command; {forms}"));
-                }
-                let cmd = cmd.to_string();
-                return Ok(if raw {
-                    CaptureSource::CmdRaw(cmd)
-                } else {
-                    CaptureSource::Cmd(cmd)
-                });
-            }
-        }
-        Err(format!("unknown source {spec:?}; {forms}"))
-    }
-
-    /// The shell command of a `cmd:`/`cmd-yuv420p:` source.
-    pub fn command(&self) -> Option<&str> {
-        match self {
-            CaptureSource::Cmd(c) | CaptureSource::CmdRaw(c) => Some(c),
-            _ => None,
-        }
-    }
-}
-
-/// What the capture encodes, from `recording:` (and `--duration`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CaptureSettings {
-    /// Frame width.
-    pub width: u32,
-    /// Frame height.
-    pub height: u32,
-    /// Frames per second.
-    pub fps: u32,
-    /// Target bitrate, Mbps.
-    pub bitrate_mbps: u32,
-    /// `h264` or `h265`.
-    pub codec: String,
-    /// ffmpeg encoder; empty picks `libx264`/`libx265` from `codec`.
-    pub encoder: String,
-    /// Encoder preset; empty passes none (the encoder's default).
-    pub preset: String,
-    /// Fragment length in seconds (also the keyframe interval).
-    pub fragment_sec: f64,
-    /// Stop after this many seconds of video (`-t`), if set.
-    pub duration_sec: Option<f64>,
-}
-
-impl CaptureSettings {
-    /// The encoder ffmpeg will use.
-    pub fn encoder_name(&self) -> String {
-        if !self.encoder.is_empty() {
-            self.encoder.clone()
-        } else if self.codec == "h264" {
-            "libx264".into()
-        } else {
-            "libx265".into()
-        }
-    }
-
-    /// Frames per fragment, and so per GOP: a keyframe opens every fragment.
-    pub fn gop_frames(&self) -> u32 {
-        ((f64::from(self.fps) * self.fragment_sec).round() as u32).max(1)
-    }
-}
-
-/// Seconds formatted for an ffmpeg time option (`-t`).
-fn secs_arg(s: f64) -> String {
-    format!("{s:.6}")
-}
-
-/// The arguments (after the program name) of the capture ffmpeg: read the
-/// source, encode at the configured size/rate/bitrate with a keyframe every
-/// fragment, and write fragmented MP4 (`frag_keyframe+empty_moov+
-/// default_base_moof`, one fragment per `fragment_sec`) to stdout. Progress
-/// goes to stderr as `-progress` blocks every 0.25 s; ffmpeg's own messages
-/// there are errors only. For `cmd` sources ffmpeg reads its stdin.
-pub fn capture_args(source: &CaptureSource, s: &CaptureSettings) -> Vec<std::ffi::OsString> {
-    let mut a: Vec<std::ffi::OsString> = Vec::new();
-    let mut push = |items: &[&str]| a.extend(items.iter().map(std::ffi::OsString::from));
-    push(&["-hide_banner", "-nostats", "-v", "error"]);
-    push(&["-progress", "pipe:2", "-stats_period", "0.25"]);
-    let size = format!("{}x{}", s.width, s.height);
-    let fps = s.fps.to_string();
-    match source {
-        CaptureSource::Test => {
-            let graph = format!("testsrc2=size={size}:rate={fps}");
-            push(&["-re", "-f", "lavfi", "-i", &graph]);
-        }
-        CaptureSource::V4l2(dev) => {
-            let dev = dev.to_string_lossy();
-            push(&["-f", "v4l2", "-framerate", &fps, "-video_size", &size]);
-            push(&["-i", &dev]);
-        }
-        CaptureSource::Cmd(_) => push(&["-i", "pipe:0"]),
-        CaptureSource::CmdRaw(_) => push(&[
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-video_size",
-            &size,
-            "-framerate",
-            &fps,
-            "-i",
-            "pipe:0",
-        ]),
-    }
-    let encoder = s.encoder_name();
-    let gop = s.gop_frames().to_string();
-    let rate = format!("{}M", s.bitrate_mbps);
-    let bufsize = format!("{}M", u64::from(s.bitrate_mbps) * 2);
-    push(&[
-        "-map", "0:v:0", "-an", "-c:v", &encoder, "-pix_fmt", "yuv420p",
-    ]);
-    if !s.preset.is_empty() {
-        push(&["-preset", &s.preset]);
-    }
-    push(&["-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"]);
-    push(&["-b:v", &rate, "-maxrate", &rate, "-bufsize", &bufsize]);
-    if encoder == "libx265" {
-        push(&["-x265-params", "log-level=error"]);
-    }
-    if s.codec == "h265" {
-        push(&["-tag:v", "hvc1"]);
-    }
-    if let Some(d) = s.duration_sec {
-        push(&["-t", &secs_arg(d)]);
-    }
-    let frag_us = ((s.fragment_sec * 1e6).round() as u64).max(1).to_string();
-    push(&["-f", "mp4"]);
-    push(&["-movflags", "+frag_keyframe+empty_moov+default_base_moof"]);
-    push(&["-frag_duration", &frag_us, "pipe:1"]);
-    a
-}
-
 /// One frame of `file` at `at_sec`, scaled to `width` x `height` (area
 /// averaging) as 8-bit gray, row after row: what rig-stitch's calibration
 /// looks at. One short ffmpeg process per frame.
@@ -577,22 +350,6 @@ pub fn gray_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn progress_blocks() {
-        let mut p = ProgressParser::default();
-        let text = "frame=10\nfps=5.0\nout_time_us=666666\ndrop_frames=2\nspeed=N/A\n\
-                    progress=continue\nframe=45\nout_time_us=N/A\nspeed=1.02x\nprogress=end\n";
-        let blocks: Vec<Progress> = text.lines().filter_map(|l| p.line(l)).collect();
-        assert_eq!(blocks.len(), 2);
-        assert_eq!(
-            (blocks[0].frame, blocks[0].drop_frames, blocks[0].end),
-            (10, 2, false)
-        );
-        assert_eq!(blocks[0].speed, None);
-        assert_eq!((blocks[1].frame, blocks[1].out_time_us), (45, 666666));
-        assert_eq!((blocks[1].speed, blocks[1].end), (Some(1.02), true));
-    }
 
     #[test]
     fn rates() {
@@ -664,15 +421,6 @@ mod tests {
         let json: Value = serde_json::from_str(r#"{"streams":[{"codec_type":"audio"}]}"#).unwrap();
         let err = parse_probe_json(&json, Path::new("a.mp4")).unwrap_err();
         assert!(err.to_string().contains("no video stream"));
-    }
-
-    #[test]
-    fn tools_are_found_by_path_or_in_path() {
-        assert!(tool_exists(Path::new("sh")));
-        assert!(tool_exists(Path::new("/bin/sh")));
-        assert!(!tool_exists(Path::new("/nonexistent/ffprobe")));
-        assert!(!tool_exists(Path::new("no-such-tool-soccer-rig")));
-        assert!(!tool_exists(Path::new("/tmp")), "a directory is no program");
     }
 
     #[test]

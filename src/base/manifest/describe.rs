@@ -38,6 +38,42 @@ pub struct DescribeOptions {
     pub bitrate_mbps: Option<u32>,
 }
 
+/// `recording.*`: what the IDs say.
+fn recording_info(rec: &RecordingId) -> RecordingInfo {
+    RecordingInfo {
+        id: rec.to_string(),
+        session_id: rec.session.to_string(),
+        camera_id: rec.camera.to_string(),
+        position: rec.camera.position().to_string(),
+        extra: Map::new(),
+    }
+}
+
+/// `video.*`: what ffprobe says; the bitrate as configured when given.
+fn video_info(probe: &Probe, bitrate_mbps: Option<u32>) -> VideoInfo {
+    VideoInfo {
+        resolution: Resolution {
+            width: probe.width,
+            height: probe.height,
+            extra: Map::new(),
+        },
+        fps: probe.fps,
+        bitrate_mbps: bitrate_mbps.unwrap_or_else(|| probe.bitrate_mbps()),
+        duration_sec: round_to(probe.duration_sec, 6),
+        extra: Map::new(),
+    }
+}
+
+/// `device.*`: this host.
+fn device_info() -> DeviceInfo {
+    DeviceInfo {
+        hostname: host::hostname(),
+        ip_address: host::ip_address(),
+        software_version: Some(host::SOFTWARE_VERSION.into()),
+        extra: Map::new(),
+    }
+}
+
 /// Why a file could not be described.
 #[derive(Debug)]
 pub enum DescribeError {
@@ -59,7 +95,15 @@ impl fmt::Display for DescribeError {
     }
 }
 
-impl std::error::Error for DescribeError {}
+impl std::error::Error for DescribeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DescribeError::Probe(e) => Some(e),
+            DescribeError::Io(e) => Some(e),
+            DescribeError::Invalid(e) => Some(e),
+        }
+    }
+}
 
 /// Start and end of a recording: given values win; a missing one is derived
 /// from the other and the duration; with neither, the container's
@@ -118,13 +162,7 @@ pub fn describe(
 
     let manifest = Manifest {
         version: manifest::MANIFEST_VERSION.into(),
-        recording: RecordingInfo {
-            id: rec.to_string(),
-            session_id: rec.session.to_string(),
-            camera_id: rec.camera.to_string(),
-            position: rec.camera.position().to_string(),
-            extra: Map::new(),
-        },
+        recording: recording_info(rec),
         file: FileInfo {
             name: rec.video_file_name(),
             size_bytes: digest.size,
@@ -132,17 +170,7 @@ pub fn describe(
             codec: probe.codec.clone(),
             extra: Map::new(),
         },
-        video: VideoInfo {
-            resolution: Resolution {
-                width: probe.width,
-                height: probe.height,
-                extra: Map::new(),
-            },
-            fps: probe.fps,
-            bitrate_mbps: opts.bitrate_mbps.unwrap_or_else(|| probe.bitrate_mbps()),
-            duration_sec: round_to(probe.duration_sec, 6),
-            extra: Map::new(),
-        },
+        video: video_info(&probe, opts.bitrate_mbps),
         timing: Timing {
             start_time: manifest::format_time(start),
             end_time: manifest::format_time(end),
@@ -155,12 +183,7 @@ pub fn describe(
             value: digest.sha256,
             extra: Map::new(),
         },
-        device: opts.device_from_host.then(|| DeviceInfo {
-            hostname: host::hostname(),
-            ip_address: host::ip_address(),
-            software_version: Some(host::SOFTWARE_VERSION.into()),
-            extra: Map::new(),
-        }),
+        device: opts.device_from_host.then(device_info),
         quality: None,
         extra: Map::new(),
     };

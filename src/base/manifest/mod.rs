@@ -12,6 +12,7 @@
 pub mod describe;
 pub mod flat;
 pub mod repair;
+mod validate;
 pub mod verify;
 
 use std::fmt;
@@ -22,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::base::checksum::Sha256;
-use crate::base::ids::{CameraId, Position, RecordingId, SessionId};
+use crate::base::ids::{CameraId, RecordingId, SessionId};
+
+pub use validate::validate_value;
 
 /// The manifest format version this code writes.
 pub const MANIFEST_VERSION: &str = "1.0";
@@ -230,7 +233,15 @@ impl fmt::Display for ManifestError {
     }
 }
 
-impl std::error::Error for ManifestError {}
+impl std::error::Error for ManifestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ManifestError::Io { source, .. } => Some(source),
+            ManifestError::Json(e) => Some(e),
+            ManifestError::Invalid(_) => None,
+        }
+    }
+}
 
 /// Formats a timestamp the way manifests carry it: UTC, microseconds, `Z`
 /// (`2024-03-15T14:00:00.123456Z`).
@@ -395,276 +406,6 @@ impl Manifest {
             .checked_sub(jiff::SignedDuration::from_micros(offset_us))
             .map_err(|e| e.to_string())
     }
-}
-
-/// Collects problems while walking a JSON document.
-struct Checker<'a> {
-    root: &'a Value,
-    problems: Vec<Problem>,
-}
-
-impl<'a> Checker<'a> {
-    fn report(&mut self, field: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            field: field.to_string(),
-            message: message.into(),
-        });
-    }
-
-    /// The value at a dotted path, `None` if any step is missing or not an object.
-    fn get(&self, path: &str) -> Option<&'a Value> {
-        path.split('.')
-            .try_fold(self.root, |v, key| v.as_object()?.get(key))
-    }
-
-    /// A required or optional field's value; reports a missing required field.
-    /// `null` counts as absent.
-    fn field(&mut self, path: &str, required: bool) -> Option<&'a Value> {
-        match self.get(path) {
-            Some(Value::Null) | None => {
-                if required {
-                    self.report(path, "is required but missing");
-                }
-                None
-            }
-            Some(v) => Some(v),
-        }
-    }
-
-    fn string(&mut self, path: &str, required: bool) -> Option<&'a str> {
-        let v = self.field(path, required)?;
-        match v.as_str() {
-            Some(s) => Some(s),
-            None => {
-                self.report(path, "must be a string");
-                None
-            }
-        }
-    }
-
-    /// A non-empty string from a fixed set.
-    fn one_of(&mut self, path: &str, allowed: &[&str]) -> Option<&'a str> {
-        let s = self.string(path, true)?;
-        if allowed.contains(&s) {
-            Some(s)
-        } else {
-            self.report(
-                path,
-                format!("must be one of {}, got {s:?}", allowed.join(", ")),
-            );
-            None
-        }
-    }
-
-    /// An unsigned integer; `positive` also rules out zero.
-    fn integer(&mut self, path: &str, required: bool, positive: bool, max: u64) -> Option<u64> {
-        let v = self.field(path, required)?;
-        let kind = if positive { "positive" } else { "non-negative" };
-        match v.as_u64() {
-            Some(n) if positive && n == 0 => {
-                self.report(path, format!("must be a {kind} integer, got 0"));
-                None
-            }
-            Some(n) if n > max => {
-                self.report(path, format!("must be at most {max}, got {n}"));
-                None
-            }
-            Some(n) => Some(n),
-            None => {
-                self.report(path, format!("must be a {kind} integer, got {v}"));
-                None
-            }
-        }
-    }
-
-    /// A finite number; `positive` rules out zero and below, `non_negative` below zero.
-    fn number(&mut self, path: &str, required: bool, min: Option<f64>, min_exclusive: bool) {
-        let Some(v) = self.field(path, required) else {
-            return;
-        };
-        match v.as_f64() {
-            Some(n) if !n.is_finite() => self.report(path, "must be a finite number"),
-            Some(n) => {
-                if let Some(min) = min {
-                    if min_exclusive && n <= min {
-                        self.report(path, format!("must be greater than {min}, got {n}"));
-                    } else if !min_exclusive && n < min {
-                        self.report(path, format!("must be at least {min}, got {n}"));
-                    }
-                }
-            }
-            None => self.report(path, format!("must be a number, got {v}")),
-        }
-    }
-
-    fn boolean(&mut self, path: &str, required: bool) {
-        if let Some(v) = self.field(path, required)
-            && !v.is_boolean()
-        {
-            self.report(path, format!("must be true or false, got {v}"));
-        }
-    }
-
-    fn time(&mut self, path: &str) -> Option<jiff::Timestamp> {
-        let s = self.string(path, true)?;
-        match parse_time(s) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                self.report(path, e);
-                None
-            }
-        }
-    }
-
-    /// An optional block must be an object when present.
-    fn block(&mut self, path: &str, required: bool) -> bool {
-        match self.field(path, required) {
-            Some(Value::Object(_)) => true,
-            Some(other) => {
-                self.report(path, format!("must be an object, got {other}"));
-                false
-            }
-            None => false,
-        }
-    }
-}
-
-/// Every problem of a manifest document, in field order. Empty means valid.
-pub fn validate_value(root: &Value) -> Vec<Problem> {
-    let mut c = Checker {
-        root,
-        problems: Vec::new(),
-    };
-    if !root.is_object() {
-        c.report("(document)", "must be a JSON object");
-        return c.problems;
-    }
-
-    if let Some(version) = c.string("version", true)
-        && version != MANIFEST_VERSION
-        && !version.starts_with("1.")
-    {
-        c.report(
-            "version",
-            format!("unsupported manifest version {version:?}; this software reads 1.x"),
-        );
-    }
-
-    // recording.*
-    let mut session = None;
-    let mut camera = None;
-    if c.block("recording", true) {
-        if let Some(s) = c.string("recording.session_id", true) {
-            match SessionId::parse(s) {
-                Ok(id) => session = Some(id),
-                Err(e) => c.report("recording.session_id", e.to_string()),
-            }
-        }
-        if let Some(s) = c.string("recording.camera_id", true) {
-            match CameraId::parse(s) {
-                Ok(id) => camera = Some(id),
-                Err(e) => c.report("recording.camera_id", e.to_string()),
-            }
-        }
-        let id = c.string("recording.id", true);
-        if let (Some(id), Some(session), Some(camera)) = (id, &session, camera) {
-            let want = RecordingId::new(session.clone(), camera).to_string();
-            if id != want {
-                c.report(
-                    "recording.id",
-                    format!("must be session_id + \"_\" + camera_id = {want:?}, got {id:?}"),
-                );
-            }
-        }
-        if let Some(p) = c.string("recording.position", true) {
-            match (Position::parse(p), camera) {
-                (Err(e), _) => c.report("recording.position", e.to_string()),
-                (Ok(pos), Some(cam)) if pos != cam.position() => c.report(
-                    "recording.position",
-                    format!(
-                        "{cam} is mounted {}, but position says {pos:?}",
-                        cam.position().as_str()
-                    ),
-                ),
-                _ => {}
-            }
-        }
-    }
-
-    // file.*
-    if c.block("file", true) {
-        if let Some(name) = c.string("file.name", true)
-            && let (Some(session), Some(camera)) = (&session, camera)
-        {
-            let want = RecordingId::new(session.clone(), camera).video_file_name();
-            if name != want {
-                c.report("file.name", format!("must be {want:?}, got {name:?}"));
-            }
-        }
-        c.integer("file.size_bytes", true, true, u64::MAX);
-        c.one_of("file.container", &["mp4"]);
-        c.one_of("file.codec", &["h264", "h265"]);
-    }
-
-    // video.*
-    if c.block("video", true) {
-        if c.block("video.resolution", true) {
-            c.integer("video.resolution.width", true, true, u64::from(u32::MAX));
-            c.integer("video.resolution.height", true, true, u64::from(u32::MAX));
-        }
-        c.integer("video.fps", true, true, u64::from(u32::MAX));
-        c.integer("video.bitrate_mbps", true, false, u64::from(u32::MAX));
-        c.number("video.duration_sec", true, Some(0.0), true);
-    }
-
-    // timing.*
-    if c.block("timing", true) {
-        let start = c.time("timing.start_time");
-        let end = c.time("timing.end_time");
-        if let (Some(start), Some(end)) = (start, end)
-            && end < start
-        {
-            c.report("timing.end_time", "must not be before timing.start_time");
-        }
-        c.boolean("timing.ntp_synced", true);
-        c.number("timing.sync_offset_ms", false, None, false);
-    }
-
-    // checksum.*
-    if c.block("checksum", true) {
-        c.one_of("checksum.algorithm", &["sha256"]);
-        if let Some(v) = c.string("checksum.value", true)
-            && v.parse::<Sha256>().is_err()
-        {
-            c.report(
-                "checksum.value",
-                "must be 64 hex characters (a SHA-256 digest)",
-            );
-        }
-    }
-
-    // device.* (optional block, optional fields)
-    if c.block("device", false) {
-        c.string("device.hostname", false);
-        if let Some(ip) = c.string("device.ip_address", false)
-            && ip.parse::<std::net::IpAddr>().is_err()
-        {
-            c.report(
-                "device.ip_address",
-                format!("must be an IPv4 or IPv6 address, got {ip:?}"),
-            );
-        }
-        c.string("device.software_version", false);
-    }
-
-    // quality.* (optional block, optional fields)
-    if c.block("quality", false) {
-        c.integer("quality.dropped_frames", false, false, u64::MAX);
-        c.number("quality.temperature_avg_c", false, None, false);
-        c.number("quality.temperature_max_c", false, None, false);
-    }
-
-    c.problems
 }
 
 #[cfg(test)]

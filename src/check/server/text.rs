@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::report::{LeftoverKind, ServerReport, SessionReport};
-use crate::check::human_bytes;
+use crate::base::units::human_bytes;
 
 impl ServerReport {
     /// The report for people: one block per session, then leftovers, queue,
