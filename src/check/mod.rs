@@ -19,9 +19,9 @@
 //! ([`Report::to_text`]).
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -183,67 +183,32 @@ pub(crate) struct HashJob {
     pub size: u64,
 }
 
-/// Counters shared by the hashing threads and the progress printer.
-struct Counters {
-    files: AtomicU64,
-    bytes: AtomicU64,
-}
-
-/// A reader that adds every byte it yields to a shared counter.
-struct CountingReader<'a, R> {
-    inner: R,
-    bytes: &'a AtomicU64,
-}
-
-impl<R: Read> Read for CountingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-/// Hashes one file, streamed once, counting bytes as they go.
-fn hash_counted(path: &Path, bytes: &AtomicU64) -> io::Result<FileDigest> {
-    let with_path = crate::base::fsx::with_path(path);
-    let file = std::fs::File::open(path).map_err(&with_path)?;
-    // A hint only: read-ahead helps a single sequential pass; failure is harmless.
-    let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
-    let reader = CountingReader { inner: file, bytes };
-    checksum::hash_reader(reader, checksum::READ_BUF_SIZE).map_err(with_path)
-}
-
 /// Hashes every job on rayon's pool (`RAYON_NUM_THREADS` sets its size),
 /// each file read once, results in input order. With `progress`, a line on
 /// stderr shows files and bytes done (the caller decides it is a TTY).
 pub(crate) fn hash_all(jobs: &[HashJob], progress: bool) -> Vec<io::Result<FileDigest>> {
-    use rayon::prelude::*;
-    let counters = Counters {
-        files: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-    };
+    let counters = checksum::HashCounters::default();
     let done = AtomicBool::new(false);
     let total_bytes: u64 = jobs.iter().map(|j| j.size).sum();
     let total_files = jobs.len() as u64;
+    let paths: Vec<&Path> = jobs.iter().map(|j| j.path.as_path()).collect();
     std::thread::scope(|scope| {
         if progress && !jobs.is_empty() {
             scope.spawn(|| print_progress(&counters, &done, total_files, total_bytes));
         }
-        let results = jobs
-            .par_iter()
-            .map(|job| {
-                let r = hash_counted(&job.path, &counters.bytes);
-                counters.files.fetch_add(1, Ordering::Relaxed);
-                r
-            })
-            .collect();
+        let results = checksum::hash_files_counted(&paths, &counters);
         done.store(true, Ordering::Release);
         results
     })
 }
 
 /// Redraws one progress line on stderr until `done`, then erases it.
-fn print_progress(c: &Counters, done: &AtomicBool, total_files: u64, total_bytes: u64) {
+fn print_progress(
+    c: &checksum::HashCounters,
+    done: &AtomicBool,
+    total_files: u64,
+    total_bytes: u64,
+) {
     use std::io::Write;
     let start = Instant::now();
     let mut stderr = io::stderr();
