@@ -356,6 +356,81 @@ pub struct ProcessingConfig {
     pub calibration_file: PathBuf,
 }
 
+/// The zone `server.naive_time_zone` names: `local` (this machine's zone),
+/// `UTC`, or an IANA name such as `Europe/Paris`.
+pub fn zone_named(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    use jiff::tz::TimeZone;
+    match name {
+        "local" => Ok(TimeZone::system()),
+        "UTC" | "utc" => Ok(TimeZone::UTC),
+        other => TimeZone::get(other).map_err(|e| {
+            format!(
+                "server.naive_time_zone: {other:?} is not \"local\", \"UTC\" or a time zone \
+                 name such as Europe/Paris ({e})"
+            )
+        }),
+    }
+}
+
+impl ProcessingConfig {
+    /// The values rig-stitch cannot work with, each named by its key: odd
+    /// overlap or width (4:2:0), a preset or codec that is no name, an
+    /// unknown sync mode, a search or window that is not positive.
+    pub fn check(&self) -> Result<(), InvalidValue> {
+        let bad = |m: String| Err(InvalidValue(m));
+        if !self.stitch_overlap_px.is_multiple_of(2) {
+            return bad(format!(
+                "processing.stitch_overlap_px: must be even (4:2:0 chroma has one sample \
+                 per two columns), got {}",
+                self.stitch_overlap_px
+            ));
+        }
+        if !self.output_width.is_multiple_of(2) {
+            return bad(format!(
+                "processing.output_width: must be even (or 0 for no cap), got {}",
+                self.output_width
+            ));
+        }
+        let preset = &self.output_preset;
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if preset.is_empty() || !preset.chars().all(word) {
+            return bad(format!(
+                "processing.output_preset: must be an x264/x265 preset name such as \
+                 medium or veryfast, got {preset:?}"
+            ));
+        }
+        if crate::base::ffmpeg::encoders::codec_family(&self.output_codec).is_none() {
+            return bad(format!(
+                "processing.output_codec: must be h264, h265 or a hardware encoder of \
+                 either (h264_nvenc, hevc_vaapi, ...), got {:?}",
+                self.output_codec
+            ));
+        }
+        self.check_sync()
+    }
+
+    /// The `processing.sync_*` keys.
+    fn check_sync(&self) -> Result<(), InvalidValue> {
+        if !matches!(self.sync_mode.as_str(), "content" | "clock") {
+            return Err(InvalidValue(format!(
+                "processing.sync_mode: must be content or clock, got {:?}",
+                self.sync_mode
+            )));
+        }
+        for (key, v) in [
+            ("processing.sync_search_sec", self.sync_search_sec),
+            ("processing.sync_window_sec", self.sync_window_sec),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(InvalidValue(format!(
+                    "{key}: must be a number > 0, got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for ProcessingConfig {
     fn default() -> Self {
         ProcessingConfig {
@@ -509,7 +584,7 @@ impl Config {
     pub fn check(&self) -> Result<(), InvalidValue> {
         self.check_offload()?;
         self.check_sizes()?;
-        crate::base::manifest::flat::zone_named(&self.server.naive_time_zone)?;
+        zone_named(&self.server.naive_time_zone)?;
         self.check_server()?;
         let codec = &self.recording.codec;
         if codec != "h264" && codec != "h265" {
@@ -613,12 +688,9 @@ impl Config {
         Ok(())
     }
 
-    /// The `processing:` keys' values, checked where rig-stitch reads them.
+    /// The `processing:` keys' values ([`ProcessingConfig::check`]).
     fn check_processing(&self) -> Result<(), InvalidValue> {
-        match crate::stitch::StitchSettings::from_config(&self.processing) {
-            Err(crate::stitch::StitchError::Config(m)) => Err(InvalidValue(m)),
-            _ => Ok(()),
-        }
+        self.processing.check()
     }
 
     /// The whole configuration as YAML, defaults filled in (for `--print-config`

@@ -6,6 +6,12 @@
 use crate::base::checksum::Sha256;
 use serde::{Deserialize, Serialize};
 
+/// Largest `manifest` field rig-receive accepts, and the largest stored
+/// manifest rig-check reads, bytes: room for a flat manifest's
+/// `snapshot_base64` JPEG. It is held in memory (with its parsed JSON, about
+/// three times this) for one upload at a time per worker.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
 /// `POST /api/v1/upload`
 pub const UPLOAD_PATH: &str = "/api/v1/upload";
 /// `POST /api/v1/upload/confirm`

@@ -13,7 +13,6 @@ use std::time::Duration;
 use super::guards::{check_duration, preflight};
 use super::progress::{ProgressLog, read_progress};
 use super::pump::{PUMP_BUF, PumpEnd, pump, sync_loop};
-use super::watch::Watched;
 use super::{RecordError, RecordOptions, STOP_TIMEOUT, capture_settings};
 use crate::base::checksum::HashingWriter;
 use crate::base::config::Config;
@@ -126,12 +125,17 @@ impl Running {
     }
 
     /// Ends the capture: asks ffmpeg to finish unless it already exited,
-    /// then joins every thread and reaps the producer. What went wrong on
-    /// the way is added to `watched.problems`.
-    pub fn stop(mut self, watched: &mut Watched) -> Result<Ended, RecordError> {
-        let status = match watched.exited {
+    /// then joins every thread and reaps the producer. `exited` is ffmpeg's
+    /// status if the watch saw it end; what went wrong on the way is added
+    /// to `problems`.
+    pub fn stop(
+        mut self,
+        exited: Option<ExitStatus>,
+        problems: &mut Vec<String>,
+    ) -> Result<Ended, RecordError> {
+        let status = match exited {
             Some(s) => Some(s),
-            None => self.stop_ffmpeg(&mut watched.problems),
+            None => self.stop_ffmpeg(problems),
         };
         let pump = self
             .pump

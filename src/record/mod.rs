@@ -226,7 +226,7 @@ pub fn record(
     }
     let mut running = capture::Running::start(config, &plan, file, &video)?;
     let mut watched = watch::watch(&mut running, stop, plan.duration, &plan.rec, &video);
-    let ended = running.stop(&mut watched)?;
+    let ended = running.stop(watched.exited, &mut watched.problems)?;
     watched.temps.add(host::cpu_temperature_c());
     finish::finish(config, &plan, &layout, video, clock, ended, watched)
 }

@@ -10,54 +10,11 @@
 //! out an hour into a match is too late. The x264/x265 preset is passed to
 //! software encoders only; hardware encoders take their own defaults.
 
+pub use crate::base::ffmpeg::encoders::{Family, codec_family, is_hardware};
 use std::ffi::OsString;
 use std::path::Path;
 
 use crate::base::ffmpeg::encoders;
-
-/// The two codec families a panorama can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// H.264 / AVC.
-    H264,
-    /// H.265 / HEVC.
-    H265,
-}
-
-impl Family {
-    /// The software encoder of the family.
-    pub fn software(self) -> &'static str {
-        match self {
-            Family::H264 => "libx264",
-            Family::H265 => "libx265",
-        }
-    }
-}
-
-/// The family of an `output_codec` value, or `None` if it is not one.
-pub fn codec_family(codec: &str) -> Option<Family> {
-    let named = |rest: &str| {
-        !rest.is_empty()
-            && rest
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    };
-    match codec {
-        "h264" | "libx264" => Some(Family::H264),
-        "h265" | "hevc" | "libx265" => Some(Family::H265),
-        c => match (c.strip_prefix("h264_"), c.strip_prefix("hevc_")) {
-            (Some(rest), _) if named(rest) => Some(Family::H264),
-            (_, Some(rest)) if named(rest) => Some(Family::H265),
-            _ => None,
-        },
-    }
-}
-
-/// Whether `codec` names a hardware encoder rather than a family.
-pub fn is_hardware(codec: &str) -> bool {
-    codec_family(codec).is_some()
-        && !matches!(codec, "h264" | "h265" | "hevc" | "libx264" | "libx265")
-}
 
 /// The encoder a stitch will use.
 #[derive(Debug, Clone, PartialEq)]

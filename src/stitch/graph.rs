@@ -9,14 +9,6 @@ use super::plan::Plan;
 use super::settings::StitchSettings;
 use super::{calibrated, encode};
 
-pub(super) fn round3(v: f64) -> f64 {
-    (v * 1e3).round() / 1e3
-}
-
-pub(super) fn round6(v: f64) -> f64 {
-    (v * 1e6).round() / 1e6
-}
-
 /// The `-filter_complex` graph for a plan: inputs 0, 1, 2 are CAM_L, CAM_C,
 /// CAM_R; outputs `[v]` and, with audio, `[a]`.
 pub fn filter_graph(plan: &Plan) -> String {

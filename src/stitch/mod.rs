@@ -76,6 +76,16 @@ pub use runner::Runner;
 pub use session::{plan_session, stitch_session};
 pub use settings::StitchSettings;
 
+/// `v` to three decimals (milliseconds, report figures).
+fn round3(v: f64) -> f64 {
+    (v * 1e3).round() / 1e3
+}
+
+/// `v` to six decimals (seconds to the microsecond).
+fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};

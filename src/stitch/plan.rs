@@ -14,10 +14,10 @@ use crate::base::manifest::{self, Manifest, ManifestError};
 
 use super::camera::Camera;
 use super::error::StitchError;
-use super::graph::{round3, round6};
 use super::settings::StitchSettings;
 use super::sync::{self, SyncReport};
 use super::{calibrated, encode, output_size};
+use super::{round3, round6};
 
 /// One camera's recording, as the plan needs it.
 #[derive(Debug, Clone, PartialEq)]

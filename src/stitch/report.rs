@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use crate::base::jobs::{self, Job, JobStatus, JobsFile};
 
-use super::graph::round3;
 use super::plan::{CameraOffset, Plan};
+use super::round3;
 use super::sync::SyncReport;
 
 /// What a finished stitch produced.

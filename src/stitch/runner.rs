@@ -14,9 +14,10 @@ use crate::base::jobs::{self, Job, JobQueue, JobStatus, JobsError, Refused};
 use crate::base::layout::ServerLayout;
 
 use super::error::StitchError;
-use super::graph::{ffmpeg_args, round3, shell_line};
+use super::graph::{ffmpeg_args, shell_line};
 use super::plan::Plan;
 use super::report::{Outcome, PendingItem, PendingReport, StitchReport};
+use super::round3;
 use super::run::StitchProgress;
 use super::session::{plan_session, stitch_session};
 use super::settings::StitchSettings;

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use crate::base::config::ProcessingConfig;
 
-use super::encode;
 use super::error::StitchError;
 use super::sync::{SyncMode, SyncSettings};
 
@@ -41,38 +40,7 @@ impl StitchSettings {
     /// Takes the settings from the configuration, checking what ffmpeg
     /// would otherwise reject late.
     pub fn from_config(p: &ProcessingConfig) -> Result<StitchSettings, StitchError> {
-        if !p.stitch_overlap_px.is_multiple_of(2) {
-            return Err(StitchError::Config(format!(
-                "processing.stitch_overlap_px: must be even (4:2:0 chroma has one sample \
-                 per two columns), got {}",
-                p.stitch_overlap_px
-            )));
-        }
-        if !p.output_width.is_multiple_of(2) {
-            return Err(StitchError::Config(format!(
-                "processing.output_width: must be even (or 0 for no cap), got {}",
-                p.output_width
-            )));
-        }
-        if p.output_preset.is_empty()
-            || !p
-                .output_preset
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(StitchError::Config(format!(
-                "processing.output_preset: must be an x264/x265 preset name such as \
-                 medium or veryfast, got {:?}",
-                p.output_preset
-            )));
-        }
-        if encode::codec_family(&p.output_codec).is_none() {
-            return Err(StitchError::Config(format!(
-                "processing.output_codec: must be h264, h265 or a hardware encoder of \
-                 either (h264_nvenc, hevc_vaapi, ...), got {:?}",
-                p.output_codec
-            )));
-        }
+        p.check().map_err(|e| StitchError::Config(e.to_string()))?;
         Ok(StitchSettings {
             sync: sync_settings(p)?,
             ffmpeg: p.ffmpeg_path.clone(),
@@ -100,16 +68,6 @@ fn sync_settings(p: &ProcessingConfig) -> Result<SyncSettings, StitchError> {
             )));
         }
     };
-    for (key, v) in [
-        ("processing.sync_search_sec", p.sync_search_sec),
-        ("processing.sync_window_sec", p.sync_window_sec),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
-            return Err(StitchError::Config(format!(
-                "{key}: must be a number > 0, got {v}"
-            )));
-        }
-    }
     Ok(SyncSettings {
         mode,
         search_sec: p.sync_search_sec,

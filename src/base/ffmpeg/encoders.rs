@@ -1,4 +1,4 @@
-//! Whether an ffmpeg encoder works on this machine.
+//! Which encoder a codec name means, and whether it works on this machine.
 //!
 //! `ffmpeg -encoders` lists what the build knows (Debian's lists
 //! `h264_nvenc` on machines without an NVIDIA card), not what runs, so the
@@ -8,6 +8,50 @@
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+/// The two codec families a panorama can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// H.264 / AVC.
+    H264,
+    /// H.265 / HEVC.
+    H265,
+}
+
+impl Family {
+    /// The software encoder of the family.
+    pub fn software(self) -> &'static str {
+        match self {
+            Family::H264 => "libx264",
+            Family::H265 => "libx265",
+        }
+    }
+}
+
+/// The family of an `output_codec` value, or `None` if it is not one.
+pub fn codec_family(codec: &str) -> Option<Family> {
+    let named = |rest: &str| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    match codec {
+        "h264" | "libx264" => Some(Family::H264),
+        "h265" | "hevc" | "libx265" => Some(Family::H265),
+        c => match (c.strip_prefix("h264_"), c.strip_prefix("hevc_")) {
+            (Some(rest), _) if named(rest) => Some(Family::H264),
+            (_, Some(rest)) if named(rest) => Some(Family::H265),
+            _ => None,
+        },
+    }
+}
+
+/// Whether `codec` names a hardware encoder rather than a family.
+pub fn is_hardware(codec: &str) -> bool {
+    codec_family(codec).is_some()
+        && !matches!(codec, "h264" | "h265" | "hevc" | "libx264" | "libx265")
+}
 
 /// The default VAAPI render node.
 pub const VAAPI_DEVICE: &str = "/dev/dri/renderD128";

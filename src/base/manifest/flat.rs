@@ -62,20 +62,7 @@ pub fn is_flat(v: &Value) -> bool {
     })
 }
 
-/// The zone `server.naive_time_zone` names: `local` (this machine's zone),
-/// `UTC`, or an IANA name such as `Europe/Paris`.
-pub fn zone_named(name: &str) -> Result<TimeZone, String> {
-    match name {
-        "local" => Ok(TimeZone::system()),
-        "UTC" | "utc" => Ok(TimeZone::UTC),
-        other => TimeZone::get(other).map_err(|e| {
-            format!(
-                "server.naive_time_zone: {other:?} is not \"local\", \"UTC\" or a time zone \
-                 name such as Europe/Paris ({e})"
-            )
-        }),
-    }
-}
+pub use crate::base::config::zone_named;
 
 /// A flat manifest as a partial nested one, and what the translation noted.
 #[derive(Debug, Clone, PartialEq)]

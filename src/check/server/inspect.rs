@@ -14,7 +14,7 @@ use crate::store::{FileState, Store, StoredDigest};
 
 /// Largest `manifest.json` read (the largest rig-receive accepts); anything
 /// bigger is not a manifest.
-const MAX_MANIFEST_BYTES: u64 = crate::receive::MAX_MANIFEST_BYTES as u64;
+const MAX_MANIFEST_BYTES: u64 = crate::base::protocol::MAX_MANIFEST_BYTES as u64;
 
 /// A recording whose small files have been read, waiting for its digest.
 pub(super) struct Inspected {

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use super::errors::{ReadError, internal, not_mp4, too_large};
-use super::form::resume_point;
+use super::resume::resume_point;
 use super::room::check_space_midway;
 use super::{FilePart, Form};
 use crate::base::checksum::HashingWriter;

@@ -155,39 +155,3 @@ fn claim_once_named<'s>(
     }
     Ok(())
 }
-
-/// Where the file part starts: 0, or a partial's length when the form
-/// asked to resume from it (409 with the partial's length otherwise).
-pub(super) fn resume_point(state: &State, form: &mut Form) -> Result<u64, ApiError> {
-    if let (Some(rec), Some(c)) = (form.rec.clone(), form.expected) {
-        form.partial_key = Some((rec, c));
-    }
-    let Some(text) = form.offset.as_deref() else {
-        return Ok(0);
-    };
-    let offset: u64 = text.trim().parse().map_err(|_| {
-        invalid(
-            field::OFFSET,
-            &format!("must be a byte count, got {text:?}"),
-        )
-    })?;
-    let Some((rec, checksum)) = form.partial_key.clone() else {
-        return Err(invalid(
-            field::OFFSET,
-            "a resumed upload must send session_id, camera_id and checksum before the file part",
-        ));
-    };
-    let have = state.partials.received(&rec, &checksum);
-    if offset != have {
-        return Err(ApiError::new(
-            409,
-            code::OFFSET_MISMATCH,
-            format!(
-                "offset is {offset} but the server holds {have} bytes of {rec} with checksum \
-                 {checksum}; resume from received_bytes ({have})"
-            ),
-        )
-        .with_received_bytes(have));
-    }
-    Ok(offset)
-}

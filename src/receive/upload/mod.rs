@@ -15,6 +15,7 @@ mod commit;
 mod errors;
 mod file;
 mod form;
+mod resume;
 mod room;
 
 use std::io;
@@ -34,10 +35,7 @@ use crate::base::ids::RecordingId;
 use crate::base::layout;
 use crate::base::protocol::{UploadResponse, code, field};
 
-/// Largest `manifest` field accepted, bytes: room for a flat manifest's
-/// `snapshot_base64` JPEG. It is held in memory (with its parsed JSON, about
-/// three times this) for one upload at a time per worker.
-pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+pub use crate::base::protocol::MAX_MANIFEST_BYTES;
 
 /// Largest other text field accepted, bytes.
 pub const MAX_TEXT_BYTES: usize = 1024;
