@@ -33,11 +33,13 @@ mod capture;
 pub mod encoders;
 pub mod frames;
 mod progress;
+mod run;
 mod thumbnail;
 mod tools;
 
 pub use capture::{CaptureProcess, CaptureSettings, CaptureSource, capture_args};
 pub use progress::{Progress, ProgressParser};
+pub use run::{RunError, run_with_progress};
 pub use thumbnail::{ThumbnailError, thumbnail};
 pub use tools::{ToolError, has_encoder, has_filter, tool_exists, version};
 

@@ -1,0 +1,170 @@
+//! Running one long ffmpeg command (a stitch's encode): its `-progress
+//! pipe:1` blocks handed over as they come, the tail of its stderr kept for
+//! the error, and the process killed as soon as the caller says stop.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Progress, ProgressParser, tool_exists};
+
+/// How much of ffmpeg's stderr is kept for an error message, bytes.
+const STDERR_TAIL: usize = 4096;
+
+/// Why a run did not finish cleanly.
+#[derive(Debug)]
+pub enum RunError {
+    /// The program is not there (or not executable).
+    Missing(PathBuf),
+    /// It could not be started or waited for.
+    Io {
+        /// The program.
+        program: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// `cancel` was set; the process was killed.
+    Interrupted,
+    /// It exited unsuccessfully.
+    Failed {
+        /// Its exit status, as text.
+        status: String,
+        /// The last few KiB of its stderr.
+        stderr: String,
+    },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Missing(p) => write!(f, "{}: not found or not executable", p.display()),
+            RunError::Io { program, source } => write!(f, "{}: {source}", program.display()),
+            RunError::Interrupted => f.write_str("interrupted"),
+            RunError::Failed { status, stderr } => write!(f, "ffmpeg {status}: {stderr}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `ffmpeg args` (which must include `-progress pipe:1`), calling
+/// `on_progress` with each block; kills it and returns
+/// [`RunError::Interrupted`] once `cancel` is set.
+pub fn run_with_progress(
+    ffmpeg: &Path,
+    args: &[OsString],
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<(), RunError> {
+    if !tool_exists(ffmpeg) {
+        return Err(RunError::Missing(ffmpeg.to_path_buf()));
+    }
+    let io_err = |source: io::Error| match source.kind() {
+        io::ErrorKind::NotFound => RunError::Missing(ffmpeg.to_path_buf()),
+        _ => RunError::Io {
+            program: ffmpeg.to_path_buf(),
+            source,
+        },
+    };
+    let mut child = Command::new(ffmpeg)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io_err)?;
+    let stderr = child.stderr.take();
+    let stderr_thread = std::thread::spawn(move || stderr.map(|s| tail_of(s, STDERR_TAIL)));
+    let mut interrupted = false;
+    if let Some(out) = child.stdout.take() {
+        interrupted = read_progress(out, cancel, on_progress);
+        if interrupted {
+            let _ = child.kill();
+        }
+    }
+    let status = child.wait().map_err(io_err)?;
+    let stderr = stderr_thread.join().ok().flatten().unwrap_or_default();
+    if interrupted || cancel.load(Ordering::Relaxed) {
+        return Err(RunError::Interrupted);
+    }
+    if !status.success() {
+        return Err(RunError::Failed {
+            status: status.to_string(),
+            stderr,
+        });
+    }
+    Ok(())
+}
+
+/// Reads `-progress` lines until they end; true when `cancel` stopped it.
+fn read_progress(
+    out: impl Read,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> bool {
+    let mut parser = ProgressParser::default();
+    for line in BufReader::new(out).lines() {
+        if cancel.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Ok(line) = line else { break };
+        if let Some(p) = parser.line(&line) {
+            on_progress(&p);
+        }
+    }
+    false
+}
+
+/// Keeps the last `cap` bytes of a stream (ffmpeg's stderr), so a chatty
+/// failure cannot grow memory.
+fn tail_of(mut r: impl Read, cap: usize) -> String {
+    let mut keep: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                keep.extend_from_slice(&buf[..n]);
+                if keep.len() > 2 * cap {
+                    keep.drain(..keep.len() - cap);
+                }
+            }
+        }
+    }
+    if keep.len() > cap {
+        keep.drain(..keep.len() - cap);
+    }
+    String::from_utf8_lossy(&keep).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_keeps_the_last_bytes_only() {
+        let text: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let tail = tail_of(&text[..], 4096);
+        assert_eq!(tail.len(), 4096);
+        assert_eq!(tail.as_bytes(), &text[text.len() - 4096..]);
+        assert_eq!(tail_of(&b"short"[..], 4096), "short");
+    }
+
+    #[test]
+    fn a_missing_program_is_named() {
+        let never = AtomicBool::new(false);
+        let err = run_with_progress(Path::new("/nonexistent/ffmpeg"), &[], &never, &mut |_| {})
+            .unwrap_err();
+        assert!(matches!(err, RunError::Missing(ref p) if p == Path::new("/nonexistent/ffmpeg")));
+    }
+}
