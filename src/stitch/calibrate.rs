@@ -385,54 +385,17 @@ fn finish(
     texture: [f64; 2],
     flat: [bool; 2],
 ) -> Calibration {
-    let names = ["CAM_L/CAM_C", "CAM_C/CAM_R"];
-    let mut warnings = Vec::new();
-    let mut fell_back = flat;
-    for s in 0..2 {
-        let (ncc, _) = fine.seam_ncc(&p, s);
-        if flat[s] {
-            warnings.push(format!(
-                "seam {}: too little texture to calibrate (median gradient {:.2} < {TEXTURE_MIN}); \
-                 kept the prior's geometry ({})",
-                names[s], texture[s], start.prior
-            ));
-        } else if ncc < NCC_MIN {
-            fell_back[s] = true;
-            warnings.push(format!(
-                "seam {}: the fit does not make the views agree (NCC {ncc:.3} < {NCC_MIN}); \
-                 kept the prior's geometry ({})",
-                names[s], start.prior
-            ));
-        }
-    }
-    for s in 0..2 {
-        if fell_back[s] {
-            for i in align::seam_params(s).chain([0, 1]) {
-                p.0[i] = p0.0[i];
-            }
+    let (fell_back, warnings) = judge_seams(start, fine, &p, texture, flat);
+    for s in (0..2).filter(|&s| fell_back[s]) {
+        for i in align::seam_params(s).chain([0, 1]) {
+            p.0[i] = p0.0[i];
         }
     }
     if fell_back.iter().any(|b| *b) {
         p = fine.refine(p, &[12, 13], 10);
     }
     let seams = (0..2)
-        .map(|s| {
-            let (ncc, samples) = fine.seam_ncc(&p, s);
-            Seam {
-                between: names[s].into(),
-                status: if fell_back[s] {
-                    "fallback_prior"
-                } else {
-                    "calibrated"
-                }
-                .into(),
-                texture: round(texture[s], 3),
-                samples,
-                ncc: round(ncc, 4),
-                rms: round(fine.seam_rms(&p, s), 3),
-                rms_prior: round(fine.seam_rms(&p0, s), 3),
-            }
-        })
+        .map(|s| seam_record(fine, &p, &p0, s, texture[s], fell_back[s]))
         .collect();
     let cams = p.cameras(&fine.prior).map(|c| Camera {
         yaw_deg: round(c.yaw_deg, 4),
@@ -451,6 +414,66 @@ fn finish(
         gains: p.gains().map(|g| round(g, 4)),
         seams,
         warnings,
+    }
+}
+
+/// The seams that fall back to the prior (too flat, or the fit does not
+/// make the views agree), with a warning for each.
+fn judge_seams(
+    start: &Calibration,
+    fine: &Problem,
+    p: &Params,
+    texture: [f64; 2],
+    flat: [bool; 2],
+) -> ([bool; 2], Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut fell_back = flat;
+    for s in 0..2 {
+        let (ncc, _) = fine.seam_ncc(p, s);
+        if flat[s] {
+            warnings.push(format!(
+                "seam {}: too little texture to calibrate (median gradient {:.2} < {TEXTURE_MIN}); \
+                 kept the prior's geometry ({})",
+                SEAM_NAMES[s], texture[s], start.prior
+            ));
+        } else if ncc < NCC_MIN {
+            fell_back[s] = true;
+            warnings.push(format!(
+                "seam {}: the fit does not make the views agree (NCC {ncc:.3} < {NCC_MIN}); \
+                 kept the prior's geometry ({})",
+                SEAM_NAMES[s], start.prior
+            ));
+        }
+    }
+    (fell_back, warnings)
+}
+
+/// The seams' names, left to right.
+const SEAM_NAMES: [&str; 2] = ["CAM_L/CAM_C", "CAM_C/CAM_R"];
+
+/// Seam `s`'s entry in the calibration file: status and residuals.
+fn seam_record(
+    fine: &Problem,
+    p: &Params,
+    p0: &Params,
+    s: usize,
+    texture: f64,
+    fell_back: bool,
+) -> Seam {
+    let (ncc, samples) = fine.seam_ncc(p, s);
+    Seam {
+        between: SEAM_NAMES[s].into(),
+        status: if fell_back {
+            "fallback_prior"
+        } else {
+            "calibrated"
+        }
+        .into(),
+        texture: round(texture, 3),
+        samples,
+        ncc: round(ncc, 4),
+        rms: round(fine.seam_rms(p, s), 3),
+        rms_prior: round(fine.seam_rms(p0, s), 3),
     }
 }
 
