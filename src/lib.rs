@@ -59,7 +59,9 @@
 //! [`stitch`]).
 //!
 //! The binaries in `src/bin/` parse flags and call these; they hold no
-//! logic of their own.
+//! logic of their own. Each program module keeps its files private and
+//! re-exports (`pub use`) what the binaries and the tests need; no two
+//! sibling modules import each other.
 
 #![deny(missing_docs)]
 

@@ -1,11 +1,12 @@
 //! The foundations every program stands on: names, paths, digests, the
 //! manifest, the wire types, the config files, and the tools the suite runs.
 //!
-//! Nothing here knows which program it runs in. The programs' own modules
-//! ([`crate::record`], [`crate::upload`], [`crate::receive`],
-//! [`crate::stitch`], [`crate::check`]) build on these and never on each
-//! other, except where a program *is* another's client (rig-check probes
-//! what rig-receive stores).
+//! Nothing here knows which program it runs in, and nothing here imports a
+//! program's module. The programs' own modules ([`crate::record`],
+//! [`crate::upload`], [`crate::receive`], [`crate::stitch`],
+//! [`crate::check`]) build on these; the server's files are reached only
+//! through [`crate::store`]. One program uses another where it *is* its
+//! client: rig-record's `--upload` runs [`crate::upload`] after a stop.
 //!
 //! | module | owns |
 //! |---|---|
