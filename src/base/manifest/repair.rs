@@ -155,11 +155,7 @@ mod tests {
     use serde_json::json;
 
     fn base() -> Manifest {
-        Manifest::from_json(include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/protocol-example.json"
-        )))
-        .unwrap()
+        Manifest::from_json(crate::base::manifest::tests::EXAMPLE).unwrap()
     }
 
     #[test]
