@@ -174,7 +174,17 @@ impl fmt::Display for StitchError {
     }
 }
 
-impl std::error::Error for StitchError {}
+impl std::error::Error for StitchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StitchError::InvalidSession(e) => Some(e),
+            StitchError::Input { source, .. } => Some(source),
+            StitchError::Io(e) => Some(e),
+            StitchError::Jobs(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<JobsError> for StitchError {
     fn from(e: JobsError) -> Self {
@@ -185,5 +195,22 @@ impl From<JobsError> for StitchError {
 impl From<std::io::Error> for StitchError {
     fn from(e: std::io::Error) -> Self {
         StitchError::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn causes_are_kept() {
+        let io = StitchError::Io(std::io::Error::other("disk on fire"));
+        assert_eq!(io.source().unwrap().to_string(), "disk on fire");
+        let id =
+            StitchError::InvalidSession(crate::base::ids::SessionId::parse("../x").unwrap_err());
+        assert!(id.source().is_some());
+        assert!(StitchError::Interrupted.source().is_none());
     }
 }
