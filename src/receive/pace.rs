@@ -95,7 +95,9 @@ mod tests {
             }
         };
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!((4..=10).contains(&got), "one window of bytes, got {got}");
+        // Sleeps never end early, so one window holds at most 5 reads (10
+        // allows for the window's edges); a loaded machine may fit fewer.
+        assert!((1..=10).contains(&got), "one window of bytes, got {got}");
     }
 
     #[test]
