@@ -148,24 +148,13 @@ pub(super) fn queue_report(
 ) -> QueueReport {
     let path = store.layout().jobs_file();
     let present = path.exists();
-    let mut jobs: BTreeMap<String, u64> = [
-        JobStatus::Queued,
-        JobStatus::Running,
-        JobStatus::Done,
-        JobStatus::Failed,
-    ]
-    .iter()
-    .map(|s| (s.as_str().to_string(), 0))
-    .collect();
+    let mut jobs = zero_job_counts();
     match file {
         Ok(file) => {
             let mut orphans = BTreeSet::new();
             for j in &file.jobs {
                 *jobs.entry(j.status.as_str().to_string()).or_insert(0) += 1;
-                let on_disk = SessionId::parse(&j.session_id)
-                    .map(|id| sessions.contains_key(&id) || store.has_session(&id))
-                    .unwrap_or(false);
-                if !filtered && !on_disk {
+                if !filtered && !job_session_stored(store, sessions, &j.session_id) {
                     orphans.insert(j.session_id.clone());
                 }
             }
@@ -191,6 +180,31 @@ pub(super) fn queue_report(
             error: Some(e.to_string()),
         },
     }
+}
+
+/// A count of 0 for every job status, so that each is reported.
+fn zero_job_counts() -> BTreeMap<String, u64> {
+    [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Failed,
+    ]
+    .iter()
+    .map(|s| (s.as_str().to_string(), 0))
+    .collect()
+}
+
+/// Whether the session a job names is on disk (seen by the walk, or in the
+/// store); a job naming no valid session is not.
+fn job_session_stored(
+    store: &Store,
+    sessions: &BTreeMap<SessionId, BTreeSet<CameraId>>,
+    session_id: &str,
+) -> bool {
+    SessionId::parse(session_id)
+        .map(|id| sessions.contains_key(&id) || store.has_session(&id))
+        .unwrap_or(false)
 }
 
 /// Free space against the floor.
