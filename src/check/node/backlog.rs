@@ -134,15 +134,7 @@ fn backlog_entry(pi: &PiLayout, rec: &RecordingId) -> Option<Entry> {
         );
         ("no_manifest".to_string(), None, None)
     } else {
-        match read_state(&pi.offload_state(rec)) {
-            Ok(Some(s)) if s.status == "offloaded" => return None,
-            Ok(Some(s)) => (s.status, s.attempts, s.last_error),
-            Ok(None) => ("pending".to_string(), None, None),
-            Err(e) => {
-                problems.push(format!("offload state unreadable: {e}"));
-                ("unknown".to_string(), None, None)
-            }
-        }
+        offload_progress(pi, rec, &mut problems)?
     };
     let manifest = (state != "no_manifest")
         .then(|| read_manifest(&manifest_path, &mut problems))
@@ -164,6 +156,24 @@ fn backlog_entry(pi: &PiLayout, rec: &RecordingId) -> Option<Entry> {
         item,
         sha256: manifest.map(|m| m.checksum.value),
         hard,
+    })
+}
+
+/// The offload state of a recording with a manifest: (state, attempts,
+/// last error); `None` when it is offloaded.
+fn offload_progress(
+    pi: &PiLayout,
+    rec: &RecordingId,
+    problems: &mut Vec<String>,
+) -> Option<(String, Option<u64>, Option<String>)> {
+    Some(match read_state(&pi.offload_state(rec)) {
+        Ok(Some(s)) if s.status == "offloaded" => return None,
+        Ok(Some(s)) => (s.status, s.attempts, s.last_error),
+        Ok(None) => ("pending".to_string(), None, None),
+        Err(e) => {
+            problems.push(format!("offload state unreadable: {e}"));
+            ("unknown".to_string(), None, None)
+        }
     })
 }
 
@@ -283,7 +293,18 @@ fn verdict(
     if items.is_empty() {
         return backlog(Status::Pass, "every recording is offloaded".into(), None);
     }
-    let verified = if opts.verify {
+    let message = pending_message(n, &size, failed, opts.verify);
+    backlog(
+        Status::Warn,
+        message,
+        Some("run rig-upload to offload them"),
+    )
+}
+
+/// The message of a backlog that is only waiting: how much, how many
+/// failed, and whether all were verified.
+fn pending_message(n: usize, size: &str, failed: usize, verified: bool) -> String {
+    let verified = if verified {
         ", all match their manifests"
     } else {
         ""
@@ -293,10 +314,5 @@ fn verdict(
     } else {
         String::new()
     };
-    let message = format!("{n} recording(s), {size} not offloaded yet{failed}{verified}");
-    backlog(
-        Status::Warn,
-        message,
-        Some("run rig-upload to offload them"),
-    )
+    format!("{n} recording(s), {size} not offloaded yet{failed}{verified}")
 }

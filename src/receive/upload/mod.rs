@@ -225,36 +225,22 @@ fn finish(
     check_complete(&form)?;
     // Both IDs are present, so store_text parsed them and took the claim.
     let (Some(rec), Some(_claim)) = (form.rec.clone(), form.claim.take()) else {
-        return Err(ApiError::new(
-            500,
-            code::INTERNAL,
-            "recording not claimed".into(),
-        ));
+        return Err(internal_invariant("recording not claimed"));
     };
     // The checksum is present, so store_text parsed it.
     let Some(expected) = form.expected else {
-        return Err(ApiError::new(
-            500,
-            code::INTERNAL,
-            "checksum not parsed".into(),
-        ));
+        return Err(internal_invariant("checksum not parsed"));
     };
     let incoming = Incoming::read(form.manifest.as_deref(), &rec, &expected)?;
     let Some(file) = form.file.take() else {
-        return Err(ApiError::new(500, code::INTERNAL, "file part lost".into()));
+        return Err(internal_invariant("file part lost"));
     };
     let (temp, digest) = file.writer.finish();
     check_digest(&digest, &expected)?;
     let settled = incoming.settle(digest.size, &state.naive_zone, || {
         commit::describe_upload(state, &rec, temp.path(), &digest)
     })?;
-    if !settled.warnings.is_empty() {
-        log::warn!(
-            "{rec}: stored a repaired manifest (the client's is kept as {}): {}",
-            layout::SERVER_CLIENT_MANIFEST,
-            settled.warnings.join("; ")
-        );
-    }
+    log_repaired(&rec, &settled.warnings);
     trace.recording = Some(rec.to_string());
     let warnings = settled.warnings.clone();
     commit::store(state, &rec, temp, &digest, settled)?;
@@ -265,6 +251,22 @@ fn finish(
         checksum_verified: true,
         manifest_warnings: warnings,
     })
+}
+
+/// 500 for a state of the form that `store_text` rules out.
+fn internal_invariant(what: &str) -> ApiError {
+    ApiError::new(500, code::INTERNAL, what.into())
+}
+
+/// Logs that the stored manifest is a repaired one, and why.
+fn log_repaired(rec: &RecordingId, warnings: &[String]) {
+    if !warnings.is_empty() {
+        log::warn!(
+            "{rec}: stored a repaired manifest (the client's is kept as {}): {}",
+            layout::SERVER_CLIENT_MANIFEST,
+            warnings.join("; ")
+        );
+    }
 }
 
 /// 400 `missing_field` naming every required field the form lacks.
