@@ -76,16 +76,12 @@ pub fn check_server(
     let queue = session::queue_report(&store, queue_file, &tree.sessions, opts.session.is_some());
     let storage_report = session::storage_report(&layout, storage.min_free_space_gb);
 
-    let mut status = queue.status.worst(storage_report.status);
-    for s in &sessions {
-        status = status.worst(s.status);
-    }
-    if !leftovers.is_empty() {
-        status = status.worst(Status::Warn);
-    }
-    if !walk_errors.is_empty() {
-        status = status.worst(Status::Fail);
-    }
+    let status = overall_status(
+        queue.status.worst(storage_report.status),
+        &sessions,
+        !leftovers.is_empty(),
+        !walk_errors.is_empty(),
+    );
     let summary = summarize(&sessions, leftovers.len(), bytes_hashed, started);
     Ok(ServerReport {
         check: "server",
@@ -102,6 +98,24 @@ pub fn check_server(
         storage: storage_report,
         walk_errors,
     })
+}
+
+/// The worst of the queue and storage status (`base`), the sessions',
+/// a warning for leftovers and a failure for walk errors.
+fn overall_status(
+    base: Status,
+    sessions: &[SessionReport],
+    leftovers: bool,
+    walk_errors: bool,
+) -> Status {
+    let mut status = sessions.iter().fold(base, |st, s| st.worst(s.status));
+    if leftovers {
+        status = status.worst(Status::Warn);
+    }
+    if walk_errors {
+        status = status.worst(Status::Fail);
+    }
+    status
 }
 
 /// The one setup error: no sessions directory to check.
