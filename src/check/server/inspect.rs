@@ -54,31 +54,33 @@ impl Inspected {
                 ),
             );
         }
+        self.compare_hash(digest.sha256);
+        self.report.sha256 = Some(digest.sha256);
+    }
+
+    /// Flags a fresh hash that is not the stored digest or the manifest's
+    /// checksum.
+    fn compare_hash(&mut self, sha256: Sha256) {
         if let Some(stored) = self.report.stored_sha256
-            && stored != digest.sha256
+            && stored != sha256
         {
             self.flag(
                 RecordingStatus::Mismatch,
                 "recording.sha256",
                 format!(
-                    "recording.mp4 hashes to {}, but the digest stored at receive time is {stored}",
-                    digest.sha256
+                    "recording.mp4 hashes to {sha256}, but the digest stored at receive time is {stored}"
                 ),
             );
         }
         if let Some(expected) = self.report.manifest_sha256
-            && expected != digest.sha256
+            && expected != sha256
         {
             self.flag(
                 RecordingStatus::Mismatch,
                 "checksum.value",
-                format!(
-                    "recording.mp4 hashes to {}, but the manifest says {expected}",
-                    digest.sha256
-                ),
+                format!("recording.mp4 hashes to {sha256}, but the manifest says {expected}"),
             );
         }
-        self.report.sha256 = Some(digest.sha256);
     }
 
     fn finish(mut self) -> RecordingReport {
