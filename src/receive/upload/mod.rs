@@ -88,12 +88,7 @@ pub fn upload(
     let limits = &state.limits;
     let boundary = boundary(req)?;
     let body_cap = limits.max_upload_bytes.saturating_add(FORM_OVERHEAD);
-    let announced = req.body_length().map(|n| n as u64);
-    if let Some(len) = announced
-        && len > body_cap
-    {
-        return Err(too_large(limits.max_upload_bytes, Some(len)));
-    }
+    let announced = announced_length(req, limits.max_upload_bytes, body_cap)?;
     let reservation = room::reserve_space(state, announced.unwrap_or(0))?;
 
     let _active = state.active_upload();
@@ -112,15 +107,36 @@ pub fn upload(
     settle_read(state, &mut form, result, started)?;
     let key = form.partial_key.clone();
     let result = finish(state, form, trace);
-    // Whatever the outcome, the file part was whole: its partial is used up
-    // (stored, or proven wrong by the digest).
     if let Some((rec, checksum)) = key {
-        match &result {
-            Ok(_) => state.partials.remove_recording(&rec),
-            Err(_) => state.partials.remove(&rec, &checksum),
-        }
+        use_up_partial(state, &rec, &checksum, result.is_ok());
     }
     result
+}
+
+/// The request's Content-Length; 413 when it is over `body_cap` (the
+/// largest upload, `max`, plus the form's overhead).
+fn announced_length(
+    req: &tiny_http::Request,
+    max: u64,
+    body_cap: u64,
+) -> Result<Option<u64>, ApiError> {
+    let announced = req.body_length().map(|n| n as u64);
+    if let Some(len) = announced
+        && len > body_cap
+    {
+        return Err(too_large(max, Some(len)));
+    }
+    Ok(announced)
+}
+
+/// Whatever the outcome, the file part was whole: its partial is used up
+/// (stored, or proven wrong by the digest).
+fn use_up_partial(state: &State, rec: &RecordingId, checksum: &Sha256, stored: bool) {
+    if stored {
+        state.partials.remove_recording(rec);
+    } else {
+        state.partials.remove(rec, checksum);
+    }
 }
 
 /// The multipart boundary of the request's Content-Type; 415 when it is
