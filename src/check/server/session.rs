@@ -34,10 +34,7 @@ pub(super) fn session_report(
     recordings: Vec<RecordingReport>,
     job: Option<JobReport>,
 ) -> SessionReport {
-    let (present, missing): (Vec<CameraId>, Vec<CameraId>) =
-        CameraId::ALL.iter().partition(|c| cameras.contains(c));
-    let names = |cs: Vec<CameraId>| cs.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let (present, missing) = (names(present), names(missing));
+    let (present, missing) = present_and_missing(cameras);
     let pano_size = store.panorama_file_size(session);
     let panorama = PanoramaReport {
         present: pano_size.is_some(),
@@ -65,6 +62,14 @@ pub(super) fn session_report(
         job,
         notes,
     }
+}
+
+/// The names of the cameras stored (`cameras`) and of those missing.
+fn present_and_missing(cameras: &BTreeSet<CameraId>) -> (Vec<String>, Vec<String>) {
+    let (present, missing): (Vec<CameraId>, Vec<CameraId>) =
+        CameraId::ALL.iter().partition(|c| cameras.contains(c));
+    let names = |cs: Vec<CameraId>| cs.iter().map(ToString::to_string).collect::<Vec<_>>();
+    (names(present), names(missing))
 }
 
 /// Findings about the recordings: how many are not OK, which are missing.
@@ -213,20 +218,7 @@ pub(super) fn storage_report(layout: &ServerLayout, min_gb: f64) -> StorageRepor
     match fsx::free_space(&path) {
         Ok(free) => {
             let free_gb = free as f64 / GB;
-            let (status, advice) = if free_gb < min_gb {
-                (
-                    Status::Fail,
-                    "; below storage.min_free_space_gb, so rig-receive refuses uploads: \
-                     move finished sessions off this disk",
-                )
-            } else if free_gb < 2.0 * min_gb {
-                (
-                    Status::Warn,
-                    "; less than twice the floor: move finished sessions off this disk soon",
-                )
-            } else {
-                (Status::Pass, "")
-            };
+            let (status, advice) = free_space_verdict(free_gb, min_gb);
             StorageReport {
                 message: format!(
                     "{free_gb:.1} GB free on {} (floor {min_gb:.1} GB){advice}",
@@ -247,5 +239,24 @@ pub(super) fn storage_report(layout: &ServerLayout, min_gb: f64) -> StorageRepor
             free_gb: None,
             min_free_space_gb: min_gb,
         },
+    }
+}
+
+/// The status of `free_gb` against the floor `min_gb`, and the advice to
+/// add to the message.
+fn free_space_verdict(free_gb: f64, min_gb: f64) -> (Status, &'static str) {
+    if free_gb < min_gb {
+        (
+            Status::Fail,
+            "; below storage.min_free_space_gb, so rig-receive refuses uploads: \
+             move finished sessions off this disk",
+        )
+    } else if free_gb < 2.0 * min_gb {
+        (
+            Status::Warn,
+            "; less than twice the floor: move finished sessions off this disk soon",
+        )
+    } else {
+        (Status::Pass, "")
     }
 }
