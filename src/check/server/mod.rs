@@ -144,25 +144,8 @@ fn check_sessions(
     queue_file: &QueueFile,
     opts: &ServerOptions,
 ) -> (Vec<SessionReport>, u64) {
-    let pending: Vec<(&SessionId, Vec<Inspected>)> = found
-        .iter()
-        .map(|(session, cameras)| {
-            let recs = cameras
-                .iter()
-                .map(|&camera| inspect(store, session, camera, opts.quick))
-                .collect();
-            (session, recs)
-        })
-        .collect();
-    let jobs: Vec<HashJob> = pending
-        .iter()
-        .flat_map(|(_, recs)| recs.iter())
-        .filter(|r| r.hash)
-        .map(|r| HashJob {
-            path: r.report.path.clone(),
-            size: r.report.size_bytes.unwrap_or(0),
-        })
-        .collect();
+    let pending = inspect_all(store, found, opts.quick);
+    let jobs = hash_jobs(&pending);
     let bytes_hashed = jobs.iter().map(|j| j.size).sum();
     let mut digests = hash_all(&jobs, opts.progress).into_iter();
     let sessions = pending
@@ -177,6 +160,37 @@ fn check_sessions(
         })
         .collect();
     (sessions, bytes_hashed)
+}
+
+/// The small files of every recording found, inspected, by session.
+fn inspect_all<'a>(
+    store: &Store,
+    found: &'a BTreeMap<SessionId, Cameras>,
+    quick: bool,
+) -> Vec<(&'a SessionId, Vec<Inspected>)> {
+    found
+        .iter()
+        .map(|(session, cameras)| {
+            let recs = cameras
+                .iter()
+                .map(|&camera| inspect(store, session, camera, quick))
+                .collect();
+            (session, recs)
+        })
+        .collect()
+}
+
+/// The recordings to hash, in the order of `pending`.
+fn hash_jobs(pending: &[(&SessionId, Vec<Inspected>)]) -> Vec<HashJob> {
+    pending
+        .iter()
+        .flat_map(|(_, recs)| recs.iter())
+        .filter(|r| r.hash)
+        .map(|r| HashJob {
+            path: r.report.path.clone(),
+            size: r.report.size_bytes.unwrap_or(0),
+        })
+        .collect()
 }
 
 /// Counts over the whole report.
