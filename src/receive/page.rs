@@ -303,31 +303,7 @@ fn camera(h: &mut String, c: &CameraSummary, links: bool) {
         .map(|n| format!("<span>{}</span>", escape(n)))
         .unwrap_or_default();
     match (&c.url, c.present) {
-        (Some(url), true) => {
-            let size = c.size_bytes.map(human_bytes).unwrap_or_default();
-            let dur = c.duration_sec.map(human_duration).unwrap_or_default();
-            let again = if c.uploading {
-                "<span>re-uploading</span>"
-            } else {
-                ""
-            };
-            // Without a key on a keyed server the cell is no link: the
-            // download would answer 401.
-            let (open, close) = if links {
-                (
-                    format!("<a class=\"cam ok\" href=\"{}\">", escape(url)),
-                    "</a>",
-                )
-            } else {
-                ("<div class=\"cam ok\">".to_string(), "</div>")
-            };
-            let _ = write!(
-                h,
-                "{open}<strong>{name}</strong><span>{}</span><span>{}</span>{host}{again}{close}",
-                escape(&size),
-                escape(&dur)
-            );
-        }
+        (Some(url), true) => stored_camera(h, c, &name, &host, cell_tags(url, links)),
         _ if c.uploading => {
             let _ = write!(
                 h,
@@ -340,6 +316,44 @@ fn camera(h: &mut String, c: &CameraSummary, links: bool) {
                 "<div class=\"cam bad\"><strong>{name}</strong><span>missing</span></div>"
             );
         }
+    }
+}
+
+/// The cell of a stored camera: its size, duration and host, whether it is
+/// being uploaded again; `tags` open and close it.
+fn stored_camera(
+    h: &mut String,
+    c: &CameraSummary,
+    name: &str,
+    host: &str,
+    (open, close): (String, &str),
+) {
+    let size = c.size_bytes.map(human_bytes).unwrap_or_default();
+    let dur = c.duration_sec.map(human_duration).unwrap_or_default();
+    let again = if c.uploading {
+        "<span>re-uploading</span>"
+    } else {
+        ""
+    };
+    let _ = write!(
+        h,
+        "{open}<strong>{name}</strong><span>{}</span><span>{}</span>{host}{again}{close}",
+        escape(&size),
+        escape(&dur)
+    );
+}
+
+/// The tags opening and closing a stored camera's cell. Without a key on a
+/// keyed server (`links` false) the cell is no link: the download would
+/// answer 401.
+fn cell_tags(url: &str, links: bool) -> (String, &'static str) {
+    if links {
+        (
+            format!("<a class=\"cam ok\" href=\"{}\">", escape(url)),
+            "</a>",
+        )
+    } else {
+        ("<div class=\"cam ok\">".to_string(), "</div>")
     }
 }
 
