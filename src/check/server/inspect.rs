@@ -34,6 +34,19 @@ impl Inspected {
         });
     }
 
+    /// Flags a recording whose size is not the manifest's.
+    fn compare_size(&mut self) {
+        if let (Some(size), Some(want)) = (self.report.size_bytes, self.report.manifest_size_bytes)
+            && size != want
+        {
+            self.flag(
+                RecordingStatus::Mismatch,
+                "file.size_bytes",
+                format!("the manifest says {want} bytes, recording.mp4 has {size}"),
+            );
+        }
+    }
+
     /// Compares a fresh digest with the stored one and the manifest's.
     fn compare(&mut self, result: io::Result<FileDigest>) {
         let digest = match result {
@@ -122,15 +135,7 @@ pub(super) fn inspect(
         camera,
     );
     // Sizes are compared in both modes; hashing only in full mode.
-    if let (Some(size), Some(want)) = (rec.report.size_bytes, rec.report.manifest_size_bytes)
-        && size != want
-    {
-        rec.flag(
-            RecordingStatus::Mismatch,
-            "file.size_bytes",
-            format!("the manifest says {want} bytes, recording.mp4 has {size}"),
-        );
-    }
+    rec.compare_size();
     rec.hash = !quick && rec.report.size_bytes.is_some();
     rec
 }
