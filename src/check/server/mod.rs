@@ -63,17 +63,10 @@ pub fn check_server(
     let layout = ServerLayout::from_config(storage);
     check_sessions_dir(&layout)?;
     let store = Store::new(layout.clone());
-    let mut tree = store.walk(opts.session.as_ref());
-    if let Some(id) = &opts.session {
-        tree.sessions.entry(id.clone()).or_default();
-    }
-    let mut leftovers = leftovers::strays(&store, &tree.strays);
-    leftovers.extend(leftovers::extras(&store, &mut tree.errors));
-    let walk_errors: Vec<Problem> = tree.errors.into_iter().map(leftovers::problem).collect();
-
+    let (found, leftovers, walk_errors) = walk(&store, opts.session.as_ref());
     let queue_file = JobQueue::new(&layout).load();
-    let (sessions, bytes_hashed) = check_sessions(&store, &tree.sessions, &queue_file, opts);
-    let queue = session::queue_report(&store, queue_file, &tree.sessions, opts.session.is_some());
+    let (sessions, bytes_hashed) = check_sessions(&store, &found, &queue_file, opts);
+    let queue = session::queue_report(&store, queue_file, &found, opts.session.is_some());
     let storage_report = session::storage_report(&layout, storage.min_free_space_gb);
 
     let status = overall_status(
@@ -98,6 +91,23 @@ pub fn check_server(
         storage: storage_report,
         walk_errors,
     })
+}
+
+/// Walks the sessions directory (only `session`'s, when given, which is
+/// then checked even if absent): the sessions and cameras found, what is
+/// left over, and what could not be read.
+fn walk(
+    store: &Store,
+    session: Option<&SessionId>,
+) -> (BTreeMap<SessionId, Cameras>, Vec<Leftover>, Vec<Problem>) {
+    let mut tree = store.walk(session);
+    if let Some(id) = session {
+        tree.sessions.entry(id.clone()).or_default();
+    }
+    let mut leftovers = leftovers::strays(store, &tree.strays);
+    leftovers.extend(leftovers::extras(store, &mut tree.errors));
+    let walk_errors = tree.errors.into_iter().map(leftovers::problem).collect();
+    (tree.sessions, leftovers, walk_errors)
 }
 
 /// The worst of the queue and storage status (`base`), the sessions',
