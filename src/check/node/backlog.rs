@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::{BacklogItem, CheckItem, MAX_SMALL_BYTES, NodeOptions, item};
-use crate::base::checksum::Sha256;
+use crate::base::checksum::{FileDigest, Sha256};
 use crate::base::ids::{CameraId, RecordingId, SessionId};
 use crate::base::layout::PiLayout;
 use crate::base::manifest::Manifest;
@@ -234,29 +234,37 @@ fn verify(items: &mut [BacklogItem], manifests: &[Option<Sha256>], progress: boo
     let mut hard = 0;
     for (&i, result) in idx.iter().zip(hash_all(&jobs, progress)) {
         let Some(want) = manifests[i] else { continue };
-        let it = &mut items[i];
-        match result {
-            Ok(d) if d.sha256 == want => {
-                it.verified = Some(true);
-                it.sha256 = Some(d.sha256);
-            }
-            Ok(d) => {
-                hard += 1;
-                it.problems.push(format!(
-                    "checksum.value: the file hashes to {}, the manifest says {want}",
-                    d.sha256
-                ));
-                it.verified = Some(false);
-                it.sha256 = Some(d.sha256);
-            }
-            Err(e) => {
-                hard += 1;
-                it.problems.push(format!("cannot read: {e}"));
-                it.verified = Some(false);
-            }
+        if !record_hash(&mut items[i], want, result) {
+            hard += 1;
         }
     }
     hard
+}
+
+/// Records on `it` whether the file hashes to the manifest's `want`;
+/// `false` (a problem noted) when it does not or cannot be read.
+fn record_hash(it: &mut BacklogItem, want: Sha256, result: io::Result<FileDigest>) -> bool {
+    match result {
+        Ok(d) if d.sha256 == want => {
+            it.verified = Some(true);
+            it.sha256 = Some(d.sha256);
+            true
+        }
+        Ok(d) => {
+            it.problems.push(format!(
+                "checksum.value: the file hashes to {}, the manifest says {want}",
+                d.sha256
+            ));
+            it.verified = Some(false);
+            it.sha256 = Some(d.sha256);
+            false
+        }
+        Err(e) => {
+            it.problems.push(format!("cannot read: {e}"));
+            it.verified = Some(false);
+            false
+        }
+    }
 }
 
 /// The backlog check's verdict: FAIL with problems (or no storage root),
