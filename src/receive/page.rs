@@ -210,13 +210,7 @@ fn sessions(h: &mut String, list: &SessionList, links: bool) {
 
 fn session(h: &mut String, s: &SessionSummary, links: bool) {
     let id = escape(&s.session_id);
-    let (class, badge) = if s.complete {
-        ("ok", "all 3 cameras".to_string())
-    } else if s.uploading {
-        ("busy", "uploading".to_string())
-    } else {
-        ("bad", format!("missing {}", s.cameras_missing.join(", ")))
-    };
+    let (class, badge) = badge(s);
     let _ = write!(h, "<section class=\"session\" id=\"s-{id}\">");
     if let Some(url) = &s.thumbnail_url {
         let _ = write!(
@@ -237,6 +231,24 @@ fn session(h: &mut String, s: &SessionSummary, links: bool) {
     }
     h.push_str("</div>");
     panorama(h, s, links);
+    session_meta(h, s);
+    h.push_str("</section>\n");
+}
+
+/// The class and text of a session's badge: complete, uploading, or what
+/// is missing.
+fn badge(s: &SessionSummary) -> (&'static str, String) {
+    if s.complete {
+        ("ok", "all 3 cameras".to_string())
+    } else if s.uploading {
+        ("busy", "uploading".to_string())
+    } else {
+        ("bad", format!("missing {}", s.cameras_missing.join(", ")))
+    }
+}
+
+/// A session's last upload and bytes recorded, when known.
+fn session_meta(h: &mut String, s: &SessionSummary) {
     let mut meta = Vec::new();
     if let Some(t) = &s.uploaded_at {
         meta.push(format!("last upload {}", escape(&human_time(t))));
@@ -250,7 +262,6 @@ fn session(h: &mut String, s: &SessionSummary, links: bool) {
     if !meta.is_empty() {
         let _ = write!(h, "<p class=\"meta\">{}</p>", meta.join(" &middot; "));
     }
-    h.push_str("</section>\n");
 }
 
 /// The session's panorama line: ready (a link), stitching, queued, failed,
