@@ -88,29 +88,32 @@ fn camera_notes(
             format!("{bad} of {} recordings not OK", recordings.len()),
         );
     }
-    if present.is_empty() {
-        note(
-            Status::Fail,
-            format!(
-                "no such session under {}",
-                store.layout().sessions.display()
-            ),
-        );
-    } else if !missing.is_empty() {
-        note(
-            Status::Fail,
-            format!(
-                "incomplete: {} missing; upload from {} (rig-upload on that node)",
-                missing.join(", "),
-                if missing.len() == 1 {
-                    "that camera"
-                } else {
-                    "those cameras"
-                }
-            ),
-        );
+    if let Some(message) = absence(store, present, missing) {
+        note(Status::Fail, message);
     }
     notes
+}
+
+/// What is absent, if anything: the whole session, or some cameras.
+fn absence(store: &Store, present: &[String], missing: &[String]) -> Option<String> {
+    if present.is_empty() {
+        Some(format!(
+            "no such session under {}",
+            store.layout().sessions.display()
+        ))
+    } else if !missing.is_empty() {
+        Some(format!(
+            "incomplete: {} missing; upload from {} (rig-upload on that node)",
+            missing.join(", "),
+            if missing.len() == 1 {
+                "that camera"
+            } else {
+                "those cameras"
+            }
+        ))
+    } else {
+        None
+    }
 }
 
 /// The finding about stitching, if any: a done job without its panorama, a
