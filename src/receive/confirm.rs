@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::ApiError;
 use super::state::State;
 use super::trace::Trace;
+use crate::base::checksum::Sha256;
 use crate::base::ids::{CameraId, RecordingId, SessionId};
 use crate::base::protocol::{ConfirmResponse, code};
 use crate::store::StoredDigest;
@@ -31,31 +32,8 @@ pub fn confirm(
     let rec = parse_body(&body)?;
     trace.grant.camera(rec.camera)?;
     trace.recording = Some(rec.to_string());
-    let not_found = || {
-        ApiError::new(
-            404,
-            code::RECORDING_NOT_FOUND,
-            format!("{rec} is not stored on this server; upload it first"),
-        )
-    };
-    let internal = |m: String| ApiError::new(500, code::INTERNAL, m);
-    let digest = match state.store.read_digest(&rec) {
-        Ok(StoredDigest::Valid(d)) => d,
-        Ok(StoredDigest::Missing) => return Err(not_found()),
-        Ok(StoredDigest::Damaged) => {
-            let path = state.store.layout().digest(&rec.session, rec.camera);
-            log::error!("{}: not a sha256sum line", path.display());
-            return Err(internal(format!(
-                "the stored digest of {rec} is damaged; upload it again"
-            )));
-        }
-        Err(e) => return Err(internal(format!("reading the stored digest of {rec}: {e}"))),
-    };
-    let size = match state.store.recording_size(&rec) {
-        Ok(Some(size)) => size,
-        Ok(None) => return Err(not_found()),
-        Err(e) => return Err(internal(format!("reading the stored recording {rec}: {e}"))),
-    };
+    let digest = stored_digest(state, &rec)?;
+    let size = stored_size(state, &rec)?;
     Ok(ConfirmResponse {
         success: true,
         session_id: rec.session.to_string(),
@@ -63,6 +41,45 @@ pub fn confirm(
         file_size: size,
         checksum_sha256: digest,
     })
+}
+
+/// 404: `rec` is not stored.
+fn not_found(rec: &RecordingId) -> ApiError {
+    ApiError::new(
+        404,
+        code::RECORDING_NOT_FOUND,
+        format!("{rec} is not stored on this server; upload it first"),
+    )
+}
+
+/// 500 with message `m`.
+fn internal(m: String) -> ApiError {
+    ApiError::new(500, code::INTERNAL, m)
+}
+
+/// The digest stored at receive time; 404 without one, 500 when damaged.
+fn stored_digest(state: &State, rec: &RecordingId) -> Result<Sha256, ApiError> {
+    match state.store.read_digest(rec) {
+        Ok(StoredDigest::Valid(d)) => Ok(d),
+        Ok(StoredDigest::Missing) => Err(not_found(rec)),
+        Ok(StoredDigest::Damaged) => {
+            let path = state.store.layout().digest(&rec.session, rec.camera);
+            log::error!("{}: not a sha256sum line", path.display());
+            Err(internal(format!(
+                "the stored digest of {rec} is damaged; upload it again"
+            )))
+        }
+        Err(e) => Err(internal(format!("reading the stored digest of {rec}: {e}"))),
+    }
+}
+
+/// The stored recording's size; 404 when it is not stored.
+fn stored_size(state: &State, rec: &RecordingId) -> Result<u64, ApiError> {
+    match state.store.recording_size(rec) {
+        Ok(Some(size)) => Ok(size),
+        Ok(None) => Err(not_found(rec)),
+        Err(e) => Err(internal(format!("reading the stored recording {rec}: {e}"))),
+    }
 }
 
 fn bad(code: &'static str, m: String) -> ApiError {

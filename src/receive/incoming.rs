@@ -122,29 +122,38 @@ impl Incoming {
                 r.problems.splice(0..0, t.notes);
                 (r, text)
             }
-            Incoming::Repair(value, text, note) => {
-                let mut value = value;
-                match &mut value {
-                    Value::Object(m) => drop(m.remove(BULKY)),
-                    // Not an object: nothing of it is used (`note` says why).
-                    other => *other = Value::Object(Map::new()),
-                }
-                let mut r = repair::repair(&value, &describe()?, note.is_none());
-                r.problems.splice(0..0, note);
-                (r, text)
-            }
+            Incoming::Repair(value, text, note) => (repair_other(value, note, &describe()?), text),
         };
-        let mut m = repaired.manifest;
-        m.extra.remove(BULKY);
-        m.extra.insert(
-            "normalized".into(),
-            json!({"client_manifest": SERVER_CLIENT_MANIFEST, "problems": repaired.problems}),
-        );
-        Ok(Settled {
-            manifest: Some(m),
-            warnings: repaired.problems,
-            original: Some(text),
-        })
+        Ok(normalized(repaired, text))
+    }
+}
+
+/// Repairs a manifest that is neither valid nor flat against the server's
+/// description; `note` (why it is no JSON object) leads its problems.
+fn repair_other(mut value: Value, note: Option<String>, base: &Manifest) -> repair::Repaired {
+    match &mut value {
+        Value::Object(m) => drop(m.remove(BULKY)),
+        // Not an object: nothing of it is used (`note` says why).
+        other => *other = Value::Object(Map::new()),
+    }
+    let mut r = repair::repair(&value, base, note.is_none());
+    r.problems.splice(0..0, note);
+    r
+}
+
+/// The repaired manifest to store, marked `normalized` with its problems,
+/// and the client's `text` to keep beside it.
+fn normalized(repaired: repair::Repaired, text: String) -> Settled {
+    let mut m = repaired.manifest;
+    m.extra.remove(BULKY);
+    m.extra.insert(
+        "normalized".into(),
+        json!({"client_manifest": SERVER_CLIENT_MANIFEST, "problems": repaired.problems}),
+    );
+    Settled {
+        manifest: Some(m),
+        warnings: repaired.problems,
+        original: Some(text),
     }
 }
 
@@ -161,30 +170,14 @@ fn contradiction(
     } else {
         ("/recording/session_id", "/recording/camera_id")
     };
-    let field = |p: &str| p.trim_start_matches('/').replace('/', ".");
-    let mut found = Vec::new();
-    for (pointer, form_name, want) in [
+    let mut found: Vec<String> = [
         (session, "session_id", rec.session.as_str()),
         (camera, "camera_id", rec.camera.as_str()),
-    ] {
-        match v.pointer(pointer) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.trim().is_empty() => {}
-            Some(Value::String(s)) if s == want => {}
-            Some(other) => found.push(format!(
-                "{} is {other} but the form's {form_name} is {want:?}",
-                field(pointer)
-            )),
-        }
-    }
-    match v.pointer("/checksum/value") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s.trim().is_empty() => {}
-        Some(Value::String(s)) if s.parse::<Sha256>().as_ref() == Ok(checksum) => {}
-        Some(other) => found.push(format!(
-            "checksum.value is {other} but the form's checksum is \"{checksum}\""
-        )),
-    }
+    ]
+    .into_iter()
+    .filter_map(|(pointer, form_name, want)| id_mismatch(v, pointer, form_name, want))
+    .collect();
+    found.extend(checksum_mismatch(v, checksum));
     if found.is_empty() {
         return Ok(());
     }
@@ -196,4 +189,30 @@ fn contradiction(
             found.join("; ")
         ),
     ))
+}
+
+/// What contradicts the form's `want` at `pointer`, if anything (absent,
+/// `null` or empty is no contradiction).
+fn id_mismatch(v: &Value, pointer: &str, form_name: &str, want: &str) -> Option<String> {
+    match v.pointer(pointer) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) if s == want => None,
+        Some(other) => Some(format!(
+            "{} is {other} but the form's {form_name} is {want:?}",
+            pointer.trim_start_matches('/').replace('/', ".")
+        )),
+    }
+}
+
+/// What contradicts the form's checksum in `checksum.value`, if anything.
+fn checksum_mismatch(v: &Value, checksum: &Sha256) -> Option<String> {
+    match v.pointer("/checksum/value") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) if s.parse::<Sha256>().as_ref() == Ok(checksum) => None,
+        Some(other) => Some(format!(
+            "checksum.value is {other} but the form's checksum is \"{checksum}\""
+        )),
+    }
 }

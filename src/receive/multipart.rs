@@ -164,24 +164,8 @@ impl<R: Read> FormStream<R> {
     /// time, or the next read of the body. `refused` counts the times in a
     /// row it got nothing or took nothing.
     fn feed(&mut self, refused: &mut u32) -> Result<(), FormError> {
-        let bytes = match self.pending.take() {
-            Some(b) => b,
-            None if self.body_done => {
-                *refused += 1;
-                if *refused > 4 {
-                    return Err(FormError::Truncated {
-                        received: self.received,
-                    });
-                }
-                return Ok(());
-            }
-            None => match self.fill()? {
-                Some(b) => b,
-                None => {
-                    self.body_done = true;
-                    return Ok(());
-                }
-            },
+        let Some(bytes) = self.next_chunk(refused)? else {
+            return Ok(());
         };
         // The decoder wants more although it already holds this much
         // without producing anything: an endless preamble or part header
@@ -209,6 +193,31 @@ impl<R: Read> FormStream<R> {
             }
         }
         Ok(())
+    }
+
+    /// The chunk to give the decoder: the one it refused last time, or the
+    /// next read of the body; `None` when there is none this time (the body
+    /// just ended, or it ended and the decoder still wants more).
+    fn next_chunk(&mut self, refused: &mut u32) -> Result<Option<Bytes>, FormError> {
+        match self.pending.take() {
+            Some(b) => Ok(Some(b)),
+            None if self.body_done => {
+                *refused += 1;
+                if *refused > 4 {
+                    return Err(FormError::Truncated {
+                        received: self.received,
+                    });
+                }
+                Ok(None)
+            }
+            None => {
+                let chunk = self.fill()?;
+                if chunk.is_none() {
+                    self.body_done = true;
+                }
+                Ok(chunk)
+            }
+        }
     }
 
     /// Reads the next chunk of the body; `None` at its end.

@@ -210,13 +210,7 @@ fn sessions(h: &mut String, list: &SessionList, links: bool) {
 
 fn session(h: &mut String, s: &SessionSummary, links: bool) {
     let id = escape(&s.session_id);
-    let (class, badge) = if s.complete {
-        ("ok", "all 3 cameras".to_string())
-    } else if s.uploading {
-        ("busy", "uploading".to_string())
-    } else {
-        ("bad", format!("missing {}", s.cameras_missing.join(", ")))
-    };
+    let (class, badge) = badge(s);
     let _ = write!(h, "<section class=\"session\" id=\"s-{id}\">");
     if let Some(url) = &s.thumbnail_url {
         let _ = write!(
@@ -237,6 +231,24 @@ fn session(h: &mut String, s: &SessionSummary, links: bool) {
     }
     h.push_str("</div>");
     panorama(h, s, links);
+    session_meta(h, s);
+    h.push_str("</section>\n");
+}
+
+/// The class and text of a session's badge: complete, uploading, or what
+/// is missing.
+fn badge(s: &SessionSummary) -> (&'static str, String) {
+    if s.complete {
+        ("ok", "all 3 cameras".to_string())
+    } else if s.uploading {
+        ("busy", "uploading".to_string())
+    } else {
+        ("bad", format!("missing {}", s.cameras_missing.join(", ")))
+    }
+}
+
+/// A session's last upload and bytes recorded, when known.
+fn session_meta(h: &mut String, s: &SessionSummary) {
     let mut meta = Vec::new();
     if let Some(t) = &s.uploaded_at {
         meta.push(format!("last upload {}", escape(&human_time(t))));
@@ -250,7 +262,6 @@ fn session(h: &mut String, s: &SessionSummary, links: bool) {
     if !meta.is_empty() {
         let _ = write!(h, "<p class=\"meta\">{}</p>", meta.join(" &middot; "));
     }
-    h.push_str("</section>\n");
 }
 
 /// The session's panorama line: ready (a link), stitching, queued, failed,
@@ -303,31 +314,7 @@ fn camera(h: &mut String, c: &CameraSummary, links: bool) {
         .map(|n| format!("<span>{}</span>", escape(n)))
         .unwrap_or_default();
     match (&c.url, c.present) {
-        (Some(url), true) => {
-            let size = c.size_bytes.map(human_bytes).unwrap_or_default();
-            let dur = c.duration_sec.map(human_duration).unwrap_or_default();
-            let again = if c.uploading {
-                "<span>re-uploading</span>"
-            } else {
-                ""
-            };
-            // Without a key on a keyed server the cell is no link: the
-            // download would answer 401.
-            let (open, close) = if links {
-                (
-                    format!("<a class=\"cam ok\" href=\"{}\">", escape(url)),
-                    "</a>",
-                )
-            } else {
-                ("<div class=\"cam ok\">".to_string(), "</div>")
-            };
-            let _ = write!(
-                h,
-                "{open}<strong>{name}</strong><span>{}</span><span>{}</span>{host}{again}{close}",
-                escape(&size),
-                escape(&dur)
-            );
-        }
+        (Some(url), true) => stored_camera(h, c, &name, &host, cell_tags(url, links)),
         _ if c.uploading => {
             let _ = write!(
                 h,
@@ -340,6 +327,44 @@ fn camera(h: &mut String, c: &CameraSummary, links: bool) {
                 "<div class=\"cam bad\"><strong>{name}</strong><span>missing</span></div>"
             );
         }
+    }
+}
+
+/// The cell of a stored camera: its size, duration and host, whether it is
+/// being uploaded again; `tags` open and close it.
+fn stored_camera(
+    h: &mut String,
+    c: &CameraSummary,
+    name: &str,
+    host: &str,
+    (open, close): (String, &str),
+) {
+    let size = c.size_bytes.map(human_bytes).unwrap_or_default();
+    let dur = c.duration_sec.map(human_duration).unwrap_or_default();
+    let again = if c.uploading {
+        "<span>re-uploading</span>"
+    } else {
+        ""
+    };
+    let _ = write!(
+        h,
+        "{open}<strong>{name}</strong><span>{}</span><span>{}</span>{host}{again}{close}",
+        escape(&size),
+        escape(&dur)
+    );
+}
+
+/// The tags opening and closing a stored camera's cell. Without a key on a
+/// keyed server (`links` false) the cell is no link: the download would
+/// answer 401.
+fn cell_tags(url: &str, links: bool) -> (String, &'static str) {
+    if links {
+        (
+            format!("<a class=\"cam ok\" href=\"{}\">", escape(url)),
+            "</a>",
+        )
+    } else {
+        ("<div class=\"cam ok\">".to_string(), "</div>")
     }
 }
 

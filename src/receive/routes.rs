@@ -169,25 +169,40 @@ fn route(
             _ => Err(wrong_method("GET")),
         },
         UPLOAD_STATUS_PATH => match method {
-            Get | Head => status::status(
-                &state.partials,
-                req.url(),
-                trace,
-                |rec| state.in_flight(rec),
-                state.limits.stall_timeout.min(STATUS_WAIT),
-            )
-            .map(|r| json_reply(200, &r)),
+            Get | Head => upload_status(state, req, trace),
             _ => Err(wrong_method("GET")),
         },
         _ if browse::allow(path).is_some() => browse::route(state, req, method, path, trace),
-        _ => Err(ApiError::new(
-            404,
-            code::NOT_FOUND,
-            format!(
-                "no such endpoint {path}; the API is {UPLOAD_PATH}, {CONFIRM_PATH}, {HEALTH_PATH}, \
-                 {}",
-                browse::ROUTES
-            ),
-        )),
+        _ => Err(no_such_endpoint(path)),
     }
+}
+
+/// `GET /api/v1/upload/status`: what the server holds of an upload,
+/// waiting (a while) for one in flight.
+fn upload_status(
+    state: &State,
+    req: &tiny_http::Request,
+    trace: &mut Trace,
+) -> Result<Reply, ApiError> {
+    status::status(
+        &state.partials,
+        req.url(),
+        trace,
+        |rec| state.in_flight(rec),
+        state.limits.stall_timeout.min(STATUS_WAIT),
+    )
+    .map(|r| json_reply(200, &r))
+}
+
+/// 404 listing the API's endpoints.
+fn no_such_endpoint(path: &str) -> ApiError {
+    ApiError::new(
+        404,
+        code::NOT_FOUND,
+        format!(
+            "no such endpoint {path}; the API is {UPLOAD_PATH}, {CONFIRM_PATH}, {HEALTH_PATH}, \
+             {}",
+            browse::ROUTES
+        ),
+    )
 }

@@ -326,30 +326,47 @@ impl PartialStore {
             }
             let path = entry.path();
             let Ok(meta) = entry.metadata() else { continue };
-            let (data, sidecar) = match name.strip_suffix(".json") {
-                Some(stem) => (self.layout.temp.join(stem), path.clone()),
-                None => (path.clone(), self.layout.temp.join(format!("{name}.json"))),
-            };
-            let orphan = if path == data {
-                !sidecar.exists()
-                    && SystemTime::now()
-                        .duration_since(meta.modified().unwrap_or(SystemTime::now()))
-                        .is_ok_and(|age| age > Duration::from_secs(60))
-            } else {
-                !data.exists()
-            };
-            if orphan || self.expired(&meta) {
-                match fs::remove_file(&path) {
-                    Ok(()) => {
-                        removed += 1;
-                        log::info!("removed expired or orphaned partial {}", path.display());
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => log::error!("cannot remove {}: {e}", path.display()),
-                }
+            if (self.orphan(&name, &path, &meta) || self.expired(&meta)) && remove_logged(&path) {
+                removed += 1;
             }
         }
         removed
+    }
+
+    /// Whether the partial file `name` (at `path`) lost its other half: a
+    /// sidecar without data, or data without a sidecar for over a minute.
+    fn orphan(&self, name: &str, path: &Path, meta: &fs::Metadata) -> bool {
+        let (data, sidecar) = match name.strip_suffix(".json") {
+            Some(stem) => (self.layout.temp.join(stem), path.to_path_buf()),
+            None => (
+                path.to_path_buf(),
+                self.layout.temp.join(format!("{name}.json")),
+            ),
+        };
+        if path == data {
+            !sidecar.exists()
+                && SystemTime::now()
+                    .duration_since(meta.modified().unwrap_or(SystemTime::now()))
+                    .is_ok_and(|age| age > Duration::from_secs(60))
+        } else {
+            !data.exists()
+        }
+    }
+}
+
+/// Removes an expired or orphaned partial file; whether it went (one
+/// already gone is not counted, other failures are logged).
+fn remove_logged(path: &Path) -> bool {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            log::info!("removed expired or orphaned partial {}", path.display());
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => {
+            log::error!("cannot remove {}: {e}", path.display());
+            false
+        }
     }
 }
 

@@ -116,15 +116,7 @@ impl Store {
         let name = entry.file_name().to_string_lossy().into_owned();
         let ft = entry.file_type();
         // Components under sessions/: [session, camera-or-stitched, file].
-        let parts: Vec<String> = entry
-            .path()
-            .strip_prefix(&self.layout.sessions)
-            .map(|rel| {
-                rel.components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let parts = self.parts_under_sessions(entry);
         Some(match entry.depth() {
             1 => {
                 let id = SessionId::parse(&name).ok().filter(|_| ft.is_dir());
@@ -133,29 +125,25 @@ impl Store {
                 }
                 id.map(|id| tree.sessions.entry(id).or_default()).is_some()
             }
-            2 => {
-                let session = parts.first().and_then(|s| SessionId::parse(s).ok());
-                match (CameraId::parse(&name), session) {
-                    (Ok(camera), Some(session)) if ft.is_dir() => {
-                        tree.sessions.entry(session).or_default().insert(camera);
-                        true
-                    }
-                    _ => {
-                        (ft.is_dir() && name == SERVER_STITCHED)
-                            || (ft.is_file() && name == SERVER_THUMBNAIL)
-                    }
-                }
-            }
+            2 => classify_in_session(&name, ft, parts.first(), tree),
             _ => {
                 let parent = parts.get(1).map(String::as_str).unwrap_or_default();
-                let allowed: &[&str] = if CameraId::parse(parent).is_ok() {
-                    &SERVER_CAMERA_FILES
-                } else {
-                    &[SERVER_PANORAMA]
-                };
-                ft.is_file() && allowed.contains(&name.as_str())
+                ft.is_file() && file_allowed_in(parent, &name)
             }
         })
+    }
+
+    /// The components of a walked entry's path under `sessions/`.
+    fn parts_under_sessions(&self, entry: &walkdir::DirEntry) -> Vec<String> {
+        entry
+            .path()
+            .strip_prefix(&self.layout.sessions)
+            .map(|rel| {
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Everything in `temp/` but partials; in `processing/`, temp files
@@ -240,4 +228,33 @@ impl Store {
             .filter(|m| m.is_file())
             .map(|m| m.len())
     }
+}
+
+/// Whether an entry directly in a session directory is in the layout: a
+/// camera directory (recorded in `tree`), `stitched/`, or the thumbnail.
+fn classify_in_session(
+    name: &str,
+    ft: std::fs::FileType,
+    session: Option<&String>,
+    tree: &mut Tree,
+) -> bool {
+    let session = session.and_then(|s| SessionId::parse(s).ok());
+    match (CameraId::parse(name), session) {
+        (Ok(camera), Some(session)) if ft.is_dir() => {
+            tree.sessions.entry(session).or_default().insert(camera);
+            true
+        }
+        _ => (ft.is_dir() && name == SERVER_STITCHED) || (ft.is_file() && name == SERVER_THUMBNAIL),
+    }
+}
+
+/// Whether a file named `name` belongs in `parent` (a camera directory or
+/// `stitched/`).
+fn file_allowed_in(parent: &str, name: &str) -> bool {
+    let allowed: &[&str] = if CameraId::parse(parent).is_ok() {
+        &SERVER_CAMERA_FILES
+    } else {
+        &[SERVER_PANORAMA]
+    };
+    allowed.contains(&name)
 }

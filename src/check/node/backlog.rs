@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::{BacklogItem, CheckItem, MAX_SMALL_BYTES, NodeOptions, item};
-use crate::base::checksum::Sha256;
+use crate::base::checksum::{FileDigest, Sha256};
 use crate::base::ids::{CameraId, RecordingId, SessionId};
 use crate::base::layout::PiLayout;
 use crate::base::manifest::Manifest;
@@ -134,15 +134,7 @@ fn backlog_entry(pi: &PiLayout, rec: &RecordingId) -> Option<Entry> {
         );
         ("no_manifest".to_string(), None, None)
     } else {
-        match read_state(&pi.offload_state(rec)) {
-            Ok(Some(s)) if s.status == "offloaded" => return None,
-            Ok(Some(s)) => (s.status, s.attempts, s.last_error),
-            Ok(None) => ("pending".to_string(), None, None),
-            Err(e) => {
-                problems.push(format!("offload state unreadable: {e}"));
-                ("unknown".to_string(), None, None)
-            }
-        }
+        offload_progress(pi, rec, &mut problems)?
     };
     let manifest = (state != "no_manifest")
         .then(|| read_manifest(&manifest_path, &mut problems))
@@ -164,6 +156,24 @@ fn backlog_entry(pi: &PiLayout, rec: &RecordingId) -> Option<Entry> {
         item,
         sha256: manifest.map(|m| m.checksum.value),
         hard,
+    })
+}
+
+/// The offload state of a recording with a manifest: (state, attempts,
+/// last error); `None` when it is offloaded.
+fn offload_progress(
+    pi: &PiLayout,
+    rec: &RecordingId,
+    problems: &mut Vec<String>,
+) -> Option<(String, Option<u64>, Option<String>)> {
+    Some(match read_state(&pi.offload_state(rec)) {
+        Ok(Some(s)) if s.status == "offloaded" => return None,
+        Ok(Some(s)) => (s.status, s.attempts, s.last_error),
+        Ok(None) => ("pending".to_string(), None, None),
+        Err(e) => {
+            problems.push(format!("offload state unreadable: {e}"));
+            ("unknown".to_string(), None, None)
+        }
     })
 }
 
@@ -224,29 +234,37 @@ fn verify(items: &mut [BacklogItem], manifests: &[Option<Sha256>], progress: boo
     let mut hard = 0;
     for (&i, result) in idx.iter().zip(hash_all(&jobs, progress)) {
         let Some(want) = manifests[i] else { continue };
-        let it = &mut items[i];
-        match result {
-            Ok(d) if d.sha256 == want => {
-                it.verified = Some(true);
-                it.sha256 = Some(d.sha256);
-            }
-            Ok(d) => {
-                hard += 1;
-                it.problems.push(format!(
-                    "checksum.value: the file hashes to {}, the manifest says {want}",
-                    d.sha256
-                ));
-                it.verified = Some(false);
-                it.sha256 = Some(d.sha256);
-            }
-            Err(e) => {
-                hard += 1;
-                it.problems.push(format!("cannot read: {e}"));
-                it.verified = Some(false);
-            }
+        if !record_hash(&mut items[i], want, result) {
+            hard += 1;
         }
     }
     hard
+}
+
+/// Records on `it` whether the file hashes to the manifest's `want`;
+/// `false` (a problem noted) when it does not or cannot be read.
+fn record_hash(it: &mut BacklogItem, want: Sha256, result: io::Result<FileDigest>) -> bool {
+    match result {
+        Ok(d) if d.sha256 == want => {
+            it.verified = Some(true);
+            it.sha256 = Some(d.sha256);
+            true
+        }
+        Ok(d) => {
+            it.problems.push(format!(
+                "checksum.value: the file hashes to {}, the manifest says {want}",
+                d.sha256
+            ));
+            it.verified = Some(false);
+            it.sha256 = Some(d.sha256);
+            false
+        }
+        Err(e) => {
+            it.problems.push(format!("cannot read: {e}"));
+            it.verified = Some(false);
+            false
+        }
+    }
 }
 
 /// The backlog check's verdict: FAIL with problems (or no storage root),
@@ -283,7 +301,18 @@ fn verdict(
     if items.is_empty() {
         return backlog(Status::Pass, "every recording is offloaded".into(), None);
     }
-    let verified = if opts.verify {
+    let message = pending_message(n, &size, failed, opts.verify);
+    backlog(
+        Status::Warn,
+        message,
+        Some("run rig-upload to offload them"),
+    )
+}
+
+/// The message of a backlog that is only waiting: how much, how many
+/// failed, and whether all were verified.
+fn pending_message(n: usize, size: &str, failed: usize, verified: bool) -> String {
+    let verified = if verified {
         ", all match their manifests"
     } else {
         ""
@@ -293,10 +322,5 @@ fn verdict(
     } else {
         String::new()
     };
-    let message = format!("{n} recording(s), {size} not offloaded yet{failed}{verified}");
-    backlog(
-        Status::Warn,
-        message,
-        Some("run rig-upload to offload them"),
-    )
+    format!("{n} recording(s), {size} not offloaded yet{failed}{verified}")
 }

@@ -93,20 +93,11 @@ fn free_space_item(config: &Config, opts: &NodeOptions, free: u64) -> CheckItem 
     } else {
         Status::Pass
     };
-    let mut message = format!(
-        "{free_gb:.1} GB free: {} of recording at {bitrate} Mbps",
-        human_minutes(minutes)
+    let message = format!(
+        "{free_gb:.1} GB free: {} of recording at {bitrate} Mbps{}",
+        human_minutes(minutes),
+        free_space_advice(status, min_gb, opts.match_minutes)
     );
-    match status {
-        Status::Fail => message.push_str(&format!(
-            "; below node.min_free_space_gb ({min_gb:.1} GB), rig-record will refuse to start"
-        )),
-        Status::Warn => message.push_str(&format!(
-            "; a match needs {}",
-            human_minutes(opts.match_minutes)
-        )),
-        Status::Pass => {}
-    }
     item(
         "free_space",
         status,
@@ -119,6 +110,18 @@ fn free_space_item(config: &Config, opts: &NodeOptions, free: u64) -> CheckItem 
                "minutes": round3(minutes), "bitrate_mbps": bitrate,
                "min_free_space_gb": min_gb, "match_minutes": opts.match_minutes}),
     )
+}
+
+/// What a failing or warning free space means: rig-record refuses to start
+/// under `min_gb`; a match needs `match_minutes`.
+fn free_space_advice(status: Status, min_gb: f64, match_minutes: f64) -> String {
+    match status {
+        Status::Fail => format!(
+            "; below node.min_free_space_gb ({min_gb:.1} GB), rig-record will refuse to start"
+        ),
+        Status::Warn => format!("; a match needs {}", human_minutes(match_minutes)),
+        Status::Pass => String::new(),
+    }
 }
 
 pub(super) fn round3(v: f64) -> f64 {

@@ -58,27 +58,12 @@ fn get_health(
     opts: &NodeOptions,
 ) -> Result<(u16, String), (String, Option<u16>)> {
     use crate::base::http;
-    let connect =
-        Duration::from_secs(config.offload.connect_timeout_sec.max(1)).min(opts.health_timeout);
-    let builder = http::agent_builder(&config.offload).map_err(|e| (e.to_string(), None))?;
-    let agent: ureq::Agent = builder
-        .timeout_connect(Some(connect))
-        .timeout_global(Some(opts.health_timeout))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
+    let agent = health_agent(config, opts).map_err(|e| (e, None))?;
     let mut req = agent.get(health);
     if let Some(key) = http::api_key(&config.offload).map_err(|e| (e.to_string(), None))? {
         req = req.header("Authorization", http::bearer(&key));
     }
-    let mut resp = req.call().map_err(|e| {
-        if http::is_tls_failure(&e) {
-            (format!("{} ({e})", http::tls_hint(health)), None)
-        } else {
-            (format!("{health} unreachable: {e}"), None)
-        }
-    })?;
+    let mut resp = req.call().map_err(|e| (call_failure(health, &e), None))?;
     let code = resp.status().as_u16();
     let mut body = String::new();
     resp.body_mut()
@@ -92,6 +77,31 @@ fn get_health(
             )
         })?;
     Ok((code, body))
+}
+
+/// An HTTP client for the health check: the offload settings, the connect
+/// timeout no longer than the whole check's, no proxy, HTTP errors as
+/// replies.
+fn health_agent(config: &Config, opts: &NodeOptions) -> Result<ureq::Agent, String> {
+    let connect =
+        Duration::from_secs(config.offload.connect_timeout_sec.max(1)).min(opts.health_timeout);
+    let builder = crate::base::http::agent_builder(&config.offload).map_err(|e| e.to_string())?;
+    Ok(builder
+        .timeout_connect(Some(connect))
+        .timeout_global(Some(opts.health_timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into())
+}
+
+/// Why the request to `health` got no reply, with a hint for TLS failures.
+fn call_failure(health: &str, e: &ureq::Error) -> String {
+    if crate::base::http::is_tls_failure(e) {
+        format!("{} ({e})", crate::base::http::tls_hint(health))
+    } else {
+        format!("{health} unreachable: {e}")
+    }
 }
 
 /// The check a health reply makes: PASS when healthy with its figures,

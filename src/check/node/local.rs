@@ -21,52 +21,50 @@ pub(super) fn check_clock(config: &Config) -> CheckItem {
     let limit_ms = 500.0 / f64::from(fps);
     let value = json!({"synced": sync.synced, "offset_ms": sync.offset_ms,
                        "source": sync.source, "limit_ms": round3(limit_ms)});
-    let fix_unsynced = "start chronyd and wait until `chronyc tracking` shows Leap status Normal \
-                        (check `chronyc sources`); unsynced cameras do not line up in the panorama";
+    let (status, message, fix) = clock_verdict(&sync, fps, limit_ms);
+    item("clock", status, message, fix, value)
+}
+
+/// What to fix when the clock is not NTP-synchronized (or nobody says).
+const FIX_UNSYNCED: &str = "start chronyd and wait until `chronyc tracking` shows Leap status \
+                            Normal (check `chronyc sources`); unsynced cameras do not line up \
+                            in the panorama";
+
+/// The clock's status, message and fix: unknown or unsynced fail; more
+/// than `limit_ms` off NTP time warns.
+fn clock_verdict(
+    sync: &host::ClockSync,
+    fps: u32,
+    limit_ms: f64,
+) -> (Status, String, Option<&'static str>) {
     if sync.source == "none" {
-        return item(
-            "clock",
-            Status::Fail,
-            "cannot tell: neither chronyc nor timedatectl answered".into(),
-            Some(fix_unsynced),
-            value,
-        );
+        let message = "cannot tell: neither chronyc nor timedatectl answered";
+        return (Status::Fail, message.into(), Some(FIX_UNSYNCED));
     }
     if !sync.synced {
-        return item(
-            "clock",
-            Status::Fail,
-            format!("not NTP-synchronized (per {})", sync.source),
-            Some(fix_unsynced),
-            value,
-        );
+        let message = format!("not NTP-synchronized (per {})", sync.source);
+        return (Status::Fail, message, Some(FIX_UNSYNCED));
     }
     match sync.offset_ms {
-        Some(ms) if ms.abs() > limit_ms => item(
-            "clock",
+        Some(ms) if ms.abs() > limit_ms => (
             Status::Warn,
             format!(
                 "synchronized, but {ms:+.3} ms off NTP time: more than half a frame at {fps} fps ({limit_ms:.1} ms)"
             ),
             Some("wait for chrony to converge (`chronyc tracking`), or `chronyc makestep`"),
-            value,
         ),
-        Some(ms) => item(
-            "clock",
+        Some(ms) => (
             Status::Pass,
             format!(
                 "synchronized, {ms:+.3} ms off NTP time (per {})",
                 sync.source
             ),
             None,
-            value,
         ),
-        None => item(
-            "clock",
+        None => (
             Status::Pass,
             format!("synchronized (per {}; offset unknown)", sync.source),
             None,
-            value,
         ),
     }
 }

@@ -178,17 +178,7 @@ pub fn check_node(config: &Config, opts: &NodeOptions) -> Result<NodeReport, Che
     let (mut server, server_free) = check_server(&config.offload.server_url, config, opts);
     let (backlog_check, backlog) = check_backlog(&pi, root_ok, opts);
     let backlog_bytes: u64 = backlog.iter().filter_map(|b| b.size_bytes).sum();
-    if let Some(free_gb) = server_free
-        && server.status == Status::Pass
-        && free_gb * GB < backlog_bytes as f64
-    {
-        server.status = Status::Warn;
-        server.message.push_str(&format!(
-            "; less than the {} backlog of this node",
-            human_bytes(backlog_bytes)
-        ));
-        server.fix = Some("free space on the server before offloading".into());
-    }
+    warn_if_server_short(&mut server, server_free, backlog_bytes);
     checks.push(server);
     checks.push(backlog_check);
 
@@ -205,4 +195,20 @@ pub fn check_node(config: &Config, opts: &NodeOptions) -> Result<NodeReport, Che
         checks,
         backlog,
     })
+}
+
+/// Turns a passing server check into a warning when the server's free
+/// space (`server_free`, GB) is less than this node's backlog.
+fn warn_if_server_short(server: &mut CheckItem, server_free: Option<f64>, backlog_bytes: u64) {
+    if let Some(free_gb) = server_free
+        && server.status == Status::Pass
+        && free_gb * GB < backlog_bytes as f64
+    {
+        server.status = Status::Warn;
+        server.message.push_str(&format!(
+            "; less than the {} backlog of this node",
+            human_bytes(backlog_bytes)
+        ));
+        server.fix = Some("free space on the server before offloading".into());
+    }
 }

@@ -34,6 +34,19 @@ impl Inspected {
         });
     }
 
+    /// Flags a recording whose size is not the manifest's.
+    fn compare_size(&mut self) {
+        if let (Some(size), Some(want)) = (self.report.size_bytes, self.report.manifest_size_bytes)
+            && size != want
+        {
+            self.flag(
+                RecordingStatus::Mismatch,
+                "file.size_bytes",
+                format!("the manifest says {want} bytes, recording.mp4 has {size}"),
+            );
+        }
+    }
+
     /// Compares a fresh digest with the stored one and the manifest's.
     fn compare(&mut self, result: io::Result<FileDigest>) {
         let digest = match result {
@@ -54,31 +67,33 @@ impl Inspected {
                 ),
             );
         }
+        self.compare_hash(digest.sha256);
+        self.report.sha256 = Some(digest.sha256);
+    }
+
+    /// Flags a fresh hash that is not the stored digest or the manifest's
+    /// checksum.
+    fn compare_hash(&mut self, sha256: Sha256) {
         if let Some(stored) = self.report.stored_sha256
-            && stored != digest.sha256
+            && stored != sha256
         {
             self.flag(
                 RecordingStatus::Mismatch,
                 "recording.sha256",
                 format!(
-                    "recording.mp4 hashes to {}, but the digest stored at receive time is {stored}",
-                    digest.sha256
+                    "recording.mp4 hashes to {sha256}, but the digest stored at receive time is {stored}"
                 ),
             );
         }
         if let Some(expected) = self.report.manifest_sha256
-            && expected != digest.sha256
+            && expected != sha256
         {
             self.flag(
                 RecordingStatus::Mismatch,
                 "checksum.value",
-                format!(
-                    "recording.mp4 hashes to {}, but the manifest says {expected}",
-                    digest.sha256
-                ),
+                format!("recording.mp4 hashes to {sha256}, but the manifest says {expected}"),
             );
         }
-        self.report.sha256 = Some(digest.sha256);
     }
 
     fn finish(mut self) -> RecordingReport {
@@ -120,15 +135,7 @@ pub(super) fn inspect(
         camera,
     );
     // Sizes are compared in both modes; hashing only in full mode.
-    if let (Some(size), Some(want)) = (rec.report.size_bytes, rec.report.manifest_size_bytes)
-        && size != want
-    {
-        rec.flag(
-            RecordingStatus::Mismatch,
-            "file.size_bytes",
-            format!("the manifest says {want} bytes, recording.mp4 has {size}"),
-        );
-    }
+    rec.compare_size();
     rec.hash = !quick && rec.report.size_bytes.is_some();
     rec
 }

@@ -63,29 +63,18 @@ pub fn check_server(
     let layout = ServerLayout::from_config(storage);
     check_sessions_dir(&layout)?;
     let store = Store::new(layout.clone());
-    let mut tree = store.walk(opts.session.as_ref());
-    if let Some(id) = &opts.session {
-        tree.sessions.entry(id.clone()).or_default();
-    }
-    let mut leftovers = leftovers::strays(&store, &tree.strays);
-    leftovers.extend(leftovers::extras(&store, &mut tree.errors));
-    let walk_errors: Vec<Problem> = tree.errors.into_iter().map(leftovers::problem).collect();
-
+    let (found, leftovers, walk_errors) = walk(&store, opts.session.as_ref());
     let queue_file = JobQueue::new(&layout).load();
-    let (sessions, bytes_hashed) = check_sessions(&store, &tree.sessions, &queue_file, opts);
-    let queue = session::queue_report(&store, queue_file, &tree.sessions, opts.session.is_some());
+    let (sessions, bytes_hashed) = check_sessions(&store, &found, &queue_file, opts);
+    let queue = session::queue_report(&store, queue_file, &found, opts.session.is_some());
     let storage_report = session::storage_report(&layout, storage.min_free_space_gb);
 
-    let mut status = queue.status.worst(storage_report.status);
-    for s in &sessions {
-        status = status.worst(s.status);
-    }
-    if !leftovers.is_empty() {
-        status = status.worst(Status::Warn);
-    }
-    if !walk_errors.is_empty() {
-        status = status.worst(Status::Fail);
-    }
+    let status = overall_status(
+        queue.status.worst(storage_report.status),
+        &sessions,
+        !leftovers.is_empty(),
+        !walk_errors.is_empty(),
+    );
     let summary = summarize(&sessions, leftovers.len(), bytes_hashed, started);
     Ok(ServerReport {
         check: "server",
@@ -102,6 +91,41 @@ pub fn check_server(
         storage: storage_report,
         walk_errors,
     })
+}
+
+/// Walks the sessions directory (only `session`'s, when given, which is
+/// then checked even if absent): the sessions and cameras found, what is
+/// left over, and what could not be read.
+fn walk(
+    store: &Store,
+    session: Option<&SessionId>,
+) -> (BTreeMap<SessionId, Cameras>, Vec<Leftover>, Vec<Problem>) {
+    let mut tree = store.walk(session);
+    if let Some(id) = session {
+        tree.sessions.entry(id.clone()).or_default();
+    }
+    let mut leftovers = leftovers::strays(store, &tree.strays);
+    leftovers.extend(leftovers::extras(store, &mut tree.errors));
+    let walk_errors = tree.errors.into_iter().map(leftovers::problem).collect();
+    (tree.sessions, leftovers, walk_errors)
+}
+
+/// The worst of the queue and storage status (`base`), the sessions',
+/// a warning for leftovers and a failure for walk errors.
+fn overall_status(
+    base: Status,
+    sessions: &[SessionReport],
+    leftovers: bool,
+    walk_errors: bool,
+) -> Status {
+    let mut status = sessions.iter().fold(base, |st, s| st.worst(s.status));
+    if leftovers {
+        status = status.worst(Status::Warn);
+    }
+    if walk_errors {
+        status = status.worst(Status::Fail);
+    }
+    status
 }
 
 /// The one setup error: no sessions directory to check.
@@ -130,25 +154,8 @@ fn check_sessions(
     queue_file: &QueueFile,
     opts: &ServerOptions,
 ) -> (Vec<SessionReport>, u64) {
-    let pending: Vec<(&SessionId, Vec<Inspected>)> = found
-        .iter()
-        .map(|(session, cameras)| {
-            let recs = cameras
-                .iter()
-                .map(|&camera| inspect(store, session, camera, opts.quick))
-                .collect();
-            (session, recs)
-        })
-        .collect();
-    let jobs: Vec<HashJob> = pending
-        .iter()
-        .flat_map(|(_, recs)| recs.iter())
-        .filter(|r| r.hash)
-        .map(|r| HashJob {
-            path: r.report.path.clone(),
-            size: r.report.size_bytes.unwrap_or(0),
-        })
-        .collect();
+    let pending = inspect_all(store, found, opts.quick);
+    let jobs = hash_jobs(&pending);
     let bytes_hashed = jobs.iter().map(|j| j.size).sum();
     let mut digests = hash_all(&jobs, opts.progress).into_iter();
     let sessions = pending
@@ -163,6 +170,37 @@ fn check_sessions(
         })
         .collect();
     (sessions, bytes_hashed)
+}
+
+/// The small files of every recording found, inspected, by session.
+fn inspect_all<'a>(
+    store: &Store,
+    found: &'a BTreeMap<SessionId, Cameras>,
+    quick: bool,
+) -> Vec<(&'a SessionId, Vec<Inspected>)> {
+    found
+        .iter()
+        .map(|(session, cameras)| {
+            let recs = cameras
+                .iter()
+                .map(|&camera| inspect(store, session, camera, quick))
+                .collect();
+            (session, recs)
+        })
+        .collect()
+}
+
+/// The recordings to hash, in the order of `pending`.
+fn hash_jobs(pending: &[(&SessionId, Vec<Inspected>)]) -> Vec<HashJob> {
+    pending
+        .iter()
+        .flat_map(|(_, recs)| recs.iter())
+        .filter(|r| r.hash)
+        .map(|r| HashJob {
+            path: r.report.path.clone(),
+            size: r.report.size_bytes.unwrap_or(0),
+        })
+        .collect()
 }
 
 /// Counts over the whole report.

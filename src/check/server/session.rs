@@ -34,10 +34,7 @@ pub(super) fn session_report(
     recordings: Vec<RecordingReport>,
     job: Option<JobReport>,
 ) -> SessionReport {
-    let (present, missing): (Vec<CameraId>, Vec<CameraId>) =
-        CameraId::ALL.iter().partition(|c| cameras.contains(c));
-    let names = |cs: Vec<CameraId>| cs.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let (present, missing) = (names(present), names(missing));
+    let (present, missing) = present_and_missing(cameras);
     let pano_size = store.panorama_file_size(session);
     let panorama = PanoramaReport {
         present: pano_size.is_some(),
@@ -67,6 +64,14 @@ pub(super) fn session_report(
     }
 }
 
+/// The names of the cameras stored (`cameras`) and of those missing.
+fn present_and_missing(cameras: &BTreeSet<CameraId>) -> (Vec<String>, Vec<String>) {
+    let (present, missing): (Vec<CameraId>, Vec<CameraId>) =
+        CameraId::ALL.iter().partition(|c| cameras.contains(c));
+    let names = |cs: Vec<CameraId>| cs.iter().map(ToString::to_string).collect::<Vec<_>>();
+    (names(present), names(missing))
+}
+
 /// Findings about the recordings: how many are not OK, which are missing.
 fn camera_notes(
     store: &Store,
@@ -83,29 +88,32 @@ fn camera_notes(
             format!("{bad} of {} recordings not OK", recordings.len()),
         );
     }
-    if present.is_empty() {
-        note(
-            Status::Fail,
-            format!(
-                "no such session under {}",
-                store.layout().sessions.display()
-            ),
-        );
-    } else if !missing.is_empty() {
-        note(
-            Status::Fail,
-            format!(
-                "incomplete: {} missing; upload from {} (rig-upload on that node)",
-                missing.join(", "),
-                if missing.len() == 1 {
-                    "that camera"
-                } else {
-                    "those cameras"
-                }
-            ),
-        );
+    if let Some(message) = absence(store, present, missing) {
+        note(Status::Fail, message);
     }
     notes
+}
+
+/// What is absent, if anything: the whole session, or some cameras.
+fn absence(store: &Store, present: &[String], missing: &[String]) -> Option<String> {
+    if present.is_empty() {
+        Some(format!(
+            "no such session under {}",
+            store.layout().sessions.display()
+        ))
+    } else if !missing.is_empty() {
+        Some(format!(
+            "incomplete: {} missing; upload from {} (rig-upload on that node)",
+            missing.join(", "),
+            if missing.len() == 1 {
+                "that camera"
+            } else {
+                "those cameras"
+            }
+        ))
+    } else {
+        None
+    }
 }
 
 /// The finding about stitching, if any: a done job without its panorama, a
@@ -148,24 +156,13 @@ pub(super) fn queue_report(
 ) -> QueueReport {
     let path = store.layout().jobs_file();
     let present = path.exists();
-    let mut jobs: BTreeMap<String, u64> = [
-        JobStatus::Queued,
-        JobStatus::Running,
-        JobStatus::Done,
-        JobStatus::Failed,
-    ]
-    .iter()
-    .map(|s| (s.as_str().to_string(), 0))
-    .collect();
+    let mut jobs = zero_job_counts();
     match file {
         Ok(file) => {
             let mut orphans = BTreeSet::new();
             for j in &file.jobs {
                 *jobs.entry(j.status.as_str().to_string()).or_insert(0) += 1;
-                let on_disk = SessionId::parse(&j.session_id)
-                    .map(|id| sessions.contains_key(&id) || store.has_session(&id))
-                    .unwrap_or(false);
-                if !filtered && !on_disk {
+                if !filtered && !job_session_stored(store, sessions, &j.session_id) {
                     orphans.insert(j.session_id.clone());
                 }
             }
@@ -193,26 +190,38 @@ pub(super) fn queue_report(
     }
 }
 
+/// A count of 0 for every job status, so that each is reported.
+fn zero_job_counts() -> BTreeMap<String, u64> {
+    [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Failed,
+    ]
+    .iter()
+    .map(|s| (s.as_str().to_string(), 0))
+    .collect()
+}
+
+/// Whether the session a job names is on disk (seen by the walk, or in the
+/// store); a job naming no valid session is not.
+fn job_session_stored(
+    store: &Store,
+    sessions: &BTreeMap<SessionId, BTreeSet<CameraId>>,
+    session_id: &str,
+) -> bool {
+    SessionId::parse(session_id)
+        .map(|id| sessions.contains_key(&id) || store.has_session(&id))
+        .unwrap_or(false)
+}
+
 /// Free space against the floor.
 pub(super) fn storage_report(layout: &ServerLayout, min_gb: f64) -> StorageReport {
     let path = fsx::existing_ancestor(&layout.sessions).to_path_buf();
     match fsx::free_space(&path) {
         Ok(free) => {
             let free_gb = free as f64 / GB;
-            let (status, advice) = if free_gb < min_gb {
-                (
-                    Status::Fail,
-                    "; below storage.min_free_space_gb, so rig-receive refuses uploads: \
-                     move finished sessions off this disk",
-                )
-            } else if free_gb < 2.0 * min_gb {
-                (
-                    Status::Warn,
-                    "; less than twice the floor: move finished sessions off this disk soon",
-                )
-            } else {
-                (Status::Pass, "")
-            };
+            let (status, advice) = free_space_verdict(free_gb, min_gb);
             StorageReport {
                 message: format!(
                     "{free_gb:.1} GB free on {} (floor {min_gb:.1} GB){advice}",
@@ -233,5 +242,24 @@ pub(super) fn storage_report(layout: &ServerLayout, min_gb: f64) -> StorageRepor
             free_gb: None,
             min_free_space_gb: min_gb,
         },
+    }
+}
+
+/// The status of `free_gb` against the floor `min_gb`, and the advice to
+/// add to the message.
+fn free_space_verdict(free_gb: f64, min_gb: f64) -> (Status, &'static str) {
+    if free_gb < min_gb {
+        (
+            Status::Fail,
+            "; below storage.min_free_space_gb, so rig-receive refuses uploads: \
+             move finished sessions off this disk",
+        )
+    } else if free_gb < 2.0 * min_gb {
+        (
+            Status::Warn,
+            "; less than twice the floor: move finished sessions off this disk soon",
+        )
+    } else {
+        (Status::Pass, "")
     }
 }

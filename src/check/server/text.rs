@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::report::{LeftoverKind, ServerReport, SessionReport};
+use super::report::{LeftoverKind, RecordingReport, ServerReport, SessionReport};
 use crate::base::units::human_bytes;
 
 impl ServerReport {
@@ -139,6 +139,17 @@ impl ServerReport {
 
 /// One session's block: its line, its recordings, its notes.
 fn write_session(out: &mut String, session: &SessionReport) {
+    let _ = writeln!(out, "\n{}", session_line(session));
+    for r in &session.recordings {
+        write_recording(out, r);
+    }
+    for n in &session.notes {
+        let _ = writeln!(out, "  {}  {}", n.status, n.message);
+    }
+}
+
+/// A session's status, ID, cameras, panorama and job on one line.
+fn session_line(session: &SessionReport) -> String {
     let pano = match session.panorama.size_bytes {
         Some(n) => format!("panorama {}", human_bytes(n)),
         None => "no panorama".to_string(),
@@ -152,31 +163,29 @@ fn write_session(out: &mut String, session: &SessionReport) {
     } else {
         format!("INCOMPLETE, missing {}", session.cameras_missing.join(" "))
     };
+    format!(
+        "{}  {}  {cams}; {pano}; {job}",
+        session.status, session.session_id
+    )
+}
+
+/// One recording's line, its problems and its fix.
+fn write_recording(out: &mut String, r: &RecordingReport) {
+    let size = r.size_bytes.map(human_bytes).unwrap_or_else(|| "-".into());
+    let digest = r
+        .sha256
+        .map(|d| format!("  sha256 {}", &d.to_string()[..16]))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "\n{}  {}  {cams}; {pano}; {job}",
-        session.status, session.session_id
+        "  {}  {:<16}  {size:>10}{digest}",
+        r.camera_id,
+        r.status.label()
     );
-    for r in &session.recordings {
-        let size = r.size_bytes.map(human_bytes).unwrap_or_else(|| "-".into());
-        let digest = r
-            .sha256
-            .map(|d| format!("  sha256 {}", &d.to_string()[..16]))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  {}  {:<16}  {size:>10}{digest}",
-            r.camera_id,
-            r.status.label()
-        );
-        for p in &r.problems {
-            let _ = writeln!(out, "      {}: {}", p.field, p.message);
-        }
-        if let Some(fix) = &r.fix {
-            let _ = writeln!(out, "      fix: {fix}");
-        }
+    for p in &r.problems {
+        let _ = writeln!(out, "      {}: {}", p.field, p.message);
     }
-    for n in &session.notes {
-        let _ = writeln!(out, "  {}  {}", n.status, n.message);
+    if let Some(fix) = &r.fix {
+        let _ = writeln!(out, "      fix: {fix}");
     }
 }

@@ -95,7 +95,7 @@ pub(super) fn file_tag(file: &File) -> io::Result<String> {
 /// the client's copy is current.
 pub(super) fn serve_file(
     req: &tiny_http::Request,
-    mut file: File,
+    file: File,
     etag: &str,
     content_type: &'static str,
     name: &str,
@@ -104,39 +104,17 @@ pub(super) fn serve_file(
         .metadata()
         .map_err(|e| internal(format!("reading {name}: {e}")))?
         .len();
-    let with_validators = |r: Reply| {
-        r.with_header("ETag", etag)
-            .with_header("Accept-Ranges", "bytes")
-            .with_header(
-                "Content-Disposition",
-                format!("inline; filename=\"{name}\""),
-            )
-    };
     if header(req, "If-None-Match").is_some_and(|v| none_match(&v, etag)) {
-        // No body is sent with 304; Content-Length says what a 200 would carry.
-        let body = Body::Stream {
-            reader: Box::new(io::empty()),
-            len,
-            content_type,
-        };
-        return Ok(with_validators(Reply::new(304, body)));
+        let reply = Reply::new(304, not_modified_body(len, content_type));
+        return Ok(with_validators(reply, etag, name));
     }
     let (status, start, count) = match range_asked(req, etag, len) {
         RangeAnswer::Full => (200, 0, len),
         RangeAnswer::Partial { start, end } => (206, start, end - start + 1),
         RangeAnswer::Unsatisfiable => return Ok(unsatisfiable(name, len)),
     };
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .map_err(|e| internal(format!("seeking in {name}: {e}")))?;
-    }
-    let reader = BufReader::with_capacity(DOWNLOAD_BUFFER, file).take(count);
-    let body = Body::Stream {
-        reader: Box::new(reader),
-        len: count,
-        content_type,
-    };
-    let reply = with_validators(Reply::new(status, body));
+    let body = part_body(file, start, count, content_type, name)?;
+    let reply = with_validators(Reply::new(status, body), etag, name);
     if status != 206 {
         return Ok(reply);
     }
@@ -144,6 +122,48 @@ pub(super) fn serve_file(
         "Content-Range",
         format!("bytes {start}-{}/{len}", start + count - 1),
     ))
+}
+
+/// The headers every download answer carries: ETag, Accept-Ranges and the
+/// file name.
+fn with_validators(reply: Reply, etag: &str, name: &str) -> Reply {
+    reply
+        .with_header("ETag", etag)
+        .with_header("Accept-Ranges", "bytes")
+        .with_header(
+            "Content-Disposition",
+            format!("inline; filename=\"{name}\""),
+        )
+}
+
+/// The body of a 304: none is sent; Content-Length says what a 200 would
+/// carry.
+fn not_modified_body(len: u64, content_type: &'static str) -> Body {
+    Body::Stream {
+        reader: Box::new(io::empty()),
+        len,
+        content_type,
+    }
+}
+
+/// `count` bytes of `file` from `start`, read through a fixed buffer.
+fn part_body(
+    mut file: File,
+    start: u64,
+    count: u64,
+    content_type: &'static str,
+    name: &str,
+) -> Result<Body, ApiError> {
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| internal(format!("seeking in {name}: {e}")))?;
+    }
+    let reader = BufReader::with_capacity(DOWNLOAD_BUFFER, file).take(count);
+    Ok(Body::Stream {
+        reader: Box::new(reader),
+        len: count,
+        content_type,
+    })
 }
 
 /// The part of a file of `len` bytes the request's `Range` asks for.

@@ -62,13 +62,6 @@ impl Query {
     }
 
     pub(super) fn parse(query: &str) -> Result<Query, ApiError> {
-        let bad = |name: &str, value: &str, want: &str| {
-            ApiError::new(
-                400,
-                code::INVALID_FIELD,
-                format!("query parameter {name}={value:?}: {want}"),
-            )
-        };
         let mut q = Query {
             complete: None,
             limit: DEFAULT_LIMIT,
@@ -78,36 +71,51 @@ impl Query {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = decode(value);
             match name {
-                "complete" => {
-                    q.complete = Some(match value.as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => return Err(bad(name, &value, "must be true or false")),
-                    })
-                }
-                "limit" => {
-                    q.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            bad(
-                                name,
-                                &value,
-                                &format!("must be a number from 1 to {MAX_LIMIT}"),
-                            )
-                        })?
-                }
+                "complete" => q.complete = Some(parse_bool(name, &value)?),
+                "limit" => q.limit = parse_limit(name, &value)?,
                 "offset" => {
                     q.offset = value
                         .parse()
-                        .map_err(|_| bad(name, &value, "must be a number, 0 or more"))?
+                        .map_err(|_| bad_param(name, &value, "must be a number, 0 or more"))?
                 }
                 _ => {}
             }
         }
         Ok(q)
     }
+}
+
+/// 400 naming the query parameter, its value and what it must be.
+fn bad_param(name: &str, value: &str, want: &str) -> ApiError {
+    ApiError::new(
+        400,
+        code::INVALID_FIELD,
+        format!("query parameter {name}={value:?}: {want}"),
+    )
+}
+
+/// `true`/`1` or `false`/`0`.
+fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(bad_param(name, value, "must be true or false")),
+    }
+}
+
+/// A page size from 1 to [`MAX_LIMIT`].
+fn parse_limit(name: &str, value: &str) -> Result<usize, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            bad_param(
+                name,
+                value,
+                &format!("must be a number from 1 to {MAX_LIMIT}"),
+            )
+        })
 }
 
 #[cfg(test)]

@@ -30,43 +30,52 @@ pub fn parse_range(value: &str, len: u64) -> RangeAnswer {
     let Some((first, last)) = spec.trim().split_once('-') else {
         return RangeAnswer::Full;
     };
-    let num = |s: &str| -> Option<u64> {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
     match (first.is_empty(), last.is_empty()) {
         (true, true) => RangeAnswer::Full,
-        // Suffix: the last n bytes.
-        (true, false) => match num(last) {
-            None => RangeAnswer::Full,
-            Some(0) => RangeAnswer::Unsatisfiable,
-            Some(_) if len == 0 => RangeAnswer::Unsatisfiable,
-            Some(n) => RangeAnswer::Partial {
-                start: len.saturating_sub(n),
-                end: len - 1,
-            },
+        (true, false) => suffix_range(last, len),
+        (false, _) => first_last_range(first, last, len),
+    }
+}
+
+/// A decimal number of digits only (no sign, no space); `None` otherwise.
+fn digits(s: &str) -> Option<u64> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+/// `bytes=-n`: the last n bytes.
+fn suffix_range(last: &str, len: u64) -> RangeAnswer {
+    match digits(last) {
+        None => RangeAnswer::Full,
+        Some(0) => RangeAnswer::Unsatisfiable,
+        Some(_) if len == 0 => RangeAnswer::Unsatisfiable,
+        Some(n) => RangeAnswer::Partial {
+            start: len.saturating_sub(n),
+            end: len - 1,
         },
-        (false, _) => {
-            let Some(start) = num(first) else {
-                return RangeAnswer::Full;
-            };
-            let end = if last.is_empty() {
-                None
-            } else {
-                match num(last) {
-                    Some(e) if e >= start => Some(e),
-                    _ => return RangeAnswer::Full,
-                }
-            };
-            if start >= len {
-                return RangeAnswer::Unsatisfiable;
-            }
-            RangeAnswer::Partial {
-                start,
-                end: end.map_or(len - 1, |e| e.min(len - 1)),
-            }
+    }
+}
+
+/// `bytes=a-b` or `bytes=a-`; the end is clipped to the file.
+fn first_last_range(first: &str, last: &str, len: u64) -> RangeAnswer {
+    let Some(start) = digits(first) else {
+        return RangeAnswer::Full;
+    };
+    let end = if last.is_empty() {
+        None
+    } else {
+        match digits(last) {
+            Some(e) if e >= start => Some(e),
+            _ => return RangeAnswer::Full,
         }
+    };
+    if start >= len {
+        return RangeAnswer::Unsatisfiable;
+    }
+    RangeAnswer::Partial {
+        start,
+        end: end.map_or(len - 1, |e| e.min(len - 1)),
     }
 }
 

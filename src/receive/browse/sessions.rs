@@ -137,7 +137,29 @@ fn camera_summary(
     let Some(stored) = stored else {
         return cam;
     };
-    match store.manifest(&RecordingId::new(s.clone(), c)) {
+    add_manifest(
+        &mut cam,
+        store,
+        &RecordingId::new(s.clone(), c),
+        stored,
+        details,
+    );
+    if details {
+        cam.checksum_sha256 = Some(stored.sha256);
+    }
+    cam
+}
+
+/// Fills in what the stored manifest of `rec` says (or why it cannot be
+/// read); its summary too with `details`.
+fn add_manifest(
+    cam: &mut CameraSummary,
+    store: &Store,
+    rec: &RecordingId,
+    stored: &Stored,
+    details: bool,
+) {
+    match store.manifest(rec) {
         Ok(m) => {
             cam.duration_sec = Some(m.video.duration_sec);
             cam.hostname = m.device.as_ref().and_then(|d| d.hostname.clone());
@@ -146,14 +168,10 @@ fn camera_summary(
             }
         }
         Err(e) => {
-            log::warn!("{s} {c}: manifest: {e}");
+            log::warn!("{} {}: manifest: {e}", rec.session, rec.camera);
             cam.manifest_error = Some(e.to_string());
         }
     }
-    if details {
-        cam.checksum_sha256 = Some(stored.sha256);
-    }
-    cam
 }
 
 pub(super) fn manifest_summary(m: &Manifest, server_sha256: &Sha256) -> ManifestSummary {
@@ -250,14 +268,7 @@ pub(super) fn stats(state: &State) -> Result<Stats, ApiError> {
     };
     let recording_bytes = stored().map(|s| s.size).sum();
     let panorama_bytes = scans.iter().filter_map(|s| s.panorama.map(|p| p.0)).sum();
-    let free = state.store.free_bytes();
-    if let Err(e) = &free {
-        log::error!(
-            "stats: free space of {}: {e}",
-            state.store.layout().sessions.display()
-        );
-    }
-    let free = free.ok();
+    let free = free_bytes_logged(state);
     let count = |st: JobStatus| jobs.iter().filter(|j| j.status == st).count();
     let failed = scans
         .iter()
@@ -282,4 +293,17 @@ pub(super) fn stats(state: &State) -> Result<Stats, ApiError> {
         jobs_failed: failed,
         warnings,
     })
+}
+
+/// The free space of the sessions' filesystem; `None` (logged) when it
+/// cannot be read.
+fn free_bytes_logged(state: &State) -> Option<u64> {
+    let free = state.store.free_bytes();
+    if let Err(e) = &free {
+        log::error!(
+            "stats: free space of {}: {e}",
+            state.store.layout().sessions.display()
+        );
+    }
+    free.ok()
 }

@@ -72,36 +72,41 @@ pub(super) fn describe_upload(
         digest: Some(digest.clone()),
         ..DescribeOptions::default()
     };
-    let mut m = describe::describe(temp, rec, &opts).map_err(|e| {
-        let text = e
-            .to_string()
-            .replace(&temp.display().to_string(), "the uploaded file");
-        match e {
-            DescribeError::Probe(crate::base::ffmpeg::ProbeError::ToolMissing { .. })
-            | DescribeError::Probe(crate::base::ffmpeg::ProbeError::Io { .. })
-            | DescribeError::Io(_) => {
-                log::error!("{rec}: cannot describe the upload: {text}");
-                ApiError::new(
-                    500,
-                    code::INTERNAL,
-                    format!("cannot describe {rec}: {text}"),
-                )
-            }
-            _ => ApiError::new(
-                415,
-                code::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "{rec} came without a manifest and is not a readable recording ({text}); \
-                     nothing was stored"
-                ),
-            ),
-        }
-    })?;
+    let mut m = describe::describe(temp, rec, &opts).map_err(|e| describe_error(rec, temp, e))?;
     crate::base::manifest::repair::mark_timing_guessed(
         &mut m,
         crate::base::manifest::repair::FILE_TIMING_GUESS,
     );
     Ok(m)
+}
+
+/// 500 when the server could not run ffprobe or read the file (logged),
+/// 415 when the upload is no readable recording; the temp path is not
+/// shown.
+fn describe_error(rec: &RecordingId, temp: &Path, e: DescribeError) -> ApiError {
+    let text = e
+        .to_string()
+        .replace(&temp.display().to_string(), "the uploaded file");
+    match e {
+        DescribeError::Probe(crate::base::ffmpeg::ProbeError::ToolMissing { .. })
+        | DescribeError::Probe(crate::base::ffmpeg::ProbeError::Io { .. })
+        | DescribeError::Io(_) => {
+            log::error!("{rec}: cannot describe the upload: {text}");
+            ApiError::new(
+                500,
+                code::INTERNAL,
+                format!("cannot describe {rec}: {text}"),
+            )
+        }
+        _ => ApiError::new(
+            415,
+            code::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "{rec} came without a manifest and is not a readable recording ({text}); \
+                 nothing was stored"
+            ),
+        ),
+    }
 }
 
 /// Queues a stitch once all three cameras of the session are stored. A

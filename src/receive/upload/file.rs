@@ -66,13 +66,7 @@ pub(super) fn read_file_data<R: io::Read>(
     loop {
         match stream.next_event()? {
             Event::Data(b) => {
-                if part.head.len() < 8 {
-                    let take = (8 - part.head.len()).min(b.len());
-                    part.head.extend_from_slice(&b[..take]);
-                    if part.head.len() == 8 && &part.head[4..8] != b"ftyp" {
-                        return Err(not_mp4().into());
-                    }
-                }
+                sniff_head(&mut part.head, &b)?;
                 let written = part.writer.bytes_written();
                 if written + b.len() as u64 > max {
                     return Err(too_large(max, None).into());
@@ -86,18 +80,33 @@ pub(super) fn read_file_data<R: io::Read>(
                 }
             }
             Event::PartEnd => break,
-            _ => {
-                return Err(ApiError::new(
-                    400,
-                    code::BAD_REQUEST,
-                    "multipart file part is not terminated".into(),
-                )
-                .into());
-            }
+            _ => return Err(unterminated().into()),
         }
     }
     if part.head.len() < 8 {
         return Err(not_mp4().into());
     }
     Ok(())
+}
+
+/// Keeps the file's first 8 bytes in `head`; 415 once they show it is no
+/// MP4 (no `ftyp` box first).
+fn sniff_head(head: &mut Vec<u8>, b: &[u8]) -> Result<(), ApiError> {
+    if head.len() < 8 {
+        let take = (8 - head.len()).min(b.len());
+        head.extend_from_slice(&b[..take]);
+        if head.len() == 8 && &head[4..8] != b"ftyp" {
+            return Err(not_mp4());
+        }
+    }
+    Ok(())
+}
+
+/// 400: the file part ended without its boundary.
+fn unterminated() -> ApiError {
+    ApiError::new(
+        400,
+        code::BAD_REQUEST,
+        "multipart file part is not terminated".into(),
+    )
 }

@@ -10,7 +10,7 @@ use super::{Form, MAX_MANIFEST_BYTES, MAX_PARTS, MAX_TEXT_BYTES};
 use crate::base::ids::RecordingId;
 use crate::base::protocol::{code, field};
 use crate::receive::ApiError;
-use crate::receive::multipart::{Event, FormStream};
+use crate::receive::multipart::{Event, FormStream, PartHead};
 use crate::receive::state::State;
 use crate::receive::trace::Trace;
 
@@ -23,27 +23,11 @@ pub(super) fn read_form<'s, R: io::Read>(
     trace: &mut Trace,
 ) -> Result<(), ReadError> {
     let mut parts = 0usize;
-    loop {
-        let head = match stream.next_event()? {
-            Event::End => return Ok(()),
-            Event::Part(head) => head,
-            Event::Data(_) | Event::PartEnd => {
-                return Err(ApiError::new(
-                    400,
-                    code::BAD_REQUEST,
-                    "multipart data outside of a part".into(),
-                )
-                .into());
-            }
-        };
+    while let Some(head) = next_part(stream)? {
         parts += 1;
         if parts > MAX_PARTS {
-            return Err(ApiError::new(
-                400,
-                code::BAD_REQUEST,
-                format!("the form has more than {MAX_PARTS} parts"),
-            )
-            .into());
+            let message = format!("the form has more than {MAX_PARTS} parts");
+            return Err(ApiError::new(400, code::BAD_REQUEST, message).into());
         }
         if head.name == field::FILE {
             if form.file.is_some() {
@@ -59,6 +43,22 @@ pub(super) fn read_form<'s, R: io::Read>(
             let text = read_text_part(stream, &head.name, cap)?;
             store_text(state, form, &head.name, text, trace)?;
         }
+    }
+    Ok(())
+}
+
+/// The next part's head; `None` at the end of the form, 400 for data
+/// outside of a part.
+fn next_part<R: io::Read>(stream: &mut FormStream<R>) -> Result<Option<PartHead>, ReadError> {
+    match stream.next_event()? {
+        Event::End => Ok(None),
+        Event::Part(head) => Ok(Some(head)),
+        Event::Data(_) | Event::PartEnd => Err(ApiError::new(
+            400,
+            code::BAD_REQUEST,
+            "multipart data outside of a part".into(),
+        )
+        .into()),
     }
 }
 
@@ -97,21 +97,15 @@ pub(super) fn store_text<'s>(
     text: String,
     trace: &mut Trace,
 ) -> Result<(), ReadError> {
-    let slot = match name {
-        field::SESSION_ID => &mut form.session_id,
-        field::CAMERA_ID => &mut form.camera_id,
-        field::CHECKSUM => &mut form.checksum,
-        field::MANIFEST => &mut form.manifest,
-        field::OFFSET => &mut form.offset,
-        other => {
-            log::debug!("ignoring unknown upload field {other:?}");
-            return Ok(());
-        }
+    let file_read = form.file.is_some();
+    let Some(slot) = text_slot(form, name) else {
+        log::debug!("ignoring unknown upload field {name:?}");
+        return Ok(());
     };
     if slot.is_some() {
         return Err(invalid(name, "appears more than once in the form").into());
     }
-    if name == field::OFFSET && form.file.is_some() {
+    if name == field::OFFSET && file_read {
         // The file part was read as starting at byte 0; an offset now would
         // turn a good partial into a checksum mismatch. Refuse the form and
         // leave the partial alone (not an interruption: nothing is kept or
@@ -134,6 +128,19 @@ pub(super) fn store_text<'s>(
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// Where the text field `name` goes in the form; `None` for a field the
+/// protocol does not have.
+fn text_slot<'f>(form: &'f mut Form<'_>, name: &str) -> Option<&'f mut Option<String>> {
+    match name {
+        field::SESSION_ID => Some(&mut form.session_id),
+        field::CAMERA_ID => Some(&mut form.camera_id),
+        field::CHECKSUM => Some(&mut form.checksum),
+        field::MANIFEST => Some(&mut form.manifest),
+        field::OFFSET => Some(&mut form.offset),
+        _ => None,
     }
 }
 

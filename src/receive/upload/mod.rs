@@ -88,12 +88,7 @@ pub fn upload(
     let limits = &state.limits;
     let boundary = boundary(req)?;
     let body_cap = limits.max_upload_bytes.saturating_add(FORM_OVERHEAD);
-    let announced = req.body_length().map(|n| n as u64);
-    if let Some(len) = announced
-        && len > body_cap
-    {
-        return Err(too_large(limits.max_upload_bytes, Some(len)));
-    }
+    let announced = announced_length(req, limits.max_upload_bytes, body_cap)?;
     let reservation = room::reserve_space(state, announced.unwrap_or(0))?;
 
     let _active = state.active_upload();
@@ -112,15 +107,36 @@ pub fn upload(
     settle_read(state, &mut form, result, started)?;
     let key = form.partial_key.clone();
     let result = finish(state, form, trace);
-    // Whatever the outcome, the file part was whole: its partial is used up
-    // (stored, or proven wrong by the digest).
     if let Some((rec, checksum)) = key {
-        match &result {
-            Ok(_) => state.partials.remove_recording(&rec),
-            Err(_) => state.partials.remove(&rec, &checksum),
-        }
+        use_up_partial(state, &rec, &checksum, result.is_ok());
     }
     result
+}
+
+/// The request's Content-Length; 413 when it is over `body_cap` (the
+/// largest upload, `max`, plus the form's overhead).
+fn announced_length(
+    req: &tiny_http::Request,
+    max: u64,
+    body_cap: u64,
+) -> Result<Option<u64>, ApiError> {
+    let announced = req.body_length().map(|n| n as u64);
+    if let Some(len) = announced
+        && len > body_cap
+    {
+        return Err(too_large(max, Some(len)));
+    }
+    Ok(announced)
+}
+
+/// Whatever the outcome, the file part was whole: its partial is used up
+/// (stored, or proven wrong by the digest).
+fn use_up_partial(state: &State, rec: &RecordingId, checksum: &Sha256, stored: bool) {
+    if stored {
+        state.partials.remove_recording(rec);
+    } else {
+        state.partials.remove(rec, checksum);
+    }
 }
 
 /// The multipart boundary of the request's Content-Type; 415 when it is
@@ -225,36 +241,22 @@ fn finish(
     check_complete(&form)?;
     // Both IDs are present, so store_text parsed them and took the claim.
     let (Some(rec), Some(_claim)) = (form.rec.clone(), form.claim.take()) else {
-        return Err(ApiError::new(
-            500,
-            code::INTERNAL,
-            "recording not claimed".into(),
-        ));
+        return Err(internal_invariant("recording not claimed"));
     };
     // The checksum is present, so store_text parsed it.
     let Some(expected) = form.expected else {
-        return Err(ApiError::new(
-            500,
-            code::INTERNAL,
-            "checksum not parsed".into(),
-        ));
+        return Err(internal_invariant("checksum not parsed"));
     };
     let incoming = Incoming::read(form.manifest.as_deref(), &rec, &expected)?;
     let Some(file) = form.file.take() else {
-        return Err(ApiError::new(500, code::INTERNAL, "file part lost".into()));
+        return Err(internal_invariant("file part lost"));
     };
     let (temp, digest) = file.writer.finish();
     check_digest(&digest, &expected)?;
     let settled = incoming.settle(digest.size, &state.naive_zone, || {
         commit::describe_upload(state, &rec, temp.path(), &digest)
     })?;
-    if !settled.warnings.is_empty() {
-        log::warn!(
-            "{rec}: stored a repaired manifest (the client's is kept as {}): {}",
-            layout::SERVER_CLIENT_MANIFEST,
-            settled.warnings.join("; ")
-        );
-    }
+    log_repaired(&rec, &settled.warnings);
     trace.recording = Some(rec.to_string());
     let warnings = settled.warnings.clone();
     commit::store(state, &rec, temp, &digest, settled)?;
@@ -265,6 +267,22 @@ fn finish(
         checksum_verified: true,
         manifest_warnings: warnings,
     })
+}
+
+/// 500 for a state of the form that `store_text` rules out.
+fn internal_invariant(what: &str) -> ApiError {
+    ApiError::new(500, code::INTERNAL, what.into())
+}
+
+/// Logs that the stored manifest is a repaired one, and why.
+fn log_repaired(rec: &RecordingId, warnings: &[String]) {
+    if !warnings.is_empty() {
+        log::warn!(
+            "{rec}: stored a repaired manifest (the client's is kept as {}): {}",
+            layout::SERVER_CLIENT_MANIFEST,
+            warnings.join("; ")
+        );
+    }
 }
 
 /// 400 `missing_field` naming every required field the form lacks.
