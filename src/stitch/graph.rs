@@ -151,6 +151,27 @@ pub fn ffmpeg_args(plan: &Plan, settings: &StitchSettings, output: &Path) -> Vec
         a.push("-i".into());
         a.push(input.clone().into_os_string());
     }
+    push_graph(&mut a, plan);
+    let family = encode::codec_family(&plan.encoder).unwrap_or(encode::Family::H264);
+    a.extend(encode::encoder_args(
+        &plan.encoder,
+        family,
+        &settings.preset,
+    ));
+    for s in ["-movflags", "+faststart", "-metadata"] {
+        a.push(s.into());
+    }
+    a.push(format!("creation_time={}", plan.common_start).into());
+    for s in ["-progress", "pipe:1", "-nostats", "-f", "mp4"] {
+        a.push(s.into());
+    }
+    a.push(output.as_os_str().to_owned());
+    a
+}
+
+/// The filter graph (with the encoder's upload, if it needs one) and the
+/// mapping of its video and, with audio, its AAC-encoded audio.
+fn push_graph(a: &mut Vec<OsString>, plan: &Plan) {
     // Every core for the graph (the encoder takes them all by itself).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     a.push("-filter_complex_threads".into());
@@ -174,21 +195,6 @@ pub fn ffmpeg_args(plan: &Plan, settings: &StitchSettings, output: &Path) -> Vec
             a.push(s.into());
         }
     }
-    let family = encode::codec_family(&plan.encoder).unwrap_or(encode::Family::H264);
-    a.extend(encode::encoder_args(
-        &plan.encoder,
-        family,
-        &settings.preset,
-    ));
-    for s in ["-movflags", "+faststart", "-metadata"] {
-        a.push(s.into());
-    }
-    a.push(format!("creation_time={}", plan.common_start).into());
-    for s in ["-progress", "pipe:1", "-nostats", "-f", "mp4"] {
-        a.push(s.into());
-    }
-    a.push(output.as_os_str().to_owned());
-    a
 }
 
 /// A command line as one shell-quoted string, for logs and `--dry-run`.
