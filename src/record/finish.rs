@@ -40,26 +40,15 @@ pub(super) fn finish(
         log,
         spawned,
     } = ended;
-    let closed = close_file(pump, sync_error, layout, &plan.rec);
-    let digest = closed.digest;
-    note_problems(
-        &mut w,
-        plan,
-        &video,
-        &digest,
-        closed.io_errors,
-        status,
-        &log,
-    );
+    let Closed {
+        digest,
+        io_errors,
+        last_byte,
+    } = close_file(pump, sync_error, layout, &plan.rec);
+    note_problems(&mut w, plan, &video, &digest, io_errors, status, &log);
     check_written(plan, &video, &digest, &w.problems, &log)?;
-    let describe_opts = DescribeOptions {
-        ffprobe: config.processing.ffprobe_path.clone(),
-        clock: Some(clock),
-        digest: Some(digest.clone()),
-        device_from_host: true,
-        bitrate_mbps: Some(plan.settings.bitrate_mbps),
-        ..timing(&log, plan, spawned, closed.last_byte)
-    };
+    let times = timing(&log, plan, spawned, last_byte);
+    let describe_opts = describe_options(config, plan, clock, &digest, times);
     let manifest = build_manifest(plan, &video, &describe_opts, &log, &mut w)?;
     let manifest_path = store_manifest(&manifest, layout, &plan.rec)?;
     let offload = config
@@ -80,6 +69,25 @@ pub(super) fn finish(
         problems: w.problems,
         offload,
     })
+}
+
+/// How to describe the recording: the known digest, clock and timing,
+/// the device from this host, the configured bitrate.
+fn describe_options(
+    config: &Config,
+    plan: &Plan,
+    clock: ClockSync,
+    digest: &FileDigest,
+    times: DescribeOptions,
+) -> DescribeOptions {
+    DescribeOptions {
+        ffprobe: config.processing.ffprobe_path.clone(),
+        clock: Some(clock),
+        digest: Some(digest.clone()),
+        device_from_host: true,
+        bitrate_mbps: Some(plan.settings.bitrate_mbps),
+        ..times
+    }
 }
 
 /// The recording file after the capture: closed and synced.
