@@ -209,6 +209,24 @@ pub struct CaptureProcess {
     producer: Option<Child>,
 }
 
+/// The `cmd` source's producer, `sh -c` in its own process group, and its
+/// stdout (ffmpeg's stdin).
+fn spawn_producer(shell: &str) -> io::Result<(Child, ChildStdout)> {
+    use std::os::unix::process::CommandExt;
+    let mut p = Command::new("sh")
+        .arg("-c")
+        .arg(shell)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let out = p
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("producer stdout not captured"))?;
+    Ok((p, out))
+}
+
 impl CaptureProcess {
     /// Starts the producer (for `cmd` sources) and ffmpeg, each in its own
     /// process group so a terminal's Ctrl-C reaches only rig-record.
@@ -218,29 +236,22 @@ impl CaptureProcess {
         settings: &CaptureSettings,
     ) -> io::Result<CaptureProcess> {
         use std::os::unix::process::CommandExt;
-        let mut producer = None;
         let mut cmd = Command::new(ffmpeg_path);
         cmd.args(capture_args(source, settings))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        if let Some(shell) = source.command() {
-            let mut p = Command::new("sh")
-                .arg("-c")
-                .arg(shell)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .process_group(0)
-                .spawn()?;
-            let out = p
-                .stdout
-                .take()
-                .ok_or_else(|| io::Error::other("producer stdout not captured"))?;
-            cmd.stdin(Stdio::from(out));
-            producer = Some(p);
-        } else {
-            cmd.stdin(Stdio::piped());
-        }
+        let mut producer = match source.command() {
+            Some(shell) => {
+                let (p, out) = spawn_producer(shell)?;
+                cmd.stdin(Stdio::from(out));
+                Some(p)
+            }
+            None => {
+                cmd.stdin(Stdio::piped());
+                None
+            }
+        };
         log::debug!("capture: {cmd:?}");
         let mut ffmpeg = match cmd.spawn() {
             Ok(c) => c,
