@@ -153,7 +153,27 @@ fn parse_args(mut args: pico_args::Arguments, json: bool) -> Result<Args, Error>
     let calibration: Option<PathBuf> = args.opt_value_from_str("--calibration")?;
     // Anything left must be one SESSION_ID; a leftover starting with `-` is
     // an unknown flag (so a typo never becomes a session).
-    let mut free = cli::free_paths(args)?;
+    let free = cli::free_paths(args)?;
+    let mode = pick_mode(free, pending, list, force, dry_run)?;
+    Ok(Args {
+        json,
+        config_path,
+        root,
+        preset,
+        output_width,
+        calibration,
+        mode,
+    })
+}
+
+/// The one mode the free arguments and the flags ask for.
+fn pick_mode(
+    mut free: Vec<PathBuf>,
+    pending: bool,
+    list: bool,
+    force: bool,
+    dry_run: bool,
+) -> Result<Mode, Error> {
     let calibrate = free.len() == 2 && free[0].as_os_str() == "calibrate";
     if calibrate {
         free.remove(0);
@@ -174,7 +194,7 @@ fn parse_args(mut args: pico_args::Arguments, json: bool) -> Result<Args, Error>
             Failure::usage("--force and --dry-run go with a SESSION_ID; see --help").into(),
         );
     }
-    let mode = match session {
+    Ok(match session {
         None if list => Mode::List,
         None => Mode::Pending,
         Some(id) => {
@@ -185,15 +205,6 @@ fn parse_args(mut args: pico_args::Arguments, json: bool) -> Result<Args, Error>
                 (false, false) => Mode::Stitch { session, force },
             }
         }
-    };
-    Ok(Args {
-        json,
-        config_path,
-        root,
-        preset,
-        output_width,
-        calibration,
-        mode,
     })
 }
 

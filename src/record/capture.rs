@@ -5,7 +5,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::Path;
-use std::process::ExitStatus;
+use std::process::{ChildStderr, ExitStatus};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -58,6 +58,25 @@ impl Plan {
     }
 }
 
+/// The thread reading ffmpeg's progress from its stderr into a shared log.
+fn start_progress(stderr: ChildStderr) -> (Arc<Mutex<ProgressLog>>, JoinHandle<()>) {
+    let log = Arc::new(Mutex::new(ProgressLog::default()));
+    let reader_log = Arc::clone(&log);
+    let progress = thread::spawn(move || read_progress(stderr, &reader_log));
+    (log, progress)
+}
+
+/// The thread syncing the file every `interval` until told to stop; its
+/// stop channel.
+fn start_sync(file: File, interval: Duration) -> (mpsc::Sender<()>, SyncThread) {
+    let (sync_stop, sync_rx) = mpsc::channel();
+    let sync = thread::spawn(move || sync_loop(file, interval, sync_rx));
+    (sync_stop, sync)
+}
+
+/// The sync thread: how many fsyncs it made and the first error.
+type SyncThread = JoinHandle<(u64, Option<io::Error>)>;
+
 /// A capture under way: ffmpeg (and a `cmd` source's producer), the pump
 /// writing its output into the file, the reader of its progress, and the
 /// sync thread.
@@ -67,7 +86,7 @@ pub(super) struct Running {
     progress: JoinHandle<()>,
     pub log: Arc<Mutex<ProgressLog>>,
     sync_stop: mpsc::Sender<()>,
-    sync: JoinHandle<(u64, Option<io::Error>)>,
+    sync: SyncThread,
     /// When ffmpeg was started (the earliest possible start time).
     pub spawned: jiff::Timestamp,
 }
@@ -105,14 +124,9 @@ impl Running {
         }
         let writer = HashingWriter::new(file);
         let pump = thread::spawn(move || pump(stdout, writer));
-        let log = Arc::new(Mutex::new(ProgressLog::default()));
-        let progress = {
-            let log = Arc::clone(&log);
-            thread::spawn(move || read_progress(stderr, &log))
-        };
-        let (sync_stop, sync_rx) = mpsc::channel();
+        let (log, progress) = start_progress(stderr);
         let interval = Duration::from_secs_f64(config.recording.fsync_interval_sec);
-        let sync = thread::spawn(move || sync_loop(sync_file, interval, sync_rx));
+        let (sync_stop, sync) = start_sync(sync_file, interval);
         Ok(Running {
             capture,
             pump,

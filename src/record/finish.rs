@@ -40,29 +40,17 @@ pub(super) fn finish(
         log,
         spawned,
     } = ended;
-    let PumpEnd {
-        writer,
-        error: write_error,
+    let Closed {
+        digest,
+        io_errors,
         last_byte,
-    } = pump;
-    let (file, digest) = writer.finish();
-    let final_sync = sync_file(file, layout, &plan.rec);
-    let sync_error = sync_error.or(final_sync.err());
-    let io_errors = (write_error, sync_error);
+    } = close_file(pump, sync_error, layout, &plan.rec);
     note_problems(&mut w, plan, &video, &digest, io_errors, status, &log);
     check_written(plan, &video, &digest, &w.problems, &log)?;
-    let describe_opts = DescribeOptions {
-        ffprobe: config.processing.ffprobe_path.clone(),
-        clock: Some(clock),
-        digest: Some(digest.clone()),
-        device_from_host: true,
-        bitrate_mbps: Some(plan.settings.bitrate_mbps),
-        ..timing(&log, plan, spawned, last_byte)
-    };
+    let times = timing(&log, plan, spawned, last_byte);
+    let describe_opts = describe_options(config, plan, clock, &digest, times);
     let manifest = build_manifest(plan, &video, &describe_opts, &log, &mut w)?;
-    let manifest_path = layout.manifest(&plan.rec);
-    write_manifest_new(&manifest, &manifest_path)?;
-    log::info!("manifest {}", manifest_path.display());
+    let manifest_path = store_manifest(&manifest, layout, &plan.rec)?;
     let offload = config
         .offload
         .upload_on_record_stop
@@ -81,6 +69,69 @@ pub(super) fn finish(
         problems: w.problems,
         offload,
     })
+}
+
+/// How to describe the recording: the known digest, clock and timing,
+/// the device from this host, the configured bitrate.
+fn describe_options(
+    config: &Config,
+    plan: &Plan,
+    clock: ClockSync,
+    digest: &FileDigest,
+    times: DescribeOptions,
+) -> DescribeOptions {
+    DescribeOptions {
+        ffprobe: config.processing.ffprobe_path.clone(),
+        clock: Some(clock),
+        digest: Some(digest.clone()),
+        device_from_host: true,
+        bitrate_mbps: Some(plan.settings.bitrate_mbps),
+        ..times
+    }
+}
+
+/// The recording file after the capture: closed and synced.
+struct Closed {
+    digest: FileDigest,
+    /// The write error, then the first fsync error (the capture's or the
+    /// final one).
+    io_errors: (Option<io::Error>, Option<io::Error>),
+    /// When its last byte was written.
+    last_byte: Option<jiff::Timestamp>,
+}
+
+/// Finishes the pump's writer and makes the file durable.
+fn close_file(
+    pump: PumpEnd,
+    sync_error: Option<io::Error>,
+    layout: &PiLayout,
+    rec: &RecordingId,
+) -> Closed {
+    let PumpEnd {
+        writer,
+        error: write_error,
+        last_byte,
+    } = pump;
+    let (file, digest) = writer.finish();
+    let final_sync = sync_file(file, layout, rec);
+    let sync_error = sync_error.or(final_sync.err());
+    Closed {
+        digest,
+        io_errors: (write_error, sync_error),
+        last_byte,
+    }
+}
+
+/// Writes the manifest next to the recording; its path.
+fn store_manifest(
+    manifest: &Manifest,
+    layout: &PiLayout,
+    rec: &RecordingId,
+) -> Result<PathBuf, RecordError> {
+    let manifest_path = layout.manifest(rec);
+    write_manifest_new(manifest, &manifest_path)?;
+    log::info!("manifest {}", manifest_path.display());
+    Ok(manifest_path)
 }
 
 /// What went wrong while capturing, though the recording may be kept: a

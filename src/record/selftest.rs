@@ -25,22 +25,8 @@ pub fn self_test(
 ) -> Result<SelfTest, RecordError> {
     let duration = check_duration(opts.duration_sec.unwrap_or(SELF_TEST_DURATION_SEC))?;
     check_storage(&config.node.storage_root)?;
-    let scratch = tempfile::Builder::new()
-        .prefix(SELF_TEST_DIR_PREFIX)
-        .tempdir_in(&config.node.storage_root)
-        .map_err(|e| {
-            RecordError::new(
-                "storage_not_writable",
-                format!(
-                    "{}: cannot make a scratch directory: {e}",
-                    config.node.storage_root.display()
-                ),
-            )
-            .because(e)
-        })?;
-    let mut cfg = config.clone();
-    cfg.node.storage_root = scratch.path().to_path_buf();
-    cfg.offload.upload_on_record_stop = false;
+    let scratch = scratch_dir(config)?;
+    let cfg = scratch_config(config, scratch.path());
     let test_opts = RecordOptions {
         session: Some(test_session()?),
         camera: opts.camera,
@@ -65,6 +51,31 @@ pub fn self_test(
     Ok(SelfTest {
         checks: judge(&cfg, &recorded, duration, wall_sec),
     })
+}
+
+/// A fresh scratch directory under the storage root (removed on drop).
+fn scratch_dir(config: &Config) -> Result<tempfile::TempDir, RecordError> {
+    tempfile::Builder::new()
+        .prefix(SELF_TEST_DIR_PREFIX)
+        .tempdir_in(&config.node.storage_root)
+        .map_err(|e| {
+            RecordError::new(
+                "storage_not_writable",
+                format!(
+                    "{}: cannot make a scratch directory: {e}",
+                    config.node.storage_root.display()
+                ),
+            )
+            .because(e)
+        })
+}
+
+/// The config recording into `scratch`, with no offload after the stop.
+fn scratch_config(config: &Config, scratch: &std::path::Path) -> Config {
+    let mut cfg = config.clone();
+    cfg.node.storage_root = scratch.to_path_buf();
+    cfg.offload.upload_on_record_stop = false;
+    cfg
 }
 
 /// `RIGTEST_YYYYMMDD_HHMMSS` from the local clock.

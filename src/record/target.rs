@@ -78,20 +78,29 @@ pub(super) fn create_target(
             ),
         ));
     }
-    let not_writable = |path: &Path, e: io::Error| {
-        RecordError::new(
-            "storage_not_writable",
-            format!("{}: cannot create ({e})", path.display()),
-        )
-        .because(e)
-    };
     for dir in [layout.recording_dir(rec), layout.manifest_dir(rec)] {
         fs::create_dir_all(&dir).map_err(|e| not_writable(&dir, e))?;
     }
-    let file = File::options()
+    let file = open_new(&video, rec)?;
+    fsx::sync_dir(&layout.recording_dir(rec)).map_err(|e| not_writable(&video, e))?;
+    Ok((file, video))
+}
+
+/// `path` could not be made: the storage is not writable.
+fn not_writable(path: &Path, e: io::Error) -> RecordError {
+    RecordError::new(
+        "storage_not_writable",
+        format!("{}: cannot create ({e})", path.display()),
+    )
+    .because(e)
+}
+
+/// Creates the recording's file, never overwriting one that exists.
+fn open_new(video: &Path, rec: &RecordingId) -> Result<File, RecordError> {
+    File::options()
         .write(true)
         .create_new(true)
-        .open(&video)
+        .open(video)
         .map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 RecordError::new(
@@ -103,9 +112,7 @@ pub(super) fn create_target(
                     ),
                 )
             } else {
-                not_writable(&video, e)
+                not_writable(video, e)
             }
-        })?;
-    fsx::sync_dir(&layout.recording_dir(rec)).map_err(|e| not_writable(&video, e))?;
-    Ok((file, video))
+        })
 }

@@ -180,9 +180,15 @@ impl Problem<'_> {
         free: &[usize],
         k: f64,
     ) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let cols = self.jacobian_columns(p, r, free);
+        weighted_normal_equations(&cols, &robust_weights(r, k), r)
+    }
+
+    /// The residuals' derivative by each free parameter, by forward
+    /// differences (one column per parameter, computed in parallel).
+    fn jacobian_columns(&self, p: &Params, r: &[Option<f64>], free: &[usize]) -> Vec<Vec<f64>> {
         use rayon::prelude::*;
-        let cols: Vec<Vec<f64>> = free
-            .par_iter()
+        free.par_iter()
             .map(|&i| {
                 let h = step_of(i);
                 let mut q = *p;
@@ -196,31 +202,7 @@ impl Problem<'_> {
                     })
                     .collect()
             })
-            .collect();
-        let weights: Vec<f64> = r
-            .iter()
-            .map(|v| match v {
-                Some(v) if v.abs() > k => k / v.abs(),
-                Some(_) => 1.0,
-                None => 0.0,
-            })
-            .collect();
-        let n = free.len();
-        let mut jtj = vec![vec![0.0; n]; n];
-        let mut jtr = vec![0.0; n];
-        for a in 0..n {
-            for b in a..n {
-                let s: f64 = (0..r.len())
-                    .map(|s| weights[s] * cols[a][s] * cols[b][s])
-                    .sum();
-                jtj[a][b] = s;
-                jtj[b][a] = s;
-            }
-            jtr[a] = (0..r.len())
-                .map(|s| weights[s] * cols[a][s] * r[s].unwrap_or(0.0))
-                .sum();
-        }
-        (jtj, jtr)
+            .collect()
     }
 
     /// Normalized cross-correlation of the two cameras over one seam's
@@ -263,6 +245,43 @@ fn huber_k(r: &[Option<f64>]) -> f64 {
     }
     a.sort_by(f64::total_cmp);
     (1.5 * 1.4826 * a[a.len() / 2]).max(2.0)
+}
+
+/// Huber weights: 1 for a residual within `k`, `k / |r|` beyond, 0 for
+/// a ray not seen.
+fn robust_weights(r: &[Option<f64>], k: f64) -> Vec<f64> {
+    r.iter()
+        .map(|v| match v {
+            Some(v) if v.abs() > k => k / v.abs(),
+            Some(_) => 1.0,
+            None => 0.0,
+        })
+        .collect()
+}
+
+/// `JᵀWJ` and `JᵀWr` from the Jacobian's columns, the weights and the
+/// residuals (a ray not seen counts 0).
+fn weighted_normal_equations(
+    cols: &[Vec<f64>],
+    weights: &[f64],
+    r: &[Option<f64>],
+) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let n = cols.len();
+    let mut jtj = vec![vec![0.0; n]; n];
+    let mut jtr = vec![0.0; n];
+    for a in 0..n {
+        for b in a..n {
+            let s: f64 = (0..r.len())
+                .map(|s| weights[s] * cols[a][s] * cols[b][s])
+                .sum();
+            jtj[a][b] = s;
+            jtj[b][a] = s;
+        }
+        jtr[a] = (0..r.len())
+            .map(|s| weights[s] * cols[a][s] * r[s].unwrap_or(0.0))
+            .sum();
+    }
+    (jtj, jtr)
 }
 
 fn step_of(i: usize) -> f64 {

@@ -252,6 +252,42 @@ pub fn calibrate_session(
     Ok(cal)
 }
 
+/// The parameters to solve: both gains always; the common FOV only when
+/// both seams have texture; each textured seam's own parameters.
+fn free_params(flat: [bool; 2]) -> Vec<usize> {
+    let mut free: Vec<usize> = vec![12, 13];
+    if !flat[0] && !flat[1] {
+        free.push(0);
+    }
+    for (s, &is_flat) in flat.iter().enumerate() {
+        if !is_flat {
+            free.extend(align::seam_params(s));
+        }
+    }
+    free
+}
+
+/// The searches of one pyramid level before its refinement: the yaws on
+/// the coarsest, the FOV on levels 2 and 3 (when it is free).
+fn level_search(
+    problem: &Problem,
+    mut p: Params,
+    level: usize,
+    free: &[usize],
+    flat: &[bool; 2],
+) -> Params {
+    if level == 0 {
+        p = yaw_search(problem, p, flat);
+    }
+    if level == 2 && free.contains(&0) {
+        p = fov_scan(problem, p, free, 0.5);
+    }
+    if level == 3 && free.contains(&0) {
+        p = fov_scan(problem, p, free, 0.125);
+    }
+    p
+}
+
 /// Fits the model to three median images, starting from `start`.
 #[allow(clippy::needless_range_loop)]
 pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
@@ -269,15 +305,7 @@ pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
     };
     let texture = [0, 1].map(|s| seam_texture(&fine, &p0, s));
     let flat = texture.map(|t| t < TEXTURE_MIN);
-    let mut free: Vec<usize> = vec![12, 13];
-    if !flat[0] && !flat[1] {
-        free.push(0);
-    }
-    for s in 0..2 {
-        if !flat[s] {
-            free.extend(align::seam_params(s));
-        }
-    }
+    let free = free_params(flat);
     let mut p = p0;
     for (level, (sigma, step)) in [(8.0, 4.0), (4.0, 4.0), (2.0, 3.0), (1.0, 2.0), (0.0, 2.0)]
         .iter()
@@ -290,15 +318,7 @@ pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
             rays: rays(&cams, *step),
             prior,
         };
-        if level == 0 {
-            p = yaw_search(&problem, p, &flat);
-        }
-        if level == 2 && free.contains(&0) {
-            p = fov_scan(&problem, p, &free, 0.5);
-        }
-        if level == 3 && free.contains(&0) {
-            p = fov_scan(&problem, p, &free, 0.125);
-        }
+        p = level_search(&problem, p, level, &free, &flat);
         p = problem.refine(p, &free, if *sigma <= 1.0 { 60 } else { 15 });
     }
     finish(start, &fine, p0, p, texture, flat)

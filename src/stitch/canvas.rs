@@ -46,6 +46,26 @@ fn coverage(cam: &Camera, size: (u32, u32), cyl: &Cylinder, u: f64) -> u32 {
 
 /// Lays out the panorama for `cams` recording frames of `sizes`.
 pub fn plan_canvas(cams: &[Camera; 3], sizes: &[(u32, u32); 3]) -> Result<Canvas, String> {
+    let (full, lo) = full_cylinder(cams, sizes);
+    let cover: Vec<[u32; 3]> = (0..full.width)
+        .map(|u| [0, 1, 2].map(|i| coverage(&cams[i], sizes[i], &full, u as f64)))
+        .collect();
+    let best: Vec<u32> = cover
+        .iter()
+        .map(|c| *c.iter().max().unwrap_or(&0))
+        .collect();
+    let centre = ((0.0 - lo).to_radians() * full.f) as usize;
+    let (hh, ua, ub) = best_rectangle(&best, centre.min(best.len().saturating_sub(1)));
+    if hh < 8 || ub <= ua {
+        return Err("the cameras cover no common band around the horizon".into());
+    }
+    let edges = strip_edges(&cover, hh, ua, ub)?;
+    build(full, ua, hh, edges)
+}
+
+/// The cylinder at CAM_C's focal length spanning all three cameras' views
+/// (with a margin), and the azimuth of its left edge, degrees.
+fn full_cylinder(cams: &[Camera; 3], sizes: &[(u32, u32); 3]) -> (Cylinder, f64) {
     let f = cams[1].focal(sizes[1].0 as f64);
     let lo = cams
         .iter()
@@ -63,18 +83,17 @@ pub fn plan_canvas(cams: &[Camera; 3], sizes: &[(u32, u32); 3]) -> Result<Canvas
         f,
         yaw0_deg: (lo + hi) / 2.0,
     };
-    let cover: Vec<[u32; 3]> = (0..width)
-        .map(|u| [0, 1, 2].map(|i| coverage(&cams[i], sizes[i], &full, u as f64)))
-        .collect();
-    let best: Vec<u32> = cover
-        .iter()
-        .map(|c| *c.iter().max().unwrap_or(&0))
-        .collect();
-    let centre = ((0.0 - lo).to_radians() * f) as usize;
-    let (hh, ua, ub) = best_rectangle(&best, centre.min(best.len().saturating_sub(1)));
-    if hh < 8 || ub <= ua {
-        return Err("the cameras cover no common band around the horizon".into());
-    }
+    (full, lo)
+}
+
+/// Each camera's columns (even, relative to `ua`) within the band `ua..ub`
+/// where it covers all `hh` rows; the outer edges are the band's.
+fn strip_edges(
+    cover: &[[u32; 3]],
+    hh: u32,
+    ua: usize,
+    ub: usize,
+) -> Result<[(usize, usize); 3], String> {
     let span = |i: usize| {
         let cols: Vec<usize> = (ua..ub).filter(|&u| cover[u][i] >= hh).collect();
         (cols.first().copied(), cols.last().map(|l| l + 1))
@@ -93,7 +112,7 @@ pub fn plan_canvas(cams: &[Camera; 3], sizes: &[(u32, u32); 3]) -> Result<Canvas
     let total = ((ub - ua) / 2 * 2).min(edges[2].1);
     edges[0].0 = 0;
     edges[2].1 = total;
-    build(full, ua, hh, edges)
+    Ok(edges)
 }
 
 /// The rows' half-height and columns `[ua, ub)` of the largest rectangle

@@ -5,15 +5,13 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::plan::Plan;
+use super::plan::{CameraOffset, Plan};
 use super::settings::StitchSettings;
 use super::{calibrated, encode};
 
 /// The `-filter_complex` graph for a plan: inputs 0, 1, 2 are CAM_L, CAM_C,
 /// CAM_R; outputs `[v]` and, with audio, `[a]`.
 pub fn filter_graph(plan: &Plan) -> String {
-    let fps = plan.fps;
-    let frames = plan.frames;
     let mut g = match &plan.geometry {
         Some(geo) => calibrated::video_graph(plan, geo),
         None => Vec::new(),
@@ -22,49 +20,23 @@ pub fn filter_graph(plan: &Plan) -> String {
         audio_graph(plan, &mut g);
         return g.join(";");
     }
-    // Each input: own timeline from 0, CAM_C's frame grid, the common span,
-    // scaled to the output's scale first (nothing is blended or stacked at
-    // full resolution), one pixel format for the blend and the stack.
     let (w, o, extra) = strip_scale(plan);
-    let h = plan.output_height;
-    let names = ["l", "c", "r"];
     for (i, cam) in plan.cameras.iter().enumerate() {
-        // After `fps` the stream starts at 0 on a 1/fps grid (gaps filled by
-        // repeating the last frame), so a frame count is an exact end. (A
-        // time would be rescaled and rounded by `trim`, and can lose one.)
-        let mut chain = format!("[{i}:v]setpts=PTS-STARTPTS,fps={fps},trim=end_frame={frames}");
-        if (cam.width, cam.height) != (w, h) {
-            chain.push_str(&format!(",scale={w}:{h}"));
-        }
-        chain.push_str(",format=yuv420p,setsar=1");
-        chain.push_str(&strip_cuts(i, names[i], w, h, o));
-        g.push(chain);
+        g.push(input_chain(plan, i, cam, (w, o)));
     }
-    let mut tail = String::new();
-    if o == 0 {
-        tail.push_str("[l][c][r]hstack=inputs=3:shortest=1");
+    let mut tail = if o == 0 {
+        "[l][c][r]hstack=inputs=3:shortest=1".to_string()
     } else {
-        // The mask: weight of the right-hand camera, rising linearly across
-        // the band, sampled at pixel centres ((X+0.5)/W of 255) on every
-        // plane (geq's W is the plane's width; the value stays below 255).
-        // Made once and looped.
-        let ramp = "255*(X+0.5)/W";
-        g.push(format!(
-            "color=c=black:s={o}x{h}:r={fps},format=yuv420p,trim=end_frame=1,\
-             geq=lum='{ramp}':cb='{ramp}':cr='{ramp}',loop=loop={}:size=1,\
-             setpts=N/({fps}*TB),split=2[m0][m1]",
-            plan.frames.saturating_sub(1)
-        ));
-        g.push("[lb][cl][m0]maskedmerge[s0]".to_string());
-        g.push("[cr][rb][m1]maskedmerge[s1]".to_string());
-        tail.push_str("[lm][s0][cm][s1][rm]hstack=inputs=5:shortest=1");
-    }
+        push_blend(plan, o, &mut g);
+        "[lm][s0][cm][s1][rm]hstack=inputs=5:shortest=1".to_string()
+    };
     if extra > 0 {
         // The strips' even sizes overshoot the output by `extra` columns:
         // cut them off both ends (no resampling).
         tail.push_str(&format!(
-            ",crop={}:{h}:{}:0",
+            ",crop={}:{}:{}:0",
             plan.output_width,
+            plan.output_height,
             extra / 4 * 2
         ));
     }
@@ -72,6 +44,42 @@ pub fn filter_graph(plan: &Plan) -> String {
     g.push(tail);
     audio_graph(plan, &mut g);
     g.join(";")
+}
+
+/// Input `i`'s chain: own timeline from 0, CAM_C's frame grid, the common
+/// span, scaled to the output's scale first (nothing is blended or stacked
+/// at full resolution), one pixel format for the blend and the stack, then
+/// cut into its strips.
+fn input_chain(plan: &Plan, i: usize, cam: &CameraOffset, (w, o): (u32, u32)) -> String {
+    let (fps, frames, h) = (plan.fps, plan.frames, plan.output_height);
+    let names = ["l", "c", "r"];
+    // After `fps` the stream starts at 0 on a 1/fps grid (gaps filled by
+    // repeating the last frame), so a frame count is an exact end. (A
+    // time would be rescaled and rounded by `trim`, and can lose one.)
+    let mut chain = format!("[{i}:v]setpts=PTS-STARTPTS,fps={fps},trim=end_frame={frames}");
+    if (cam.width, cam.height) != (w, h) {
+        chain.push_str(&format!(",scale={w}:{h}"));
+    }
+    chain.push_str(",format=yuv420p,setsar=1");
+    chain.push_str(&strip_cuts(i, names[i], w, h, o));
+    chain
+}
+
+/// The blend of the `o`-column overlaps: the mask, the weight of the
+/// right-hand camera, rising linearly across the band, sampled at pixel
+/// centres ((X+0.5)/W of 255) on every plane (geq's W is the plane's width;
+/// the value stays below 255), made once and looped; then both merges.
+fn push_blend(plan: &Plan, o: u32, g: &mut Vec<String>) {
+    let (fps, h) = (plan.fps, plan.output_height);
+    let ramp = "255*(X+0.5)/W";
+    g.push(format!(
+        "color=c=black:s={o}x{h}:r={fps},format=yuv420p,trim=end_frame=1,\
+         geq=lum='{ramp}':cb='{ramp}':cr='{ramp}',loop=loop={}:size=1,\
+         setpts=N/({fps}*TB),split=2[m0][m1]",
+        plan.frames.saturating_sub(1)
+    ));
+    g.push("[lb][cl][m0]maskedmerge[s0]".to_string());
+    g.push("[cr][rb][m1]maskedmerge[s1]".to_string());
 }
 
 /// The translation-only stitch at the output's scale: each camera's width
@@ -143,6 +151,27 @@ pub fn ffmpeg_args(plan: &Plan, settings: &StitchSettings, output: &Path) -> Vec
         a.push("-i".into());
         a.push(input.clone().into_os_string());
     }
+    push_graph(&mut a, plan);
+    let family = encode::codec_family(&plan.encoder).unwrap_or(encode::Family::H264);
+    a.extend(encode::encoder_args(
+        &plan.encoder,
+        family,
+        &settings.preset,
+    ));
+    for s in ["-movflags", "+faststart", "-metadata"] {
+        a.push(s.into());
+    }
+    a.push(format!("creation_time={}", plan.common_start).into());
+    for s in ["-progress", "pipe:1", "-nostats", "-f", "mp4"] {
+        a.push(s.into());
+    }
+    a.push(output.as_os_str().to_owned());
+    a
+}
+
+/// The filter graph (with the encoder's upload, if it needs one) and the
+/// mapping of its video and, with audio, its AAC-encoded audio.
+fn push_graph(a: &mut Vec<OsString>, plan: &Plan) {
     // Every core for the graph (the encoder takes them all by itself).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     a.push("-filter_complex_threads".into());
@@ -166,21 +195,6 @@ pub fn ffmpeg_args(plan: &Plan, settings: &StitchSettings, output: &Path) -> Vec
             a.push(s.into());
         }
     }
-    let family = encode::codec_family(&plan.encoder).unwrap_or(encode::Family::H264);
-    a.extend(encode::encoder_args(
-        &plan.encoder,
-        family,
-        &settings.preset,
-    ));
-    for s in ["-movflags", "+faststart", "-metadata"] {
-        a.push(s.into());
-    }
-    a.push(format!("creation_time={}", plan.common_start).into());
-    for s in ["-progress", "pipe:1", "-nostats", "-f", "mp4"] {
-        a.push(s.into());
-    }
-    a.push(output.as_os_str().to_owned());
-    a
 }
 
 /// A command line as one shell-quoted string, for logs and `--dry-run`.

@@ -2,7 +2,7 @@
 //! (the clocks, checked by content), the output's size and length. Pure but
 //! for the reading of inputs and the content check.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
@@ -134,24 +134,7 @@ pub fn load_inputs(
                 });
             }
         }
-        let bad = |message: String| StitchError::Manifest {
-            camera,
-            path: manifest_path.clone(),
-            message,
-        };
-        let m = Manifest::read(&manifest_path).map_err(|e| match e {
-            ManifestError::Io { source, .. } => bad(format!("cannot read: {source}")),
-            other => bad(other.to_string()),
-        })?;
-        if m.recording.session_id != session.as_str() || m.recording.camera_id != camera.as_str() {
-            return Err(bad(format!(
-                "describes {}/{}, but sits in the folder of {session}/{camera}",
-                m.recording.session_id, m.recording.camera_id
-            )));
-        }
-        let start = m
-            .corrected_start()
-            .map_err(|e| bad(format!("timing.start_time: {e}")))?;
+        let (m, start) = read_manifest(session, camera, &manifest_path)?;
         let probe = ffmpeg::probe(&settings.ffprobe, &recording)
             .map_err(|source| StitchError::Input { camera, source })?;
         out.push(CameraInput {
@@ -164,6 +147,34 @@ pub fn load_inputs(
         });
     }
     Ok(out)
+}
+
+/// A camera's manifest, checked to describe that camera of that session,
+/// and its corrected start.
+fn read_manifest(
+    session: &SessionId,
+    camera: CameraId,
+    manifest_path: &Path,
+) -> Result<(Manifest, jiff::Timestamp), StitchError> {
+    let bad = |message: String| StitchError::Manifest {
+        camera,
+        path: manifest_path.to_path_buf(),
+        message,
+    };
+    let m = Manifest::read(manifest_path).map_err(|e| match e {
+        ManifestError::Io { source, .. } => bad(format!("cannot read: {source}")),
+        other => bad(other.to_string()),
+    })?;
+    if m.recording.session_id != session.as_str() || m.recording.camera_id != camera.as_str() {
+        return Err(bad(format!(
+            "describes {}/{}, but sits in the folder of {session}/{camera}",
+            m.recording.session_id, m.recording.camera_id
+        )));
+    }
+    let start = m
+        .corrected_start()
+        .map_err(|e| bad(format!("timing.start_time: {e}")))?;
+    Ok((m, start))
 }
 
 /// Seconds from `a` to `b` (negative if `b` is earlier).
@@ -193,16 +204,7 @@ pub fn plan(
     let overlap = settings.overlap_px;
     check_frame(session, w, h, overlap)?;
     let warnings = input_warnings(&all, w, h, fps);
-    // Frame 0 is the latest start; every input skips the whole number of
-    // its own frames nearest to its lead.
-    let common_start = all.iter().map(|c| c.start).max().unwrap_or(center.start);
-    let cameras: Vec<CameraOffset> = all.iter().map(|c| offset_of(c, common_start)).collect();
-    let remaining = all
-        .iter()
-        .zip(&cameras)
-        .map(|(c, o)| c.probe.duration_sec - o.skipped_frames as f64 / c.probe.fps_exact)
-        .fold(f64::INFINITY, f64::min);
-    let frames = common_frames(session, &all, remaining, fps)?;
+    let (common_start, cameras, frames) = common_span(session, &all, fps)?;
     let panorama_width = 3 * w - 2 * overlap;
     let family = encode::codec_family(&settings.codec).unwrap_or(encode::Family::H264);
     let (output_width, output_height, output_rule) =
@@ -228,6 +230,26 @@ pub fn plan(
         inputs: all.iter().map(|c| c.recording.clone()).collect(),
         geometry: None,
     })
+}
+
+/// The span all inputs cover: its start, each input's offset into it, its
+/// length in frames at `fps`.
+fn common_span(
+    session: &SessionId,
+    all: &[&CameraInput; 3],
+    fps: f64,
+) -> Result<(jiff::Timestamp, Vec<CameraOffset>, u64), StitchError> {
+    // Frame 0 is the latest start; every input skips the whole number of
+    // its own frames nearest to its lead.
+    let common_start = all.iter().map(|c| c.start).max().unwrap_or(all[1].start);
+    let cameras: Vec<CameraOffset> = all.iter().map(|c| offset_of(c, common_start)).collect();
+    let remaining = all
+        .iter()
+        .zip(&cameras)
+        .map(|(c, o)| c.probe.duration_sec - o.skipped_frames as f64 / c.probe.fps_exact)
+        .fold(f64::INFINITY, f64::min);
+    let frames = common_frames(session, all, remaining, fps)?;
+    Ok((common_start, cameras, frames))
 }
 
 /// CAM_C's frame must be even-sized (4:2:0) and wider than two overlaps.

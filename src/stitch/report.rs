@@ -172,37 +172,46 @@ pub fn list_table(file: &JobsFile) -> String {
         "FINISHED".to_string(),
         "OUTPUT / ERROR".to_string(),
     ]];
-    for j in &file.jobs {
-        let status = if j.status == JobStatus::Running && !jobs::holder_alive(j) {
-            "running?".to_string()
-        } else {
-            j.status.to_string()
-        };
-        let detail = match (&j.output, &j.error) {
-            (_, Some(e)) => e.clone(),
-            (Some(o), None) => o.clone(),
-            (None, None) => match j.pid {
-                Some(p) => format!("pid {p}"),
-                None => String::new(),
-            },
-        };
-        rows.push([
-            j.id.clone(),
-            status,
-            format!("{:.1}%", j.progress),
-            short_time(&j.created_at),
-            j.finished_at.as_deref().map(short_time).unwrap_or_default(),
-            detail,
-        ]);
-    }
+    rows.extend(file.jobs.iter().map(job_row));
+    render_table(&rows)
+}
+
+/// One job's row of the `--list` table.
+fn job_row(j: &Job) -> [String; 6] {
+    let status = if j.status == JobStatus::Running && !jobs::holder_alive(j) {
+        "running?".to_string()
+    } else {
+        j.status.to_string()
+    };
+    let detail = match (&j.output, &j.error) {
+        (_, Some(e)) => e.clone(),
+        (Some(o), None) => o.clone(),
+        (None, None) => match j.pid {
+            Some(p) => format!("pid {p}"),
+            None => String::new(),
+        },
+    };
+    [
+        j.id.clone(),
+        status,
+        format!("{:.1}%", j.progress),
+        short_time(&j.created_at),
+        j.finished_at.as_deref().map(short_time).unwrap_or_default(),
+        detail,
+    ]
+}
+
+/// The rows in aligned columns: the progress column right-aligned, the
+/// last one as is, no trailing blanks.
+fn render_table(rows: &[[String; 6]]) -> String {
     let mut widths = [0usize; 6];
-    for r in &rows {
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
     let mut out = String::new();
-    for r in &rows {
+    for r in rows {
         let mut line = String::new();
         for (i, (c, w)) in r.iter().zip(widths).enumerate() {
             if i == 5 {

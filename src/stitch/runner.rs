@@ -105,47 +105,62 @@ impl Runner {
             });
         }
         self.requeue_stale()?;
-        if let Some(last) = self.queue.latest_for(session)? {
-            match last.status {
-                JobStatus::Running => {
-                    return Err(StitchError::Busy {
-                        session: session.to_string(),
-                        job: last.id,
-                        pid: last.pid,
-                    });
-                }
-                JobStatus::Done if !force => {
-                    if self.layout.panorama(session).exists() {
-                        return Ok(Outcome::AlreadyDone { job: last });
-                    }
-                    log::warn!(
-                        "{session}: job {} is done but {} is gone; stitching again",
-                        last.id,
-                        self.layout.panorama(session).display()
-                    );
-                }
-                _ => {}
-            }
+        if let Some(done) = self.check_latest(session, force)? {
+            return Ok(done);
         }
+        let job = self.claim_new(session)?;
+        self.run_job(&job).map(Outcome::Stitched)
+    }
+
+    /// The session's latest job: running is busy; done (without `force`,
+    /// and the panorama still there) needs no stitch.
+    fn check_latest(
+        &self,
+        session: &SessionId,
+        force: bool,
+    ) -> Result<Option<Outcome>, StitchError> {
+        let Some(last) = self.queue.latest_for(session)? else {
+            return Ok(None);
+        };
+        match last.status {
+            JobStatus::Running => Err(StitchError::Busy {
+                session: session.to_string(),
+                job: last.id,
+                pid: last.pid,
+            }),
+            JobStatus::Done if !force => {
+                if self.layout.panorama(session).exists() {
+                    return Ok(Some(Outcome::AlreadyDone { job: last }));
+                }
+                log::warn!(
+                    "{session}: job {} is done but {} is gone; stitching again",
+                    last.id,
+                    self.layout.panorama(session).display()
+                );
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Queues a job for the session and claims it for this process.
+    fn claim_new(&self, session: &SessionId) -> Result<Job, StitchError> {
         let (job, _) = self.queue.enqueue(session)?;
-        let job = match self.queue.claim(&job.id, self.pid)? {
-            Ok(job) => job,
+        match self.queue.claim(&job.id, self.pid)? {
+            Ok(job) => Ok(job),
             Err(Refused::WrongState { .. } | Refused::NotOurs { .. }) => {
                 let pid = self.queue.latest_for(session)?.and_then(|j| j.pid);
-                return Err(StitchError::Busy {
+                Err(StitchError::Busy {
                     session: session.to_string(),
                     job: job.id,
                     pid,
-                });
+                })
             }
-            Err(Refused::NoSuchJob(id)) => {
-                return Err(StitchError::Jobs(JobsError::Corrupt {
-                    path: self.queue.path().to_path_buf(),
-                    message: format!("job {id} vanished while being claimed"),
-                }));
-            }
-        };
-        self.run_job(&job).map(Outcome::Stitched)
+            Err(Refused::NoSuchJob(id)) => Err(StitchError::Jobs(JobsError::Corrupt {
+                path: self.queue.path().to_path_buf(),
+                message: format!("job {id} vanished while being claimed"),
+            })),
+        }
     }
 
     /// `rig-stitch --pending`: every queued job, oldest first, until none is
@@ -172,31 +187,17 @@ impl Runner {
                 break;
             };
             let result = self.run_job(&job);
-            let item = |status, output, error, plan: Option<Plan>| {
-                let (cameras, warnings, sync) = plan
-                    .map(|p| (p.cameras, p.warnings, p.sync))
-                    .unwrap_or_default();
-                PendingItem {
-                    job_id: job.id.clone(),
-                    session_id: job.session_id.clone(),
-                    status,
-                    output,
-                    error,
-                    cameras,
-                    warnings,
-                    sync,
-                }
-            };
             let item = match result {
-                Ok(r) => item(JobStatus::Done, Some(r.output), None, Some(r.plan)),
+                Ok(r) => pending_item(&job, JobStatus::Done, Some(r.output), None, Some(r.plan)),
                 Err(StitchError::Interrupted) => {
                     let e = Some(StitchError::Interrupted.to_string());
-                    report.jobs.push(item(JobStatus::Queued, None, e, None));
+                    let item = pending_item(&job, JobStatus::Queued, None, e, None);
+                    report.jobs.push(item);
                     return Err(StitchError::Interrupted);
                 }
                 // A failed job has no plan to show: the failure came before
                 // one (an input missing or unreadable) or the error says why.
-                Err(e) => item(JobStatus::Failed, None, Some(e.to_string()), None),
+                Err(e) => pending_item(&job, JobStatus::Failed, None, Some(e.to_string()), None),
             };
             report.jobs.push(item);
         }
@@ -231,22 +232,11 @@ impl Runner {
         let mut last_written = 0.0f64;
         let mut log_throttle = progress::Throttle::new(progress::LOG_EVERY);
         let mut on_progress = |p: StitchProgress| {
-            let line = progress::line(session.as_str(), &p);
-            if self.tty {
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r{line}  \x1b[K");
-                let _ = err.flush();
-            } else if p.percent < 100.0 && log_throttle.ready() {
-                log::info!("{line}");
-            }
+            self.show_progress(session, &p, &mut log_throttle);
             if p.percent > last_written
                 && (last_write.elapsed() >= PROGRESS_WRITE_EVERY || p.percent >= 100.0)
             {
-                match self.queue.set_progress(&job.id, self.pid, p.percent) {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(r)) => log::warn!("job {}: progress not recorded: {r}", job.id),
-                    Err(e) => log::warn!("job {}: progress not recorded: {e}", job.id),
-                }
+                self.record_progress(job, p.percent);
                 last_write = Instant::now();
                 last_written = p.percent;
             }
@@ -262,15 +252,72 @@ impl Runner {
             eprintln!();
         }
         let (output, plan, elapsed) = result?;
-        let made = ffmpeg::probe(&self.settings.ffprobe, &output).ok();
-        let size_bytes = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
-        Ok(StitchReport {
+        Ok(self.report(job, &output, plan, elapsed))
+    }
+
+    /// The progress line: rewritten in place on a terminal, else logged
+    /// now and then (not at 100 %).
+    fn show_progress(
+        &self,
+        session: &SessionId,
+        p: &StitchProgress,
+        throttle: &mut progress::Throttle,
+    ) {
+        let line = progress::line(session.as_str(), p);
+        if self.tty {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r{line}  \x1b[K");
+            let _ = err.flush();
+        } else if p.percent < 100.0 && throttle.ready() {
+            log::info!("{line}");
+        }
+    }
+
+    /// The job's progress in the queue; a failure is only logged.
+    fn record_progress(&self, job: &Job, percent: f64) {
+        match self.queue.set_progress(&job.id, self.pid, percent) {
+            Ok(Ok(_)) => {}
+            Ok(Err(r)) => log::warn!("job {}: progress not recorded: {r}", job.id),
+            Err(e) => log::warn!("job {}: progress not recorded: {e}", job.id),
+        }
+    }
+
+    /// The report of a finished stitch: the output's probed length when it
+    /// can be probed, else the plan's.
+    fn report(&self, job: &Job, output: &Path, plan: Plan, elapsed: f64) -> StitchReport {
+        let made = ffmpeg::probe(&self.settings.ffprobe, output).ok();
+        let size_bytes = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+        StitchReport {
             job_id: job.id.clone(),
             output: output.display().to_string(),
             size_bytes,
             duration_sec: made.map(|m| m.duration_sec).unwrap_or(plan.duration_sec),
             elapsed_sec: round3(elapsed),
             plan,
-        })
+        }
+    }
+}
+
+/// One line of the `--pending` report: the job, how it ended, and its
+/// plan's cameras, warnings and sync when there was a plan.
+fn pending_item(
+    job: &Job,
+    status: JobStatus,
+    output: Option<String>,
+    error: Option<String>,
+    plan: Option<Plan>,
+) -> PendingItem {
+    let (cameras, warnings, sync) = plan
+        .map(|p| (p.cameras, p.warnings, p.sync))
+        .unwrap_or_default();
+    PendingItem {
+        job_id: job.id.clone(),
+        session_id: job.session_id.clone(),
+        status,
+        output,
+        error,
+        cameras,
+        warnings,
+        sync,
     }
 }

@@ -28,18 +28,7 @@ pub fn stitch_session(
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(PathBuf, Plan, f64), StitchError> {
     let plan = plan_session(layout, session, settings, cancel)?;
-    for w in &plan.warnings {
-        log::warn!("{session}: {w}");
-    }
-    log::info!(
-        "{session}: aligning to {}; {}",
-        plan.common_start,
-        plan.cameras
-            .iter()
-            .map(|c| format!("{} skips {:.3} ms", c.camera, c.applied_ms))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    log_plan(session, &plan);
     let target = layout.panorama(session);
     remove_stale_temps(&layout.stitched_dir(session));
     let temp = AtomicFile::create(&target)?;
@@ -53,7 +42,39 @@ pub fn stitch_session(
         on_progress,
     )?;
     let elapsed = started.elapsed().as_secs_f64();
-    let made = ffmpeg::probe(&settings.ffprobe, temp.temp_path())
+    check_output(session, &plan, settings, temp.temp_path())?;
+    temp.commit()?;
+    if let Some(geo) = &plan.geometry {
+        calibrated::write_record(&layout.panorama_record(session), &plan, geo)?;
+    }
+    Ok((target, plan, elapsed))
+}
+
+/// Logs the plan's warnings and how much each camera skips.
+fn log_plan(session: &SessionId, plan: &Plan) {
+    for w in &plan.warnings {
+        log::warn!("{session}: {w}");
+    }
+    log::info!(
+        "{session}: aligning to {}; {}",
+        plan.common_start,
+        plan.cameras
+            .iter()
+            .map(|c| format!("{} skips {:.3} ms", c.camera, c.applied_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// The encoded panorama has the planned size (else an error); a length off
+/// the plan by more than a frame and a half is logged.
+fn check_output(
+    session: &SessionId,
+    plan: &Plan,
+    settings: &StitchSettings,
+    made_path: &Path,
+) -> Result<(), StitchError> {
+    let made = ffmpeg::probe(&settings.ffprobe, made_path)
         .map_err(|e| StitchError::BadOutput(e.to_string()))?;
     if (made.width, made.height) != (plan.output_width, plan.output_height) {
         return Err(StitchError::BadOutput(format!(
@@ -69,11 +90,7 @@ pub fn stitch_session(
             plan.duration_sec
         );
     }
-    temp.commit()?;
-    if let Some(geo) = &plan.geometry {
-        calibrated::write_record(&layout.panorama_record(session), &plan, geo)?;
-    }
-    Ok((target, plan, elapsed))
+    Ok(())
 }
 
 /// Loads the inputs, aligns them in time ([`plan_aligned`]) and plans the

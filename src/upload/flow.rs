@@ -218,20 +218,8 @@ impl<'a> Uploader<'a> {
             if attempt > 1 {
                 self.wait_before(&p.rec, attempt, tries, last.as_ref());
             }
-            log::info!(
-                "{}: attempt {attempt} of {tries}: {}",
-                p.rec,
-                if uploaded {
-                    "confirm (the upload was already accepted)"
-                } else {
-                    "upload"
-                }
-            );
-            state.status = OffloadStatus::Uploading;
-            state.attempts = attempt;
-            state.updated_at = now();
-            write_offload_state(&src.state, state)?;
-            report.attempts = attempt;
+            log_attempt(&p.rec, attempt, tries, uploaded);
+            begin_attempt(src, state, report, attempt)?;
             match self.attempt(src, p, &mut uploaded, report) {
                 Ok(digest) => {
                     let verified = self.offload.verify_checksum;
@@ -379,6 +367,36 @@ fn check_accepted(
     for w in &reply.manifest_warnings {
         log::warn!("{}: the server repaired our manifest: {w}", p.rec);
     }
+    Ok(())
+}
+
+/// Logs the start of an attempt: an upload, or only the confirmation
+/// once an upload was accepted.
+fn log_attempt(rec: &RecordingId, attempt: u32, tries: u32, uploaded: bool) {
+    log::info!(
+        "{}: attempt {attempt} of {tries}: {}",
+        rec,
+        if uploaded {
+            "confirm (the upload was already accepted)"
+        } else {
+            "upload"
+        }
+    );
+}
+
+/// Records in the state file and the report that attempt `attempt` is
+/// under way.
+fn begin_attempt(
+    src: &Source,
+    state: &mut OffloadState,
+    report: &mut OffloadReport,
+    attempt: u32,
+) -> Result<(), OffloadError> {
+    state.status = OffloadStatus::Uploading;
+    state.attempts = attempt;
+    state.updated_at = now();
+    write_offload_state(&src.state, state)?;
+    report.attempts = attempt;
     Ok(())
 }
 

@@ -36,6 +36,31 @@ pub(super) struct Transport {
     no_resume: Cell<bool>,
 }
 
+/// The upload form's text fields: session, camera, checksum, manifest,
+/// and the offset when resuming.
+fn form_fields<'a>(
+    p: &'a Prepared,
+    checksum: &'a str,
+    offset: &'a str,
+    resuming: bool,
+) -> Vec<(&'static str, &'a str)> {
+    let mut fields = vec![
+        (protocol::field::SESSION_ID, p.rec.session.as_str()),
+        (protocol::field::CAMERA_ID, p.rec.camera.as_str()),
+        (protocol::field::CHECKSUM, checksum),
+        (protocol::field::MANIFEST, p.manifest_json.as_str()),
+    ];
+    if resuming {
+        fields.push((protocol::field::OFFSET, offset));
+    }
+    fields
+}
+
+/// Bytes per second of a send (0 when it took no measurable time).
+fn send_rate(bytes: u64, secs: f64) -> f64 {
+    if secs > 0.0 { bytes as f64 / secs } else { 0.0 }
+}
+
 impl Transport {
     /// The agent for `offload`'s server: its timeouts, TLS roots and key,
     /// `chunk`-sized writes, no redirects.
@@ -159,15 +184,7 @@ impl Transport {
             );
         }
         let (offset_text, checksum_text) = (offset.to_string(), p.checksum.to_string());
-        let mut fields = vec![
-            (protocol::field::SESSION_ID, p.rec.session.as_str()),
-            (protocol::field::CAMERA_ID, p.rec.camera.as_str()),
-            (protocol::field::CHECKSUM, checksum_text.as_str()),
-            (protocol::field::MANIFEST, p.manifest_json.as_str()),
-        ];
-        if offset > 0 {
-            fields.push((protocol::field::OFFSET, offset_text.as_str()));
-        }
+        let fields = form_fields(p, &checksum_text, &offset_text, offset > 0);
         let progress = Progress::new(&p.rec.to_string(), p.size, self.progress);
         let mut body =
             MultipartBody::new(&fields, &p.rec.video_file_name(), file, p.size, progress);
@@ -187,11 +204,7 @@ impl Transport {
         }
         let response = result.map_err(|e| fail(transport_failure("upload", &url, e)))?;
         let (status, text) = read_reply(response);
-        let rate = if secs > 0.0 {
-            (p.size - offset) as f64 / secs
-        } else {
-            0.0
-        };
+        let rate = send_rate(p.size - offset, secs);
         upload_outcome(&url, status, &text, rate)
     }
 

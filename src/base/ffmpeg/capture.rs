@@ -120,61 +120,85 @@ fn secs_arg(s: f64) -> String {
 /// there are errors only. For `cmd` sources ffmpeg reads its stdin.
 pub fn capture_args(source: &CaptureSource, s: &CaptureSettings) -> Vec<std::ffi::OsString> {
     let mut a: Vec<std::ffi::OsString> = Vec::new();
-    let mut push = |items: &[&str]| a.extend(items.iter().map(std::ffi::OsString::from));
-    push(&["-hide_banner", "-nostats", "-v", "error"]);
-    push(&["-progress", "pipe:2", "-stats_period", "0.25"]);
+    push_args(&mut a, &["-hide_banner", "-nostats", "-v", "error"]);
+    push_args(&mut a, &["-progress", "pipe:2", "-stats_period", "0.25"]);
+    push_input(&mut a, source, s);
+    push_encoder(&mut a, s);
+    if let Some(d) = s.duration_sec {
+        push_args(&mut a, &["-t", &secs_arg(d)]);
+    }
+    let frag_us = ((s.fragment_sec * 1e6).round() as u64).max(1).to_string();
+    push_args(&mut a, &["-f", "mp4"]);
+    push_args(
+        &mut a,
+        &["-movflags", "+frag_keyframe+empty_moov+default_base_moof"],
+    );
+    push_args(&mut a, &["-frag_duration", &frag_us, "pipe:1"]);
+    a
+}
+
+/// Appends `items` to the argument list.
+fn push_args(a: &mut Vec<std::ffi::OsString>, items: &[&str]) {
+    a.extend(items.iter().map(std::ffi::OsString::from));
+}
+
+/// The input options and `-i` for the source.
+fn push_input(a: &mut Vec<std::ffi::OsString>, source: &CaptureSource, s: &CaptureSettings) {
     let size = format!("{}x{}", s.width, s.height);
     let fps = s.fps.to_string();
     match source {
         CaptureSource::Test => {
             let graph = format!("testsrc2=size={size}:rate={fps}");
-            push(&["-re", "-f", "lavfi", "-i", &graph]);
+            push_args(a, &["-re", "-f", "lavfi", "-i", &graph]);
         }
         CaptureSource::V4l2(dev) => {
             let dev = dev.to_string_lossy();
-            push(&["-f", "v4l2", "-framerate", &fps, "-video_size", &size]);
-            push(&["-i", &dev]);
+            push_args(a, &["-f", "v4l2", "-framerate", &fps, "-video_size", &size]);
+            push_args(a, &["-i", &dev]);
         }
-        CaptureSource::Cmd(_) => push(&["-i", "pipe:0"]),
-        CaptureSource::CmdRaw(_) => push(&[
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-video_size",
-            &size,
-            "-framerate",
-            &fps,
-            "-i",
-            "pipe:0",
-        ]),
+        CaptureSource::Cmd(_) => push_args(a, &["-i", "pipe:0"]),
+        CaptureSource::CmdRaw(_) => push_args(
+            a,
+            &[
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "yuv420p",
+                "-video_size",
+                &size,
+                "-framerate",
+                &fps,
+                "-i",
+                "pipe:0",
+            ],
+        ),
     }
+}
+
+/// The video encoder and its rate control: constant bitrate, a keyframe
+/// every GOP and nowhere else.
+fn push_encoder(a: &mut Vec<std::ffi::OsString>, s: &CaptureSettings) {
     let encoder = s.encoder_name();
     let gop = s.gop_frames().to_string();
     let rate = format!("{}M", s.bitrate_mbps);
     let bufsize = format!("{}M", u64::from(s.bitrate_mbps) * 2);
-    push(&[
-        "-map", "0:v:0", "-an", "-c:v", &encoder, "-pix_fmt", "yuv420p",
-    ]);
+    push_args(
+        a,
+        &[
+            "-map", "0:v:0", "-an", "-c:v", &encoder, "-pix_fmt", "yuv420p",
+        ],
+    );
     if !s.preset.is_empty() {
-        push(&["-preset", &s.preset]);
+        push_args(a, &["-preset", &s.preset]);
     }
-    push(&["-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"]);
-    push(&["-b:v", &rate, "-maxrate", &rate, "-bufsize", &bufsize]);
+    push_args(a, &["-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"]);
+    push_args(a, &["-b:v", &rate, "-maxrate", &rate, "-bufsize", &bufsize]);
     if encoder == "libx265" {
-        push(&["-x265-params", "log-level=error"]);
+        push_args(a, &["-x265-params", "log-level=error"]);
     }
     if s.codec == "h265" {
-        push(&["-tag:v", "hvc1"]);
+        push_args(a, &["-tag:v", "hvc1"]);
     }
-    if let Some(d) = s.duration_sec {
-        push(&["-t", &secs_arg(d)]);
-    }
-    let frag_us = ((s.fragment_sec * 1e6).round() as u64).max(1).to_string();
-    push(&["-f", "mp4"]);
-    push(&["-movflags", "+frag_keyframe+empty_moov+default_base_moof"]);
-    push(&["-frag_duration", &frag_us, "pipe:1"]);
-    a
 }
 
 /// The running capture: ffmpeg, and the producer of a `cmd` source.
@@ -183,6 +207,24 @@ pub struct CaptureProcess {
     ffmpeg: Child,
     stdin: Option<ChildStdin>,
     producer: Option<Child>,
+}
+
+/// The `cmd` source's producer, `sh -c` in its own process group, and its
+/// stdout (ffmpeg's stdin).
+fn spawn_producer(shell: &str) -> io::Result<(Child, ChildStdout)> {
+    use std::os::unix::process::CommandExt;
+    let mut p = Command::new("sh")
+        .arg("-c")
+        .arg(shell)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let out = p
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("producer stdout not captured"))?;
+    Ok((p, out))
 }
 
 impl CaptureProcess {
@@ -194,29 +236,22 @@ impl CaptureProcess {
         settings: &CaptureSettings,
     ) -> io::Result<CaptureProcess> {
         use std::os::unix::process::CommandExt;
-        let mut producer = None;
         let mut cmd = Command::new(ffmpeg_path);
         cmd.args(capture_args(source, settings))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        if let Some(shell) = source.command() {
-            let mut p = Command::new("sh")
-                .arg("-c")
-                .arg(shell)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .process_group(0)
-                .spawn()?;
-            let out = p
-                .stdout
-                .take()
-                .ok_or_else(|| io::Error::other("producer stdout not captured"))?;
-            cmd.stdin(Stdio::from(out));
-            producer = Some(p);
-        } else {
-            cmd.stdin(Stdio::piped());
-        }
+        let mut producer = match source.command() {
+            Some(shell) => {
+                let (p, out) = spawn_producer(shell)?;
+                cmd.stdin(Stdio::from(out));
+                Some(p)
+            }
+            None => {
+                cmd.stdin(Stdio::piped());
+                None
+            }
+        };
         log::debug!("capture: {cmd:?}");
         let mut ffmpeg = match cmd.spawn() {
             Ok(c) => c,

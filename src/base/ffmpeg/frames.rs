@@ -10,7 +10,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 
 /// Which frames to read and at what size.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,17 +113,9 @@ pub fn gray_args(file: &Path, w: &GrayWindow) -> Vec<OsString> {
     a
 }
 
-/// Reads the window's frames of `file`, calling `each` with every frame
-/// (`width * height` bytes, row by row); `each` returns false to stop early
-/// (ffmpeg is then killed). Returns the number of frames read, which is
-/// fewer than asked when the file ends first or `each` stopped.
-pub fn read_gray(
-    ffmpeg: &Path,
-    file: &Path,
-    w: &GrayWindow,
-    each: &mut dyn FnMut(&[u8]) -> bool,
-) -> Result<u64, FramesError> {
-    let mut child = Command::new(ffmpeg)
+/// ffmpeg started on the window's gray frames, stdout and stderr piped.
+fn spawn_gray(ffmpeg: &Path, file: &Path, w: &GrayWindow) -> Result<Child, FramesError> {
+    Command::new(ffmpeg)
         .args(gray_args(file, w))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -131,9 +124,13 @@ pub fn read_gray(
         .map_err(|source| FramesError::Spawn {
             tool: ffmpeg.to_path_buf(),
             source,
-        })?;
+        })
+}
+
+/// A thread reading the child's stderr to its end: its first 64 KiB.
+fn collect_stderr(child: &mut Child) -> JoinHandle<String> {
     let stderr = child.stderr.take();
-    let stderr_thread = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let mut text = String::new();
         if let Some(mut s) = stderr {
             // ffmpeg runs with -loglevel error; keep 64 KiB at most anyway.
@@ -141,8 +138,18 @@ pub fn read_gray(
             let _ = std::io::copy(&mut s, &mut std::io::sink());
         }
         text
-    });
-    let mut frame = vec![0u8; (w.width * w.height) as usize];
+    })
+}
+
+/// Hands the child's frames of `frame_len` bytes to `each` until the pipe
+/// ends or `each` returns false (the child is then killed): whether there
+/// was a pipe, the frames handed, whether `each` stopped.
+fn feed_frames(
+    child: &mut Child,
+    frame_len: usize,
+    each: &mut dyn FnMut(&[u8]) -> bool,
+) -> (std::io::Result<()>, u64, bool) {
+    let mut frame = vec![0u8; frame_len];
     let (mut count, mut stopped) = (0, false);
     let read = child
         .stdout
@@ -158,6 +165,23 @@ pub fn read_gray(
             }
         })
         .ok_or_else(|| std::io::Error::other("no stdout pipe"));
+    (read, count, stopped)
+}
+
+/// Reads the window's frames of `file`, calling `each` with every frame
+/// (`width * height` bytes, row by row); `each` returns false to stop early
+/// (ffmpeg is then killed). Returns the number of frames read, which is
+/// fewer than asked when the file ends first or `each` stopped.
+pub fn read_gray(
+    ffmpeg: &Path,
+    file: &Path,
+    w: &GrayWindow,
+    each: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<u64, FramesError> {
+    let mut child = spawn_gray(ffmpeg, file, w)?;
+    let stderr_thread = collect_stderr(&mut child);
+    let frame_len = (w.width * w.height) as usize;
+    let (read, count, stopped) = feed_frames(&mut child, frame_len, each);
     let status = child.wait();
     let stderr = stderr_thread.join().unwrap_or_default();
     let read_err = |source| FramesError::Read {

@@ -201,10 +201,6 @@ pub fn probe(ffprobe: &Path, file: &Path) -> Result<Probe, ProbeError> {
 
 /// Interprets ffprobe's JSON (separate from [`probe`] so it can be tested on text).
 pub fn parse_probe_json(json: &Value, file: &Path) -> Result<Probe, ProbeError> {
-    let field = |what: &str| ProbeError::Field {
-        file: file.to_path_buf(),
-        what: what.to_string(),
-    };
     let streams = json["streams"].as_array().cloned().unwrap_or_default();
     let video = streams
         .iter()
@@ -215,28 +211,12 @@ pub fn parse_probe_json(json: &Value, file: &Path) -> Result<Probe, ProbeError> 
     let has_audio = streams.iter().any(|s| s["codec_type"] == "audio");
     let format = &json["format"];
 
-    let dim = |key: &str| {
-        video[key]
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .filter(|&v| v > 0)
-            .ok_or_else(|| field(&format!("video {key}")))
-    };
-    let width = dim("width")?;
-    let height = dim("height")?;
-
-    let fps_exact = parse_rate(video["r_frame_rate"].as_str().unwrap_or(""))
-        .or_else(|| parse_rate(video["avg_frame_rate"].as_str().unwrap_or("")))
-        .ok_or_else(|| field("a frame rate (r_frame_rate)"))?;
-
-    let codec = match video["codec_name"].as_str() {
-        Some("hevc") => "h265".to_string(),
-        Some(other) => other.to_string(),
-        None => return Err(field("codec_name")),
-    };
-
+    let width = dimension(video, "width", file)?;
+    let height = dimension(video, "height", file)?;
+    let fps_exact = frame_rate(video, file)?;
+    let codec = codec_name(video, file)?;
     let duration_sec =
-        video_duration(video, format, fps_exact).ok_or_else(|| field("a duration"))?;
+        video_duration(video, format, fps_exact).ok_or_else(|| field_error(file, "a duration"))?;
     // Fragmented MP4 often lacks a per-stream bitrate; the format-level
     // value is the reliable one.
     let bitrate_bps = number(&format["bit_rate"])
@@ -257,6 +237,39 @@ pub fn parse_probe_json(json: &Value, file: &Path) -> Result<Probe, ProbeError> 
         creation_time,
         has_audio,
     })
+}
+
+/// The probe of `file` lacks `what` or has it wrong.
+fn field_error(file: &Path, what: &str) -> ProbeError {
+    ProbeError::Field {
+        file: file.to_path_buf(),
+        what: what.to_string(),
+    }
+}
+
+/// The video stream's `width` or `height`: a positive `u32`.
+fn dimension(video: &Value, key: &str, file: &Path) -> Result<u32, ProbeError> {
+    video[key]
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .ok_or_else(|| field_error(file, &format!("video {key}")))
+}
+
+/// The video stream's frame rate: `r_frame_rate`, else `avg_frame_rate`.
+fn frame_rate(video: &Value, file: &Path) -> Result<f64, ProbeError> {
+    parse_rate(video["r_frame_rate"].as_str().unwrap_or(""))
+        .or_else(|| parse_rate(video["avg_frame_rate"].as_str().unwrap_or("")))
+        .ok_or_else(|| field_error(file, "a frame rate (r_frame_rate)"))
+}
+
+/// The video stream's codec, HEVC named `h265` as in the manifest.
+fn codec_name(video: &Value, file: &Path) -> Result<String, ProbeError> {
+    match video["codec_name"].as_str() {
+        Some("hevc") => Ok("h265".to_string()),
+        Some(other) => Ok(other.to_string()),
+        None => Err(field_error(file, "codec_name")),
+    }
 }
 
 /// A number ffprobe printed as a string (`"3.000000"`) or, rarely, as one.

@@ -158,26 +158,13 @@ pub fn describe(
         .ok()
         .and_then(|t| jiff::Timestamp::try_from(t).ok());
     let (start, end) = timing_for(&probe, mtime, opts.start, opts.end);
-    let clock = opts.clock.clone();
 
     let manifest = Manifest {
         version: manifest::MANIFEST_VERSION.into(),
         recording: recording_info(rec),
-        file: FileInfo {
-            name: rec.video_file_name(),
-            size_bytes: digest.size,
-            container: probe.container.clone(),
-            codec: probe.codec.clone(),
-            extra: Map::new(),
-        },
+        file: file_info(rec, &digest, &probe),
         video: video_info(&probe, opts.bitrate_mbps),
-        timing: Timing {
-            start_time: manifest::format_time(start),
-            end_time: manifest::format_time(end),
-            ntp_synced: clock.as_ref().is_some_and(|c| c.synced),
-            sync_offset_ms: clock.and_then(|c| c.offset_ms).map(|v| round_to(v, 3)),
-            extra: Map::new(),
-        },
+        timing: timing_info(start, end, opts.clock.clone()),
         checksum: ChecksumInfo {
             algorithm: "sha256".into(),
             value: digest.sha256,
@@ -189,6 +176,33 @@ pub fn describe(
     };
     manifest.validate().map_err(DescribeError::Invalid)?;
     Ok(manifest)
+}
+
+/// The manifest's `file`: the recording's own name, what was hashed, what
+/// was probed.
+fn file_info(rec: &RecordingId, digest: &FileDigest, probe: &Probe) -> FileInfo {
+    FileInfo {
+        name: rec.video_file_name(),
+        size_bytes: digest.size,
+        container: probe.container.clone(),
+        codec: probe.codec.clone(),
+        extra: Map::new(),
+    }
+}
+
+/// The manifest's `timing`: the span, and the clock's sync state if known.
+fn timing_info(
+    start: jiff::Timestamp,
+    end: jiff::Timestamp,
+    clock: Option<host::ClockSync>,
+) -> Timing {
+    Timing {
+        start_time: manifest::format_time(start),
+        end_time: manifest::format_time(end),
+        ntp_synced: clock.as_ref().is_some_and(|c| c.synced),
+        sync_offset_ms: clock.and_then(|c| c.offset_ms).map(|v| round_to(v, 3)),
+        extra: Map::new(),
+    }
 }
 
 /// Rounds to `digits` decimals, so manifests do not carry float noise.

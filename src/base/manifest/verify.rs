@@ -196,7 +196,14 @@ fn verify_one(path: &Path, video_override: Option<&Path>) -> Verification {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| locate_video(path, &manifest));
     out.video = Some(video.clone());
-    match checksum::hash_file(&video) {
+    compare_file(&mut out, &video, &manifest);
+    out
+}
+
+/// Hashes the video and records the outcome against the manifest's
+/// checksum and size.
+fn compare_file(out: &mut Verification, video: &Path, manifest: &Manifest) {
+    match checksum::hash_file(video) {
         Ok(d) => {
             let same = d.sha256 == manifest.checksum.value && d.size == manifest.file.size_bytes;
             out.status = if same {
@@ -216,7 +223,6 @@ fn verify_one(path: &Path, video_override: Option<&Path>) -> Verification {
             out.detail.push(e.to_string());
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -348,6 +348,13 @@ fn decide(report: &mut SyncReport, side: &Side, peak: Option<Peak>, fps: f64) {
         ));
         return;
     }
+    use_content(row, &mut report.warnings, side, &p, fps);
+}
+
+/// A clear peak: the content offset recorded and used (confirming the
+/// clock within half a frame), with a warning when they differ by more
+/// than a frame.
+fn use_content(row: &mut CameraSync, warnings: &mut Vec<String>, side: &Side, p: &Peak, fps: f64) {
     let content_ms = (side.clock_frames as f64 + p.lag) / fps * 1000.0;
     let diff = (content_ms - row.clock_offset_ms) / 1000.0 * fps;
     row.content_offset_ms = Some(round3(content_ms));
@@ -358,7 +365,7 @@ fn decide(report: &mut SyncReport, side: &Side, peak: Option<Peak>, fps: f64) {
         SyncSource::Content
     };
     if diff.abs() > 1.0 {
-        report.warnings.push(format!(
+        warnings.push(format!(
             "{}: its clock puts its start {:+.3} ms from CAM_C's, its pictures {:+.3} ms \
              ({diff:+.2} frames apart); aligned by the pictures (check that camera's clock)",
             row.camera, row.clock_offset_ms, content_ms
