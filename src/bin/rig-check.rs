@@ -121,7 +121,7 @@ fn run(mut args: pico_args::Arguments, json: bool) -> Result<u8, Failure> {
     if json {
         print!("{}", report.to_json());
     } else {
-        print!("{}", report.to_text());
+        print!("{}", report.human());
     }
     Ok(code)
 }

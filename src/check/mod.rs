@@ -16,7 +16,7 @@
 //! its worst finding; [`exit_code`] maps it to the suite's exit codes (WARN
 //! fails only with `--strict`). Reports serialize to one JSON document with
 //! stable keys ([`Report::to_json`]) or render as text for people
-//! ([`Report::to_text`]).
+//! ([`Report::human`]).
 
 use std::fmt;
 use std::io;
@@ -143,10 +143,10 @@ impl Report {
     }
 
     /// The report for people.
-    pub fn to_text(&self) -> String {
+    pub fn human(&self) -> String {
         match self {
-            Report::Server(r) => r.to_text(),
-            Report::Node(r) => r.to_text(),
+            Report::Server(r) => r.human(),
+            Report::Node(r) => r.human(),
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::check::Status;
 impl NodeReport {
     /// The report for people: one line per check, fixes under failures,
     /// the backlog, and a one-line verdict.
-    pub fn to_text(&self) -> String {
+    pub fn human(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,

@@ -1,5 +1,5 @@
 //! What `rig-check server` reports, as JSON (`--json`) and, through
-//! [`ServerReport::to_text`], for people.
+//! [`ServerReport::human`], for people.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

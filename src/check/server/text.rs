@@ -8,7 +8,7 @@ use crate::base::units::human_bytes;
 impl ServerReport {
     /// The report for people: one block per session, then leftovers, queue,
     /// storage and a one-line verdict.
-    pub fn to_text(&self) -> String {
+    pub fn human(&self) -> String {
         let mut out = String::new();
         self.write_head(&mut out);
         for session in &self.sessions {
