@@ -121,7 +121,7 @@ impl State {
             expiry: ExpiryTimer::new(EXPIRE_EVERY, Instant::now()),
             ffprobe: config.processing.ffprobe_path.clone(),
             naive_zone: crate::base::manifest::flat::ZoneRule {
-                zone: crate::base::manifest::flat::zone_named(&config.server.naive_time_zone)
+                zone: crate::base::config::zone_named(&config.server.naive_time_zone)
                     .map_err(ServerError::new)?,
                 name: config.server.naive_time_zone.clone(),
             },

@@ -62,8 +62,6 @@ pub fn is_flat(v: &Value) -> bool {
     })
 }
 
-pub use crate::base::config::zone_named;
-
 /// A flat manifest as a partial nested one, and what the translation noted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Translated {
@@ -252,6 +250,7 @@ fn timing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::config::zone_named;
 
     fn base() -> Manifest {
         Manifest::from_json(crate::base::manifest::tests::EXAMPLE).unwrap()
