@@ -57,6 +57,7 @@ pub mod encode;
 pub mod output_size;
 pub mod progress;
 pub mod sync;
+pub mod tone;
 
 mod error;
 mod graph;
