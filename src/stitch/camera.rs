@@ -83,8 +83,8 @@ impl Camera {
     }
 
     /// Where a world ray lands in a `w` x `h` recording, as pixel indices
-    /// (fractional), or `None` behind the camera. Not checked against the
-    /// frame's bounds.
+    /// (fractional), or `None` behind the camera or beyond the radius where the
+    /// lens's polynomial folds back. Not checked against the frame's bounds.
     pub fn project(&self, rot: &Mat3, ray: [f64; 3], w: f64, h: f64) -> Option<(f64, f64)> {
         // camera = R^T * world
         let c = [
@@ -98,7 +98,18 @@ impl Camera {
         let f = self.focal(w);
         let x = f * c[0] / c[2] + (w - 1.0) / 2.0;
         let y = f * c[1] / c[2] + (h - 1.0) / 2.0;
-        Some(self.distort(x, y, w, h))
+        self.within_fold(x, y, w, h)
+            .then(|| self.distort(x, y, w, h))
+    }
+
+    /// Whether the ideal pixel `(x, y)` is inside the radius where the
+    /// distortion still grows with the radius. Beyond it the polynomial
+    /// folds back (a barrel k1 brings rays from far outside the view back
+    /// into the frame), so no ray there is seen.
+    fn within_fold(&self, x: f64, y: f64, w: f64, h: f64) -> bool {
+        let (dx, dy) = (x - w / 2.0, y - h / 2.0);
+        let r2 = (dx * dx + dy * dy) / ((w * w + h * h) / 4.0);
+        1.0 + 3.0 * self.k1 * r2 + 5.0 * self.k2 * r2 * r2 > 0.0
     }
 
     /// The recording's pixel holding the ideal (pinhole) pixel `(x, y)`.

@@ -221,7 +221,7 @@ impl Canvas {
 /// a scaler that averages (rather than v360's point samples of a much
 /// larger frame) keeps fine texture from aliasing, and the lens correction
 /// and warp then work on a frame near the output's scale.
-fn prescale(cam: &Camera, size: (u32, u32), piece: &Cylinder) -> Option<(u32, u32)> {
+pub(super) fn prescale(cam: &Camera, size: (u32, u32), piece: &Cylinder) -> Option<(u32, u32)> {
     let r = piece.f / cam.focal(f64::from(size.0));
     let even = |v: u32| ((f64::from(v) * r / 2.0).round() as u32 * 2).max(2);
     (r < 0.75).then(|| (even(size.0), even(size.1)))

@@ -58,6 +58,7 @@ pub mod output_size;
 pub mod progress;
 pub mod sync;
 pub mod tone;
+pub mod warp;
 
 mod error;
 mod graph;

@@ -1,0 +1,200 @@
+//! Decoding a video to raw `yuv420p` frames on a pipe, one frame at a time,
+//! for rig-stitch's warp: ffmpeg decodes (and, when asked, puts the frames
+//! on a rate, trims and scales them), Rust reads whole frames into buffers
+//! it reuses, so memory is a frame or two however long the match is.
+
+use std::ffi::OsString;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::thread::JoinHandle;
+
+use super::frames::FramesError;
+
+/// Bytes of one `yuv420p` frame of `width` x `height` (chroma planes
+/// rounded up, as ffmpeg's rawvideo writes them).
+pub fn yuv420p_len(width: u32, height: u32) -> usize {
+    let (w, h) = (width as usize, height as usize);
+    w * h + 2 * w.div_ceil(2) * h.div_ceil(2)
+}
+
+/// What to decode: the file, where to start, the `-vf` chain ending in
+/// frames of `size`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawSource {
+    /// The video.
+    pub file: PathBuf,
+    /// Seek before decoding, seconds (`-ss` before `-i`: frame-accurate).
+    pub seek_sec: f64,
+    /// The filters; the stream must leave them as frames of `size`.
+    pub filters: String,
+    /// Width and height of the frames the filters leave.
+    pub size: (u32, u32),
+}
+
+/// The ffmpeg arguments that write `src`'s frames as raw `yuv420p`.
+pub fn raw_args(src: &RawSource) -> Vec<OsString> {
+    let mut a: Vec<OsString> = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    if src.seek_sec > 0.0 {
+        a.push("-ss".into());
+        a.push(format!("{:.6}", src.seek_sec).into());
+    }
+    a.push("-i".into());
+    a.push(src.file.as_os_str().to_owned());
+    let vf = format!("{},format=yuv420p", src.filters);
+    for s in ["-an", "-sn", "-dn", "-vf", &vf] {
+        a.push(s.into());
+    }
+    for s in ["-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"] {
+        a.push(s.into());
+    }
+    a
+}
+
+/// A running decoder.
+#[derive(Debug)]
+pub struct RawDecoder {
+    child: Child,
+    out: ChildStdout,
+    stderr: Option<JoinHandle<String>>,
+    file: PathBuf,
+    frame_len: usize,
+}
+
+impl RawDecoder {
+    /// Starts `ffmpeg` decoding `src`.
+    pub fn spawn(ffmpeg: &Path, src: &RawSource) -> Result<RawDecoder, FramesError> {
+        let spawn_err = |source| FramesError::Spawn {
+            tool: ffmpeg.to_path_buf(),
+            source,
+        };
+        let mut child = Command::new(ffmpeg)
+            .args(raw_args(src))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_err)?;
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| spawn_err(io::Error::other("no stdout pipe")))?;
+        let stderr = child.stderr.take().map(|mut s| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = (&mut s).take(1 << 16).read_to_string(&mut text);
+                let _ = io::copy(&mut s, &mut io::sink());
+                text
+            })
+        });
+        Ok(RawDecoder {
+            child,
+            out,
+            stderr,
+            file: src.file.clone(),
+            frame_len: yuv420p_len(src.size.0, src.size.1),
+        })
+    }
+
+    /// Bytes of one frame.
+    pub fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+
+    /// The video decoded.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Reads the next frame into `buf` (`frame_len` bytes): false when the
+    /// stream ended cleanly before it. A frame cut short is an error.
+    pub fn read_frame(&mut self, buf: &mut [u8]) -> Result<bool, FramesError> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.out.read(&mut buf[got..]) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => {
+                    return Err(self.read_err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("a frame cut short at {got} of {} bytes", buf.len()),
+                    )));
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.read_err(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    fn read_err(&self, source: io::Error) -> FramesError {
+        FramesError::Read {
+            file: self.file.clone(),
+            source,
+        }
+    }
+
+    /// Waits for ffmpeg; with `stop`, kills it first (the frames are no
+    /// longer wanted). An unsuccessful exit not asked for is an error with
+    /// the end of its stderr.
+    pub fn finish(mut self, stop: bool) -> Result<(), FramesError> {
+        if stop {
+            let _ = self.child.kill();
+        }
+        drop(self.out);
+        let status = self.child.wait().map_err(|source| FramesError::Read {
+            file: self.file.clone(),
+            source,
+        })?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if stop || status.success() {
+            return Ok(());
+        }
+        Err(FramesError::Failed {
+            file: self.file,
+            status: status.to_string(),
+            stderr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_sizes_round_chroma_up() {
+        assert_eq!(yuv420p_len(4, 2), 8 + 2 * 2);
+        assert_eq!(yuv420p_len(5, 3), 15 + 2 * 3 * 2);
+    }
+
+    #[test]
+    fn the_command_seeks_filters_and_writes_raw_frames() {
+        let src = RawSource {
+            file: PathBuf::from("/v/cam.mp4"),
+            seek_sec: 1.5,
+            filters: "fps=30".into(),
+            size: (64, 36),
+        };
+        let line = raw_args(&src)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            line.contains("-ss 1.500000 -i /v/cam.mp4 -an -sn -dn -vf fps=30,format=yuv420p"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("-f rawvideo -pix_fmt yuv420p pipe:1"),
+            "{line}"
+        );
+    }
+}
