@@ -282,11 +282,11 @@ fn check_colour(rig: &Rig, c: &Value, scores: [&Scores; 2]) {
     ];
     let out = json_of(&rig.run(&[&args[..], &[file.to_str().unwrap(), SESSION]].concat()));
     assert_eq!(out["result"], "stitched", "{out}");
-    let gain_only = Scores::of(rig);
-    eprintln!("gain only, 700 columns: {gain_only:?}");
+    let without = Panorama::of(rig).seam(1);
+    eprintln!("gain only, 700 columns: seam C|R {without:?}");
     // Without the colour step the seam is measurably worse (measured: 6.1
     // dB in U, 4.3 dB in V).
-    let (with, without) = (scores[1].seams[1], gain_only.seams[1]);
+    let with = scores[1].seams[1];
     assert!(
         with.u >= without.u + 2.0 && with.v >= without.v + 2.0,
         "seam C|R with colour maps {with:?}, chroma following the gain {without:?}"
@@ -401,6 +401,37 @@ struct Scores {
 
 impl Scores {
     fn of(rig: &Rig) -> Scores {
+        let p = Panorama::of(rig);
+        let (o, s, w) = (&p.offsets, &p.seams, p.width);
+        // Each camera's own columns (no neighbour blended in).
+        let own = [(0, o[1]), (o[1] + s[0], o[2]), (o[2] + s[1], w)];
+        let bw = s[0].max(s[1]);
+        let interiors = own.map(|(a, b)| {
+            assert!(b - a >= bw, "{own:?} {bw}");
+            (0..3)
+                .map(|k| p.band(a + (b - a - bw) * k / 2, bw))
+                .collect()
+        });
+        Scores {
+            seams: [p.seam(0), p.seam(1)],
+            interiors,
+            whole: psnr(&p.file, &p.truth, None),
+        }
+    }
+}
+
+/// The stitched panorama, the truth rendered for it, and its layout at
+/// the size written.
+struct Panorama {
+    file: PathBuf,
+    truth: PathBuf,
+    width: u32,
+    offsets: Vec<u32>,
+    seams: Vec<u32>,
+}
+
+impl Panorama {
+    fn of(rig: &Rig) -> Panorama {
         let record: Value = serde_json::from_str(
             &std::fs::read_to_string(rig.layout.panorama_record(&rig.session())).unwrap(),
         )
@@ -418,7 +449,6 @@ impl Scores {
             num(&record["yaw0_deg"]),
             &truth,
         );
-        let pano = rig.layout.panorama(&rig.session());
         let canvas = &record["canvas"];
         // The canvas is the layout at the calibration's scale; a panorama
         // written smaller has it scaled by the width ratio.
@@ -431,20 +461,23 @@ impl Scores {
                 .map(|v| (num(v) * scale / 2.0).round() as u32 * 2)
                 .collect()
         };
-        let (o, s) = (list("offsets"), list("seams"));
-        let band = |x: u32, bw: u32| psnr(&pano, &truth, Some((bw, x / 2 * 2)));
-        // Each camera's own columns (no neighbour blended in).
-        let own = [(0, o[1]), (o[1] + s[0], o[2]), (o[2] + s[1], w)];
-        let bw = s[0].max(s[1]);
-        let interiors = own.map(|(a, b)| {
-            assert!(b - a >= bw, "{own:?} {bw}");
-            (0..3).map(|k| band(a + (b - a - bw) * k / 2, bw)).collect()
-        });
-        Scores {
-            seams: [band(o[1], s[0]), band(o[2], s[1])],
-            interiors,
-            whole: psnr(&pano, &truth, None),
+        Panorama {
+            file: rig.layout.panorama(&rig.session()),
+            truth,
+            width: w,
+            offsets: list("offsets"),
+            seams: list("seams"),
         }
+    }
+
+    /// PSNR of columns `[x, x + bw)` against the truth.
+    fn band(&self, x: u32, bw: u32) -> Psnr {
+        psnr(&self.file, &self.truth, Some((bw, x / 2 * 2)))
+    }
+
+    /// PSNR of seam `k`'s band (0: L|C, 1: C|R).
+    fn seam(&self, k: usize) -> Psnr {
+        self.band(self.offsets[k + 1], self.seams[k])
     }
 }
 
