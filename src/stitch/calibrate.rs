@@ -562,3 +562,49 @@ fn round(v: f64, digits: i32) -> f64 {
     let m = 10f64.powi(digits);
     (v * m).round() / m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nominal file as JSON, `chroma` set to `chroma` (or left out).
+    fn file_with(dir: &Path, chroma: Option<serde_json::Value>) -> std::path::PathBuf {
+        let mut cal = serde_json::to_value(Calibration::nominal(60.0, 73.0)).unwrap();
+        cal["gains"] = serde_json::json!([1.0, 1.0, 1.25]);
+        match chroma {
+            Some(c) => cal["chroma"] = c,
+            None => assert!(cal.as_object_mut().unwrap().remove("chroma").is_none()),
+        }
+        let path = dir.join("calibration.json");
+        std::fs::write(&path, cal.to_string()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_file_without_chroma_reads_and_its_chroma_follows_the_gains() {
+        let dir = tempfile::tempdir().unwrap();
+        let cal = Calibration::read(&file_with(dir.path(), None)).unwrap();
+        assert_eq!(cal.chroma, None);
+        assert_eq!(tone::chroma_map(&cal, 2), tone::ChromaMap::following(1.25));
+        assert!(!cal.human().is_empty());
+    }
+
+    #[test]
+    fn chroma_maps_are_checked_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = serde_json::json!({"u_gain": 1, "u_offset": 0, "v_gain": 1, "v_offset": 0});
+        let mut bad = serde_json::json!({"CAM_L": unit, "CAM_C": unit, "CAM_R": unit});
+        let cal = Calibration::read(&file_with(dir.path(), Some(bad.clone()))).unwrap();
+        assert_eq!(tone::chroma_map(&cal, 2), tone::ChromaMap::following(1.0));
+        bad["CAM_R"]["u_gain"] = serde_json::json!(9);
+        let e = Calibration::read(&file_with(dir.path(), Some(bad.clone())))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("chroma.CAM_R.u_gain 9 is not 0.2-5"), "{e}");
+        bad["CAM_R"] = serde_json::json!({"u_gain": 1, "u_offset": 0, "v_gain": 1});
+        let e = Calibration::read(&file_with(dir.path(), Some(bad)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("v_offset"), "{e}");
+    }
+}

@@ -75,47 +75,54 @@ pub fn fit(planes: &[Planes; 3], cal: &Calibration) -> ColourFit {
     let mut warnings = Vec::new();
     for seam in 0..2 {
         let outer = if seam == 0 { 0 } else { 2 };
-        let [u, v] = seam_pairs(planes, cal, seam, outer);
-        let g = cal.gains[outer];
-        if u.len() < PAIRS_MIN {
-            warnings.push(format!(
-                "seam {}: {} rays in the overlap, too few to match colour; \
-                 {}'s chroma follows its exposure gain",
-                SEAM_NAMES[seam],
-                u.len(),
-                CAMS[outer]
-            ));
-            continue;
-        }
-        let fixed_gain = cal
-            .seams
-            .get(seam)
-            .is_some_and(|s| s.status != "calibrated");
-        let (ug, uo) = fit_plane(&u, g, fixed_gain);
-        let (vg, vo) = fit_plane(&v, g, fixed_gain);
-        maps[outer] = ChromaMap {
-            u_gain: round(ug, 4),
-            u_offset: round(uo, 3),
-            v_gain: round(vg, 4),
-            v_offset: round(vo, 3),
-        };
-        if let Err(e) = maps[outer].check("chroma") {
-            warnings.push(format!(
-                "seam {}: colour fit out of range ({e}); {}'s chroma follows its exposure gain",
+        match fit_seam(planes, cal, seam, outer) {
+            Ok((m, r)) => (maps[outer], rms[seam]) = (m, r),
+            Err(why) => warnings.push(format!(
+                "seam {}: {why}; {}'s chroma follows its exposure gain",
                 SEAM_NAMES[seam], CAMS[outer]
-            ));
-            maps[outer] = ChromaMap::following(g);
+            )),
         }
-        let m = maps[outer];
-        let after = pooled_rms(&[(&u, m.u_gain, m.u_offset), (&v, m.v_gain, m.v_offset)]);
-        let before = pooled_rms(&[(&u, g, 0.0), (&v, g, 0.0)]);
-        rms[seam] = (round(after, 3), round(before, 3));
     }
     ColourFit {
         chroma: Chroma::from_array(maps),
         rms,
         warnings,
     }
+}
+
+/// Camera `outer`'s map from `seam`'s overlap, and the seam's chroma RMS
+/// `(with it, with the exposure gain only)`; or why not.
+fn fit_seam(
+    planes: &[Planes; 3],
+    cal: &Calibration,
+    seam: usize,
+    outer: usize,
+) -> Result<(ChromaMap, (f64, f64)), String> {
+    let [u, v] = seam_pairs(planes, cal, seam, outer);
+    if u.len() < PAIRS_MIN {
+        return Err(format!(
+            "{} rays in the overlap, too few to match colour",
+            u.len()
+        ));
+    }
+    let g = cal.gains[outer];
+    let fixed_gain = cal
+        .seams
+        .get(seam)
+        .is_some_and(|s| s.status != "calibrated");
+    let (ug, uo) = fit_plane(&u, g, fixed_gain);
+    let (vg, vo) = fit_plane(&v, g, fixed_gain);
+    let m = ChromaMap {
+        u_gain: round(ug, 4),
+        u_offset: round(uo, 3),
+        v_gain: round(vg, 4),
+        v_offset: round(vo, 3),
+    };
+    m.check("chroma")
+        .map_err(|e| format!("colour fit out of range ({e})"))?;
+    let after = pooled_rms(&[(&u, m.u_gain, m.u_offset), (&v, m.v_gain, m.v_offset)]);
+    let before = pooled_rms(&[(&u, g, 0.0), (&v, g, 0.0)]);
+    Ok((m, (round(after, 3), round(before, 3))))
 }
 
 /// The `(outer - 128, centre - 128)` pairs of U and of V over `seam`'s
