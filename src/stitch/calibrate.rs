@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use super::align::{self, Params, Problem};
 use super::camera::Camera;
+use super::colour::{self, Planes};
+use super::colour_frames::{self, Sampling};
 use super::image::Gray;
+use super::tone::{self, Chroma};
 use super::{StitchError, StitchSettings, load_inputs};
 use crate::base::ffmpeg;
 use crate::base::fsx;
@@ -39,6 +42,8 @@ pub const NCC_MIN: f64 = 0.8;
 const SAMPLES: usize = 7;
 /// Widest frame calibration looks at.
 const CALIB_WIDTH: u32 = 640;
+/// The cameras' names, left to right.
+const CAM_NAMES: [&str; 3] = ["CAM_L", "CAM_C", "CAM_R"];
 
 /// The three cameras, left to right.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -87,6 +92,12 @@ pub struct Seam {
     pub rms: f64,
     /// The same with the prior.
     pub rms_prior: f64,
+    /// RMS chroma difference (U and V, levels) after the colour maps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uv_rms: Option<f64>,
+    /// The same with chroma only following the exposure gain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uv_rms_gain_only: Option<f64>,
 }
 
 /// A calibration file.
@@ -107,6 +118,10 @@ pub struct Calibration {
     /// Exposure gains applied to each camera (CAM_C 1).
     #[serde(default = "unit_gains")]
     pub gains: [f64; 3],
+    /// Per camera chroma maps (white balance and saturation); absent in
+    /// files from before them: chroma then follows `gains`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chroma: Option<Chroma>,
     /// Per seam, left to right.
     #[serde(default)]
     pub seams: Vec<Seam>,
@@ -133,6 +148,7 @@ impl Calibration {
                 Camera::nominal(yaw_sep, hfov),
             ]),
             gains: unit_gains(),
+            chroma: None,
             seams: Vec::new(),
             warnings: Vec::new(),
         }
@@ -160,6 +176,11 @@ impl Calibration {
         if c.gains.iter().any(|g| !(0.2..=5.0).contains(g)) {
             return Err(bad(format!("gains {:?}: each must be 0.2-5", c.gains)));
         }
+        if let Some(chroma) = &c.chroma {
+            for (name, m) in CAM_NAMES.iter().zip(chroma.array()) {
+                m.check(&format!("chroma.{name}")).map_err(bad)?;
+            }
+        }
         Ok(c)
     }
 
@@ -176,20 +197,28 @@ impl Calibration {
     /// A few lines for people.
     pub fn human(&self) -> String {
         let mut s = format!("prior: {}\n", self.prior);
-        for (name, (c, g)) in ["CAM_L", "CAM_C", "CAM_R"]
+        for (i, (name, (c, g))) in CAM_NAMES
             .iter()
             .zip(self.cameras.array().iter().zip(self.gains))
+            .enumerate()
         {
+            let m = tone::chroma_map(self, i);
             s.push_str(&format!(
-                "  {name}  yaw {:8.3}  pitch {:7.3}  roll {:7.3}  hfov {:7.3}  k1 {:7.4}  gain {:.3}\n",
-                c.yaw_deg, c.pitch_deg, c.roll_deg, c.hfov_deg, c.k1, g
+                "  {name}  yaw {:8.3}  pitch {:7.3}  roll {:7.3}  hfov {:7.3}  k1 {:7.4}  gain {:.3}\n\
+                 {:7}colour  U x{:.3} {:+.1}  V x{:.3} {:+.1}\n",
+                c.yaw_deg, c.pitch_deg, c.roll_deg, c.hfov_deg, c.k1, g,
+                "", m.u_gain, m.u_offset, m.v_gain, m.v_offset
             ));
         }
         for seam in &self.seams {
             s.push_str(&format!(
-                "  seam {}  {}  texture {:.1}  ncc {:.3}  rms {:.2} (prior {:.2})\n",
+                "  seam {}  {}  texture {:.1}  ncc {:.3}  rms {:.2} (prior {:.2})",
                 seam.between, seam.status, seam.texture, seam.ncc, seam.rms, seam.rms_prior
             ));
+            if let (Some(a), Some(b)) = (seam.uv_rms, seam.uv_rms_gain_only) {
+                s.push_str(&format!("  chroma rms {a:.2} (gain only {b:.2})"));
+            }
+            s.push('\n');
         }
         for w in &self.warnings {
             s.push_str(&format!("  warning: {w}\n"));
@@ -223,26 +252,27 @@ pub fn calibrate_session(
     let inputs = load_inputs(layout, session, settings)?;
     let start = prior(layout, settings);
     log::info!("{session}: calibrating from prior {}", start.prior);
-    let mut images = Vec::with_capacity(3);
-    for input in &inputs {
-        let (w, h) = (input.probe.width, input.probe.height);
-        let cw = CALIB_WIDTH.min(w) / 2 * 2;
-        let ch = ((h as f64 * cw as f64 / w as f64 / 2.0).round() as u32 * 2).max(2);
-        let dur = input.probe.duration_sec.max(0.1);
-        let mut frames = Vec::with_capacity(SAMPLES);
-        for k in 0..SAMPLES {
-            let t = dur * (k as f64 + 0.5) / SAMPLES as f64;
-            frames.push(
-                ffmpeg::gray_frame(&settings.ffmpeg, &input.recording, t, cw, ch)
-                    .map_err(StitchError::Io)?,
-            );
-        }
-        images.push(Gray::median_of(cw as usize, ch as usize, &frames));
-    }
+    let samplings: Vec<Sampling> = inputs
+        .iter()
+        .map(|i| sampling(&settings.ffmpeg, &i.recording, &i.probe))
+        .collect();
+    let images: Vec<Gray> = samplings
+        .iter()
+        .map(gray_median)
+        .collect::<Result<_, _>>()?;
     let images: [Gray; 3] = images
         .try_into()
         .map_err(|_| StitchError::Geometry(format!("session {session}: need three cameras")))?;
     let mut cal = solve(&images, &start);
+    let dir = layout.stitched_dir(session);
+    std::fs::create_dir_all(&dir).map_err(|e| StitchError::Io(fsx::with_path(&dir)(e)))?;
+    let planes: Vec<Planes> = samplings
+        .iter()
+        .map(|s| colour_frames::median_planes(s, &dir))
+        .collect::<Result<_, _>>()?;
+    if let Ok(planes) = <[Planes; 3]>::try_from(planes) {
+        colour::attach(&mut cal, &planes);
+    }
     cal.session_id = Some(session.to_string());
     for w in &cal.warnings {
         log::warn!("{session}: {w}");
@@ -250,6 +280,34 @@ pub fn calibrate_session(
     cal.write(&layout.calibration(session))?;
     cal.write(&layout.rig_calibration())?;
     Ok(cal)
+}
+
+/// What to sample of one recording: [`SAMPLES`] instants spread over it,
+/// at most [`CALIB_WIDTH`] columns.
+fn sampling<'a>(ffmpeg: &'a Path, file: &'a Path, probe: &ffmpeg::Probe) -> Sampling<'a> {
+    let (w, h) = (probe.width, probe.height);
+    let cw = CALIB_WIDTH.min(w) / 2 * 2;
+    let ch = ((h as f64 * cw as f64 / w as f64 / 2.0).round() as u32 * 2).max(2);
+    let dur = probe.duration_sec.max(0.1);
+    Sampling {
+        ffmpeg,
+        file,
+        at: (0..SAMPLES)
+            .map(|k| dur * (k as f64 + 0.5) / SAMPLES as f64)
+            .collect(),
+        size: (cw, ch),
+    }
+}
+
+/// The per-pixel median of `s`'s frames as gray.
+fn gray_median(s: &Sampling) -> Result<Gray, StitchError> {
+    let (w, h) = s.size;
+    let frames =
+        s.at.iter()
+            .map(|&t| ffmpeg::gray_frame(s.ffmpeg, s.file, t, w, h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StitchError::Io)?;
+    Ok(Gray::median_of(w as usize, h as usize, &frames))
 }
 
 /// The parameters to solve: both gains always; the common FOV only when
@@ -432,6 +490,7 @@ fn finish(
         prior: start.prior.clone(),
         cameras: Cameras::from_array(cams),
         gains: p.gains().map(|g| round(g, 4)),
+        chroma: None,
         seams,
         warnings,
     }
@@ -469,7 +528,7 @@ fn judge_seams(
 }
 
 /// The seams' names, left to right.
-const SEAM_NAMES: [&str; 2] = ["CAM_L/CAM_C", "CAM_C/CAM_R"];
+pub const SEAM_NAMES: [&str; 2] = ["CAM_L/CAM_C", "CAM_C/CAM_R"];
 
 /// Seam `s`'s entry in the calibration file: status and residuals.
 fn seam_record(
@@ -494,10 +553,58 @@ fn seam_record(
         ncc: round(ncc, 4),
         rms: round(fine.seam_rms(p, s), 3),
         rms_prior: round(fine.seam_rms(p0, s), 3),
+        uv_rms: None,
+        uv_rms_gain_only: None,
     }
 }
 
 fn round(v: f64, digits: i32) -> f64 {
     let m = 10f64.powi(digits);
     (v * m).round() / m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nominal file as JSON, `chroma` set to `chroma` (or left out).
+    fn file_with(dir: &Path, chroma: Option<serde_json::Value>) -> std::path::PathBuf {
+        let mut cal = serde_json::to_value(Calibration::nominal(60.0, 73.0)).unwrap();
+        cal["gains"] = serde_json::json!([1.0, 1.0, 1.25]);
+        match chroma {
+            Some(c) => cal["chroma"] = c,
+            None => assert!(cal.as_object_mut().unwrap().remove("chroma").is_none()),
+        }
+        let path = dir.join("calibration.json");
+        std::fs::write(&path, cal.to_string()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_file_without_chroma_reads_and_its_chroma_follows_the_gains() {
+        let dir = tempfile::tempdir().unwrap();
+        let cal = Calibration::read(&file_with(dir.path(), None)).unwrap();
+        assert_eq!(cal.chroma, None);
+        assert_eq!(tone::chroma_map(&cal, 2), tone::ChromaMap::following(1.25));
+        assert!(!cal.human().is_empty());
+    }
+
+    #[test]
+    fn chroma_maps_are_checked_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = serde_json::json!({"u_gain": 1, "u_offset": 0, "v_gain": 1, "v_offset": 0});
+        let mut bad = serde_json::json!({"CAM_L": unit, "CAM_C": unit, "CAM_R": unit});
+        let cal = Calibration::read(&file_with(dir.path(), Some(bad.clone()))).unwrap();
+        assert_eq!(tone::chroma_map(&cal, 2), tone::ChromaMap::following(1.0));
+        bad["CAM_R"]["u_gain"] = serde_json::json!(9);
+        let e = Calibration::read(&file_with(dir.path(), Some(bad.clone())))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("chroma.CAM_R.u_gain 9 is not 0.2-5"), "{e}");
+        bad["CAM_R"] = serde_json::json!({"u_gain": 1, "u_offset": 0, "v_gain": 1});
+        let e = Calibration::read(&file_with(dir.path(), Some(bad)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("v_offset"), "{e}");
+    }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::calibrate::Calibration;
 use super::canvas::{self, Canvas};
+use super::tone;
 use super::{Plan, StitchError, StitchSettings, encode, output_size};
 use crate::base::fsx;
 use crate::base::ids::SessionId;
@@ -101,7 +102,7 @@ pub fn video_graph(plan: &Plan, geo: &Geometry) -> Vec<String> {
                 &cams[i],
                 (cam.width, cam.height),
                 &canvas.pieces[i],
-                geo.calibration.gains[i]
+                tone::lutyuv_filter(&geo.calibration, i)
             )
         ));
     }

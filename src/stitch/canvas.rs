@@ -6,9 +6,8 @@
 //!
 //! Each camera's chain: lens correction (`lenscorrection`, bilinear, when
 //! k1 or k2 is set), the warp into its piece (`v360` flat to cylindrical,
-//! bicubic, see [`super::camera`]), its exposure gain (`lutyuv`, on luma
-//! above black and on chroma around neutral, as a gain on linear-ish RGB
-//! does).
+//! bicubic, see [`super::camera`]), its exposure and colour maps (`lutyuv`,
+//! see [`super::tone`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -250,8 +249,14 @@ fn lens_correction(cam: &Camera, size: (u32, u32)) -> Option<(String, (u32, u32)
     ))
 }
 
-/// The per-camera filters ahead of the blend: lens correction, warp, gain.
-pub fn camera_chain(cam: &Camera, size: (u32, u32), piece: &Cylinder, gain: f64) -> String {
+/// The per-camera filters ahead of the blend: lens correction, warp, and
+/// the level maps (`levels`, [`super::tone::lutyuv_filter`]).
+pub fn camera_chain(
+    cam: &Camera,
+    size: (u32, u32),
+    piece: &Cylinder,
+    levels: Option<String>,
+) -> String {
     let mut s = String::new();
     let size = match prescale(cam, size, piece) {
         Some((w, h)) => {
@@ -268,11 +273,8 @@ pub fn camera_chain(cam: &Camera, size: (u32, u32), piece: &Cylinder, gain: f64)
         None => size,
     };
     s.push_str(&piece.v360_filter(cam, size.0, size.1));
-    if (gain - 1.0).abs() > 1e-4 {
-        s.push_str(&format!(
-            ",lutyuv=y='clip(16+(val-16)*{gain:.5},0,255)':u='clip(128+(val-128)*{gain:.5},0,255)':\
-             v='clip(128+(val-128)*{gain:.5},0,255)'"
-        ));
+    if let Some(levels) = levels {
+        s.push_str(&format!(",{levels}"));
     }
     s
 }
@@ -355,10 +357,10 @@ mod tests {
         // real one is corrected on a doubled frame.
         let mut cam = Camera::nominal(0.0, 75.0);
         cam.k1 = 0.00004;
-        let chain = camera_chain(&cam, (640, 360), &c.pieces[1], 1.0);
+        let chain = camera_chain(&cam, (640, 360), &c.pieces[1], None);
         assert!(chain.starts_with("v360="), "{chain}");
         cam.k1 = 0.03;
-        let chain = camera_chain(&cam, (640, 360), &c.pieces[1], 1.0);
+        let chain = camera_chain(&cam, (640, 360), &c.pieces[1], None);
         assert!(
             chain.starts_with("scale=1280:720:flags=lanczos,lenscorrection=k1=0.030000"),
             "{chain}"

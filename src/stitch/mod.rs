@@ -51,6 +51,8 @@ pub mod calibrate;
 pub mod calibrated;
 pub mod camera;
 pub mod canvas;
+pub mod colour;
+pub mod colour_frames;
 pub mod image;
 
 pub mod encode;

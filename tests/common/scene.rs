@@ -3,7 +3,8 @@
 //! waves that differ per channel, so the scene is coloured: red, green,
 //! blue, purple, yellow patches), and camera views of
 //! it rendered with ffmpeg's `v360` (equirect to flat), lens distortion by
-//! `lenscorrection` and exposure by `colorchannelmixer`: independent of
+//! `lenscorrection` and exposure and white balance by `colorchannelmixer`
+//! (a multiplier per RGB channel): independent of
 //! rig-stitch's own projection code.
 
 use super::ffmpeg;
@@ -18,8 +19,9 @@ pub struct View {
     pub hfov: f64,
     /// `lenscorrection` k1 applied to the ideal view (0 = none).
     pub k1: f64,
-    /// RGB multiplied by this (1 = as is).
-    pub exposure: f64,
+    /// R, G and B multiplied by these (1 = as is): exposure, and a colour
+    /// cast when they differ.
+    pub rgb: [f64; 3],
 }
 
 pub const W: u32 = 640;
@@ -87,9 +89,9 @@ pub fn camera(scene: &Path, view: &View, out: &Path) {
     if view.k1 != 0.0 {
         vf.push_str(&format!(",lenscorrection=k1={}:i=bilinear", view.k1));
     }
-    if view.exposure != 1.0 {
-        let e = view.exposure;
-        vf.push_str(&format!(",colorchannelmixer=rr={e}:gg={e}:bb={e}"));
+    if view.rgb != [1.0; 3] {
+        let [r, g, b] = view.rgb;
+        vf.push_str(&format!(",colorchannelmixer=rr={r}:gg={g}:bb={b}"));
     }
     vf.push_str(",format=yuv420p");
     ffmpeg(&[
@@ -122,4 +124,25 @@ pub fn truth(scene: &Path, w: u32, h: u32, hfov: f64, vfov: f64, yaw0: f64, out:
         "ffv1",
         out.to_str().unwrap(),
     ]);
+}
+
+/// The first frame of `clip`'s leftmost `cols` columns as 4:4:4 planes:
+/// `[y, u, v]`, row after row.
+pub fn planes(clip: &Path, cols: u32) -> [Vec<u8>; 3] {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(clip)
+        .args(["-frames:v", "1", "-vf"])
+        .arg(format!("crop={cols}:ih:0:0,format=yuv444p"))
+        .args(["-f", "rawvideo", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = (cols * H) as usize;
+    assert_eq!(out.stdout.len(), 3 * n);
+    [0, 1, 2].map(|k| out.stdout[k * n..(k + 1) * n].to_vec())
 }
