@@ -169,6 +169,58 @@ impl RawDecoder {
 mod tests {
     use super::*;
 
+    /// Real ffmpeg (Debian's package; CI installs it).
+    const FFMPEG: &str = "/usr/bin/ffmpeg";
+
+    #[test]
+    fn frames_come_whole_and_in_order_then_the_stream_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("c.mkv");
+        let made = std::process::Command::new(FFMPEG)
+            .args(["-v", "error", "-f", "lavfi", "-i"])
+            .args(["color=c=white:s=64x36:r=10:d=1,drawbox=w=32:h=36:c=black:t=fill"])
+            .args(["-c:v", "ffv1"])
+            .arg(&clip)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let src = RawSource {
+            file: clip,
+            seek_sec: 0.0,
+            filters: "trim=end_frame=4,scale=32:18".into(),
+            size: (32, 18),
+        };
+        let mut dec = RawDecoder::spawn(Path::new(FFMPEG), &src).unwrap();
+        let mut buf = vec![0u8; dec.frame_len()];
+        let mut frames = 0;
+        while dec.read_frame(&mut buf).unwrap() {
+            frames += 1;
+            // Left half black, right half white; chroma neutral.
+            assert!(buf[0] < 30 && buf[31] > 220, "{:?}", &buf[..32]);
+            assert!(buf[32 * 18..].iter().all(|&c| (126..=130).contains(&c)));
+        }
+        assert_eq!(frames, 4);
+        dec.finish(false).unwrap();
+    }
+
+    #[test]
+    fn a_decoder_that_fails_names_its_file_and_says_why() {
+        let src = RawSource {
+            file: PathBuf::from("/nonexistent/cam.mp4"),
+            seek_sec: 0.0,
+            filters: "null".into(),
+            size: (16, 16),
+        };
+        let mut dec = RawDecoder::spawn(Path::new(FFMPEG), &src).unwrap();
+        let mut buf = vec![0u8; dec.frame_len()];
+        assert!(!dec.read_frame(&mut buf).unwrap());
+        let e = dec.finish(false).unwrap_err().to_string();
+        assert!(
+            e.contains("/nonexistent/cam.mp4") && e.contains("No such file"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn frame_sizes_round_chroma_up() {
         assert_eq!(yuv420p_len(4, 2), 8 + 2 * 2);

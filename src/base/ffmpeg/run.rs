@@ -188,6 +188,59 @@ mod tests {
         assert_eq!(tail_of(&b"short"[..], 4096), "short");
     }
 
+    /// ffmpeg reading 16 x 16 gray frames on stdin and encoding them with
+    /// `codec` to nowhere, with its progress on stdout.
+    fn reader_args(codec: &str) -> Vec<OsString> {
+        "-hide_banner -nostdin -loglevel error -f rawvideo -pix_fmt gray -video_size 16x16 \
+         -framerate 10 -i pipe:0 -c:v CODEC -progress pipe:1 -nostats -f null -"
+            .replace("CODEC", codec)
+            .split_whitespace()
+            .map(OsString::from)
+            .collect()
+    }
+
+    fn feed_frames(stdin: Option<ChildStdin>, n: usize) -> std::io::Result<()> {
+        let mut stdin = stdin.expect("a stdin pipe");
+        for _ in 0..n {
+            std::io::Write::write_all(&mut stdin, &[128u8; 256])?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_fed_run_sees_its_frames_and_keeps_the_feeds_error() {
+        let ffmpeg = Path::new("/usr/bin/ffmpeg");
+        let never = AtomicBool::new(false);
+        let mut frames = 0;
+        let mut count = |p: &Progress| frames = frames.max(p.frame);
+        let fed = run_fed(
+            ffmpeg,
+            &reader_args("rawvideo"),
+            |s| feed_frames(s, 7),
+            &never,
+            &mut count,
+        );
+        assert!(matches!(fed, Ok(Ok(()))), "{fed:?}");
+        assert_eq!(frames, 7);
+        // A feed that fails after a frame: ffmpeg ends cleanly on the short
+        // input, the feed's error is what comes back.
+        let cut = |s| {
+            feed_frames(s, 1).map_err(|e| e.to_string())?;
+            Err("decoder failed".to_string())
+        };
+        let fed = run_fed(ffmpeg, &reader_args("rawvideo"), cut, &never, &mut |_| {});
+        assert_eq!(fed.unwrap(), Err("decoder failed".to_string()));
+        // ffmpeg's own failure comes first.
+        let fed = run_fed(
+            ffmpeg,
+            &reader_args("no_such_codec"),
+            |s| feed_frames(s, 3),
+            &never,
+            &mut |_| {},
+        );
+        assert!(matches!(fed, Err(RunError::Failed { .. })), "{fed:?}");
+    }
+
     #[test]
     fn a_missing_program_is_named() {
         let never = AtomicBool::new(false);

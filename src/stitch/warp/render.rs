@@ -9,6 +9,9 @@ use rayon::prelude::*;
 use super::map::{GRID, PlaneMap, Span, WarpMap};
 use super::simd;
 
+// The vector path draws a cell (eight columns) per group.
+const _: () = assert!(GRID == 8);
+
 /// Rows drawn by one task.
 const ROWS_PER_TASK: usize = 8;
 
@@ -141,33 +144,66 @@ fn blend(
 /// from the camera's plane `src`, through `lut`: a straight run per cell
 /// between two knots.
 fn sample(span: &Span, src: &[u8], lut: Lut<'_>, row: usize, from: usize, out: &mut [u8]) {
-    let (w, h) = span.src;
-    let max = [((w as i32 - 1) << 16) - 1, ((h as i32 - 1) << 16) - 1];
     let nk = span.knots.len();
     let cells = &span.pos[row * nk..(row + 1) * nk];
-    let mut c = from - span.first;
-    let mut rest = out;
+    let (mut c, mut rest) = (from - span.first, out);
     while !rest.is_empty() {
-        let k = (c / GRID).min(nk - 1);
-        let [x, y, dx, dy] = cells[k];
-        let off = (c - span.knots[k]) as i32;
-        // The last cell runs to the span's last column (its knot).
-        let n = if k + 2 < nk {
-            (span.knots[k + 1] - c).min(rest.len())
-        } else {
-            rest.len()
+        let n = match whole_cells(span, src, cells, c, rest) {
+            0 => part_cell(span, src, cells, c, rest),
+            n => n,
         };
-        let (run, tail) = rest.split_at_mut(n);
-        let mut start = [x + dx * off, y + dy * off];
-        let fast = simd::run(src, span.src, max, start, [dx, dy], run);
-        start = [start[0] + dx * fast as i32, start[1] + dy * fast as i32];
-        bilinear(src, w, max, start, [dx, dy], &mut run[fast..]);
+        let (run, tail) = std::mem::take(&mut rest).split_at_mut(n);
         if let Some(table) = lut {
             run.iter_mut().for_each(|v| *v = table[usize::from(*v)]);
         }
         rest = tail;
         c += n;
     }
+}
+
+/// The clamp of a `w` x `h` plane's positions: the top-left pixel of the
+/// four read is at most the last-but-one row and column.
+fn clamp_of((w, h): (usize, usize)) -> [i32; 2] {
+    [((w as i32 - 1) << 16) - 1, ((h as i32 - 1) << 16) - 1]
+}
+
+/// Draws the whole cells from column `c` (a cell's first) that fit in
+/// `out`, eight columns a cell, when the vector path can: the columns
+/// drawn, 0 when none. The last cell, which may be longer, is left out.
+fn whole_cells(span: &Span, src: &[u8], cells: &[[i32; 4]], c: usize, out: &mut [u8]) -> usize {
+    if !c.is_multiple_of(GRID) {
+        return 0;
+    }
+    let k = c / GRID;
+    let whole = (out.len() / GRID).min(cells.len().saturating_sub(2).saturating_sub(k));
+    let n = whole * GRID;
+    let max = clamp_of(span.src);
+    if whole > 0 && simd::run_cells(src, span.src, max, &cells[k..k + whole], &mut out[..n]) {
+        n
+    } else {
+        0
+    }
+}
+
+/// Draws from column `c` to the end of its cell (or of `out`), the last
+/// cell to the span's last column: the columns drawn.
+fn part_cell(span: &Span, src: &[u8], cells: &[[i32; 4]], c: usize, out: &mut [u8]) -> usize {
+    let nk = cells.len();
+    let k = (c / GRID).min(nk - 1);
+    let n = if k + 2 < nk {
+        (span.knots[k + 1] - c).min(out.len())
+    } else {
+        out.len()
+    };
+    let [x, y, dx, dy] = cells[k];
+    let off = (c - span.knots[k]) as i32;
+    let max = clamp_of(span.src);
+    let run = &mut out[..n];
+    let start = [x + dx * off, y + dy * off];
+    let fast = simd::run(src, span.src, max, start, [dx, dy], run);
+    let start = [start[0] + dx * fast as i32, start[1] + dy * fast as i32];
+    bilinear(src, span.src.0, max, start, [dx, dy], &mut run[fast..]);
+    n
 }
 
 /// The samples along a straight run: start at `p` (16.16), move by `step`
@@ -292,6 +328,34 @@ mod tests {
             assert_eq!(fast, slow, "p {p:?} step {step:?} n {n}");
             vector_samples += done;
         }
+        // Whole cells, each its own start and step.
+        let cells: Vec<[i32; 4]> = (0..50)
+            .map(|_| {
+                let p = [
+                    (next() % (50 << 16)) as i32 - (6 << 16),
+                    (next() % (32 << 16)) as i32 - (4 << 16),
+                ];
+                [
+                    p[0],
+                    p[1],
+                    (next() % (3 << 16)) as i32 - (3 << 15),
+                    (next() % (1 << 16)) as i32 - (1 << 15),
+                ]
+            })
+            .collect();
+        let (mut fast, mut slow) = (vec![0u8; 400], vec![0u8; 400]);
+        if simd::run_cells(&src, (w, h), max, &cells, &mut fast) {
+            vector_samples += 400;
+        } else {
+            fast.fill(1);
+            slow.fill(1);
+        }
+        if vector_samples > 0 {
+            for (cell, out) in cells.iter().zip(slow.chunks_mut(8)) {
+                bilinear(&src, w, max, [cell[0], cell[1]], [cell[2], cell[3]], out);
+            }
+        }
+        assert_eq!(fast, slow);
         // On a machine with AVX2 the vector path ran; say so when not.
         if vector_samples == 0 {
             eprintln!("no AVX2 here: only the scalar loop was compared with itself");

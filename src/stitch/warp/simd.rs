@@ -43,6 +43,66 @@ pub fn run(
     0
 }
 
+/// Draws whole cells of a row with AVX2: `cells[k]` is `[x, y, dx, dy]`
+/// (16.16) of the cell's first column, each cell eight columns, `out`
+/// eight bytes a cell. False (nothing drawn) when AVX2 is not there or
+/// `src` is too short for the gathers.
+pub fn run_cells(
+    src: &[u8],
+    (stride, rows): (usize, usize),
+    max: [i32; 2],
+    cells: &[[i32; 4]],
+    out: &mut [u8],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let last = (rows - 1) * stride + (max[0] as usize >> 16) + 1;
+        if src.len() > last + OVERREAD && is_x86_feature_detected!("avx2") {
+            // SAFETY: as in `run`.
+            unsafe { cells_avx2(src, stride, max, cells, out) };
+            return true;
+        }
+    }
+    let _ = (src, stride, rows, max, cells, out);
+    false
+}
+
+/// The clamps, masks and strides every group of eight uses.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Consts {
+    zero: __m256i,
+    mx: __m256i,
+    my: __m256i,
+    bytes: __m256i,
+    stride: __m256i,
+    half: __m256i,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn consts(stride: usize, max: [i32; 2]) -> Consts {
+    Consts {
+        zero: _mm256_setzero_si256(),
+        mx: _mm256_set1_epi32(max[0]),
+        my: _mm256_set1_epi32(max[1]),
+        bytes: _mm256_set1_epi32(255),
+        stride: _mm256_set1_epi32(stride as i32),
+        half: _mm256_set1_epi32(1 << 15),
+    }
+}
+
+/// `p + lane * step` for the eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lanes(p: i32, step: i32) -> __m256i {
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_add_epi32(
+        _mm256_set1_epi32(p),
+        _mm256_mullo_epi32(lanes, _mm256_set1_epi32(step)),
+    )
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn run_avx2(
@@ -53,51 +113,88 @@ unsafe fn run_avx2(
     step: [i32; 2],
     out: &mut [u8],
 ) {
-    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let mut px = _mm256_add_epi32(
-        _mm256_set1_epi32(p[0]),
-        _mm256_mullo_epi32(lanes, _mm256_set1_epi32(step[0])),
-    );
-    let mut py = _mm256_add_epi32(
-        _mm256_set1_epi32(p[1]),
-        _mm256_mullo_epi32(lanes, _mm256_set1_epi32(step[1])),
-    );
+    let k = consts(stride, max);
+    let (mut px, mut py) = (lanes(p[0], step[0]), lanes(p[1], step[1]));
     let (sx, sy) = (
         _mm256_set1_epi32(step[0].wrapping_mul(8)),
         _mm256_set1_epi32(step[1].wrapping_mul(8)),
     );
-    let (zero, mx, my) = (
-        _mm256_setzero_si256(),
-        _mm256_set1_epi32(max[0]),
-        _mm256_set1_epi32(max[1]),
-    );
-    let (bytes, rows) = (_mm256_set1_epi32(255), _mm256_set1_epi32(stride as i32));
-    let base = src.as_ptr() as *const i32;
-    // SAFETY (gathers): see `run`; `base` and `base + stride` bytes.
-    let below = unsafe { src.as_ptr().add(stride) } as *const i32;
     for group in out.chunks_exact_mut(8) {
-        let x = _mm256_min_epi32(_mm256_max_epi32(px, zero), mx);
-        let y = _mm256_min_epi32(_mm256_max_epi32(py, zero), my);
-        let fx = _mm256_and_si256(_mm256_srli_epi32(x, 8), bytes);
-        let fy = _mm256_and_si256(_mm256_srli_epi32(y, 8), bytes);
-        let at = _mm256_add_epi32(
-            _mm256_mullo_epi32(_mm256_srli_epi32(y, 16), rows),
-            _mm256_srli_epi32(x, 16),
-        );
-        let top = unsafe { _mm256_i32gather_epi32::<1>(base, at) };
-        let bottom = unsafe { _mm256_i32gather_epi32::<1>(below, at) };
-        let t = lerp(top, fx, bytes);
-        let b = lerp(bottom, fx, bytes);
-        // (t * (256 - fy) + b * fy + 2^15) >> 16, as t * 256 + (b - t) * fy.
-        let v = _mm256_add_epi32(
-            _mm256_slli_epi32(t, 8),
-            _mm256_mullo_epi32(_mm256_sub_epi32(b, t), fy),
-        );
-        let v = _mm256_srli_epi32(_mm256_add_epi32(v, _mm256_set1_epi32(1 << 15)), 16);
-        store_low_bytes(v, group);
+        // SAFETY: the caller's (see `run`).
+        unsafe { draw8(src, stride, &k, px, py, group) };
         px = _mm256_add_epi32(px, sx);
         py = _mm256_add_epi32(py, sy);
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn cells_avx2(src: &[u8], stride: usize, max: [i32; 2], cells: &[[i32; 4]], out: &mut [u8]) {
+    let k = consts(stride, max);
+    for (i, (&[x, y, dx, dy], group)) in cells.iter().zip(out.chunks_exact_mut(8)).enumerate() {
+        if let Some(&[ax, ay, _, _]) = cells.get(i + AHEAD) {
+            prefetch(src, stride, max, ax, ay);
+        }
+        // SAFETY: the caller's (see `run_cells`).
+        unsafe { draw8(src, stride, &k, lanes(x, dx), lanes(y, dy), group) };
+    }
+}
+
+/// Cells ahead whose source pixels are asked for before they are needed:
+/// the gathers' loads do not teach the hardware prefetcher the rows' walk.
+const AHEAD: usize = 8;
+
+/// Asks for the two source rows' bytes at `(x, y)` (16.16, clamped) to be
+/// brought into the cache.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn prefetch(src: &[u8], stride: usize, max: [i32; 2], x: i32, y: i32) {
+    let (x, y) = (
+        x.clamp(0, max[0]) as usize >> 16,
+        y.clamp(0, max[1]) as usize >> 16,
+    );
+    let at = y * stride + x;
+    if let (Some(top), Some(bottom)) = (src.get(at), src.get(at + stride)) {
+        // A prefetch of an address inside `src`: it reads nothing.
+        _mm_prefetch::<_MM_HINT_T0>(top as *const u8 as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(bottom as *const u8 as *const i8);
+    }
+}
+
+/// Eight samples at positions `px`, `py` (16.16) into `out`.
+///
+/// # Safety
+/// AVX2 is there, and `src` holds every byte the gathers read for the
+/// clamped positions (see [`run`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn draw8(src: &[u8], stride: usize, k: &Consts, px: __m256i, py: __m256i, out: &mut [u8]) {
+    let x = _mm256_min_epi32(_mm256_max_epi32(px, k.zero), k.mx);
+    let y = _mm256_min_epi32(_mm256_max_epi32(py, k.zero), k.my);
+    let fx = _mm256_and_si256(_mm256_srli_epi32(x, 8), k.bytes);
+    let fy = _mm256_and_si256(_mm256_srli_epi32(y, 8), k.bytes);
+    let at = _mm256_add_epi32(
+        _mm256_mullo_epi32(_mm256_srli_epi32(y, 16), k.stride),
+        _mm256_srli_epi32(x, 16),
+    );
+    let base = src.as_ptr() as *const i32;
+    // SAFETY: the caller's; `below` is `stride` bytes on, inside `src`.
+    let (top, bottom) = unsafe {
+        let below = src.as_ptr().add(stride) as *const i32;
+        (
+            _mm256_i32gather_epi32::<1>(base, at),
+            _mm256_i32gather_epi32::<1>(below, at),
+        )
+    };
+    let t = lerp(top, fx, k.bytes);
+    let b = lerp(bottom, fx, k.bytes);
+    // (t * (256 - fy) + b * fy + 2^15) >> 16, as t * 256 + (b - t) * fy.
+    let v = _mm256_add_epi32(
+        _mm256_slli_epi32(t, 8),
+        _mm256_mullo_epi32(_mm256_sub_epi32(b, t), fy),
+    );
+    store_low_bytes(_mm256_srli_epi32(_mm256_add_epi32(v, k.half), 16), out);
 }
 
 /// `a * (256 - f) + b * f` for the two low bytes `a`, `b` of each lane.
