@@ -54,6 +54,19 @@ pub fn raw_args(src: &RawSource) -> Vec<OsString> {
     a
 }
 
+/// Bytes a raw-frame pipe holds: a frame is megabytes, and a pipe's
+/// default 64 KiB would wake the reader and the writer in turn dozens of
+/// times a frame.
+pub const PIPE_BYTES: usize = 1 << 20;
+
+/// Makes `pipe` hold [`PIPE_BYTES`] when the system allows (its
+/// `fs.pipe-max-size`); a refusal only costs speed.
+pub fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
+    if let Err(e) = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_BYTES) {
+        log::debug!("could not enlarge a raw-frame pipe: {e}");
+    }
+}
+
 /// A running decoder.
 #[derive(Debug)]
 pub struct RawDecoder {
@@ -82,6 +95,7 @@ impl RawDecoder {
             .stdout
             .take()
             .ok_or_else(|| spawn_err(io::Error::other("no stdout pipe")))?;
+        enlarge_pipe(&out);
         let stderr = child.stderr.take().map(|mut s| {
             std::thread::spawn(move || {
                 let mut text = String::new();

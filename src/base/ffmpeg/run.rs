@@ -104,6 +104,9 @@ pub fn run_fed<E: Send>(
         .spawn()
         .map_err(io_err)?;
     let stdin = child.stdin.take();
+    if let Some(pipe) = &stdin {
+        super::raw::enlarge_pipe(pipe);
+    }
     let stderr = child.stderr.take();
     let stderr_thread = std::thread::spawn(move || stderr.map(|s| tail_of(s, STDERR_TAIL)));
     let (interrupted, fed) = std::thread::scope(|s| {
