@@ -1,5 +1,6 @@
 //! Stitching with a calibration: which calibration a session uses, the plan
-//! it makes, its filter graph, and the record written beside the panorama.
+//! it makes, and the record written beside the panorama. (The pixels are
+//! drawn by [`super::warp`].)
 //!
 //! Which calibration: `--calibration FILE`, else
 //! `processing.calibration_file`, else the session's own
@@ -12,7 +13,6 @@ use serde::Serialize;
 
 use super::calibrate::Calibration;
 use super::canvas::{self, Canvas};
-use super::tone;
 use super::{Plan, StitchError, StitchSettings, encode, output_size};
 use crate::base::fsx;
 use crate::base::ids::SessionId;
@@ -79,36 +79,6 @@ pub fn apply(
         canvas,
     }));
     Ok(())
-}
-
-/// The video part of the graph for a calibrated plan, ending in `[v]`.
-/// Each camera is warped straight into its piece at the output's scale
-/// (see [`Canvas::scaled`]): no full-resolution blend, stack or scale.
-pub fn video_graph(plan: &Plan, geo: &Geometry) -> Vec<String> {
-    let (fps, frames) = (plan.fps, plan.frames);
-    let cams = geo.calibration.cameras.array();
-    let canvas = if plan.output_width == geo.canvas.panorama.width {
-        geo.canvas.clone()
-    } else {
-        geo.canvas.scaled(plan.output_width, plan.output_height)
-    };
-    let mut g = Vec::new();
-    for (i, name) in ["l", "c", "r"].iter().enumerate() {
-        let cam = &plan.cameras[i];
-        g.push(format!(
-            "[{i}:v]setpts=PTS-STARTPTS,fps={fps},trim=end_frame={frames},format=yuv420p,{},\
-             format=yuv420p,setsar=1[{name}]",
-            canvas::camera_chain(
-                &cams[i],
-                (cam.width, cam.height),
-                &canvas.pieces[i],
-                tone::lutyuv_filter(&geo.calibration, i)
-            )
-        ));
-    }
-    g.extend(canvas::blend_graph(&canvas, frames, fps));
-    g.push("[pano]null[v]".into());
-    g
 }
 
 /// What `stitched/panorama.json` says: how to read the panorama's pixels.

@@ -9,14 +9,11 @@
 //! * **Angles as ffmpeg's `v360` takes them**, in degrees: a camera's
 //!   world-from-camera rotation is `Ry(yaw) * Rx(pitch) * Rz(roll)` with
 //!   v360's matrices, so positive yaw looks right, positive pitch looks up.
-//!   v360 maps *output* rays to *input* rays, so the warp of a camera into
-//!   the panorama is v360 with the inverse rotation: `yaw=-yaw:pitch=-pitch:
-//!   roll=-roll:rorder=rpy` (plus the azimuth of the panorama piece).
+//!   (A rig rendered with `v360=output=flat:yaw=..:pitch=..:roll=..`, as the
+//!   tests and the demo do, is calibrated back to those same numbers.)
 //! * **FOV** is the horizontal angle between the outer edges of the frame's
 //!   outer pixels: focal `f = (W/2) / tan(hfov/2)` pixels, centre at pixel
-//!   index `(W-1)/2` (pixel `i`'s centre is index `i`). v360's flat input
-//!   puts its `ih_fov` on the outer pixel *centres*, so it is given
-//!   `2 atan((W-1) / (2f))` ([`Camera::v360_in_fov`]).
+//!   index `(W-1)/2` (pixel `i`'s centre is index `i`).
 //! * **Distortion** as ffmpeg's `lenscorrection`: the ideal (pinhole) pixel
 //!   at offset `d` from the frame centre `(W/2, H/2)` is found in the
 //!   recording at `d * (1 + k1 r^2 + k2 r^4)`, `r = |d| / (half diagonal)`.
@@ -83,8 +80,8 @@ impl Camera {
     }
 
     /// Where a world ray lands in a `w` x `h` recording, as pixel indices
-    /// (fractional), or `None` behind the camera. Not checked against the
-    /// frame's bounds.
+    /// (fractional), or `None` behind the camera or beyond the radius where the
+    /// lens's polynomial folds back. Not checked against the frame's bounds.
     pub fn project(&self, rot: &Mat3, ray: [f64; 3], w: f64, h: f64) -> Option<(f64, f64)> {
         // camera = R^T * world
         let c = [
@@ -98,7 +95,18 @@ impl Camera {
         let f = self.focal(w);
         let x = f * c[0] / c[2] + (w - 1.0) / 2.0;
         let y = f * c[1] / c[2] + (h - 1.0) / 2.0;
-        Some(self.distort(x, y, w, h))
+        self.within_fold(x, y, w, h)
+            .then(|| self.distort(x, y, w, h))
+    }
+
+    /// Whether the ideal pixel `(x, y)` is inside the radius where the
+    /// distortion still grows with the radius. Beyond it the polynomial
+    /// folds back (a barrel k1 brings rays from far outside the view back
+    /// into the frame), so no ray there is seen.
+    fn within_fold(&self, x: f64, y: f64, w: f64, h: f64) -> bool {
+        let (dx, dy) = (x - w / 2.0, y - h / 2.0);
+        let r2 = (dx * dx + dy * dy) / ((w * w + h * h) / 4.0);
+        1.0 + 3.0 * self.k1 * r2 + 5.0 * self.k2 * r2 * r2 > 0.0
     }
 
     /// The recording's pixel holding the ideal (pinhole) pixel `(x, y)`.
@@ -111,15 +119,6 @@ impl Camera {
         let r2 = (dx * dx + dy * dy) / ((w * w + h * h) / 4.0);
         let m = 1.0 + self.k1 * r2 + self.k2 * r2 * r2;
         (cx + dx * m, cy + dy * m)
-    }
-
-    /// `(ih_fov, iv_fov)` for v360's flat input of a `w` x `h` frame.
-    pub fn v360_in_fov(&self, w: f64, h: f64) -> (f64, f64) {
-        let f = self.focal(w);
-        (
-            2.0 * ((w - 1.0) / (2.0 * f)).atan().to_degrees(),
-            2.0 * ((h - 1.0) / (2.0 * f)).atan().to_degrees(),
-        )
     }
 }
 
@@ -154,24 +153,6 @@ impl Cylinder {
     /// Vertical angle covered, degrees.
     pub fn vfov_deg(&self) -> f64 {
         2.0 * (self.height as f64 / (2.0 * self.f)).atan().to_degrees()
-    }
-
-    /// The v360 filter warping `cam`'s `w` x `h` (already lens-corrected)
-    /// frames into this piece, bicubic.
-    pub fn v360_filter(&self, cam: &Camera, w: u32, h: u32) -> String {
-        let (ih, iv) = cam.v360_in_fov(w as f64, h as f64);
-        format!(
-            "v360=input=flat:output=cylindrical:ih_fov={ih:.6}:iv_fov={iv:.6}:\
-             h_fov={:.6}:v_fov={:.6}:w={}:h={}:yaw={:.6}:pitch={:.6}:roll={:.6}:\
-             rorder=rpy:interp=cubic",
-            self.hfov_deg(),
-            self.vfov_deg(),
-            self.width,
-            self.height,
-            self.yaw0_deg - cam.yaw_deg,
-            -cam.pitch_deg,
-            -cam.roll_deg
-        )
     }
 }
 

@@ -1,13 +1,9 @@
-//! The calibrated panorama's layout and filter graph: the largest
-//! rectangle of the cylinder every column of which some camera covers from
-//! top to bottom (no black corners), at CAM_C's resolution, cut into each
-//! camera's piece; neighbouring pieces share the columns both cameras cover
-//! fully (the true overlap), cross-faded there with a linear ramp.
-//!
-//! Each camera's chain: lens correction (`lenscorrection`, bilinear, when
-//! k1 or k2 is set), the warp into its piece (`v360` flat to cylindrical,
-//! bicubic, see [`super::camera`]), its exposure and colour maps (`lutyuv`,
-//! see [`super::tone`]).
+//! The calibrated panorama's layout: the largest rectangle of the cylinder
+//! every column of which some camera covers from top to bottom (no black
+//! corners), at CAM_C's resolution, cut into each camera's piece;
+//! neighbouring pieces share the columns both cameras cover fully (the
+//! true overlap), cross-faded there with a linear ramp. The warp that
+//! draws it is [`super::warp`].
 
 use serde::{Deserialize, Serialize};
 
@@ -217,106 +213,13 @@ impl Canvas {
 
 /// The size to shrink a camera's `size` frames to before warping them into
 /// `piece`, when the piece has under 3/4 of the camera's pixels per radian:
-/// a scaler that averages (rather than v360's point samples of a much
-/// larger frame) keeps fine texture from aliasing, and the lens correction
-/// and warp then work on a frame near the output's scale.
-fn prescale(cam: &Camera, size: (u32, u32), piece: &Cylinder) -> Option<(u32, u32)> {
+/// a scaler that averages (rather than the warp's bilinear samples of a
+/// much larger frame) keeps fine texture from aliasing, and the warp then
+/// works on a frame near the output's scale.
+pub(super) fn prescale(cam: &Camera, size: (u32, u32), piece: &Cylinder) -> Option<(u32, u32)> {
     let r = piece.f / cam.focal(f64::from(size.0));
     let even = |v: u32| ((f64::from(v) * r / 2.0).round() as u32 * 2).max(2);
     (r < 0.75).then(|| (even(size.0), even(size.1)))
-}
-
-/// The lens correction for `cam`'s `size` frames, and the size it leaves,
-/// or `None` when the distortion moves no pixel by a tenth of one.
-/// ffmpeg 5.1's `lenscorrection` samples half a pixel right of and below
-/// the point it computes, between four pixels (a shift and a blur: 31 dB
-/// against its own input at k1 = 0.00004 on fine texture), so the frame is
-/// doubled first (Lanczos): the error is a quarter of a source pixel and
-/// the blur a quarter of the area. v360 then reads the doubled frame.
-fn lens_correction(cam: &Camera, size: (u32, u32)) -> Option<(String, (u32, u32))> {
-    let half_diagonal = f64::from(size.0).hypot(f64::from(size.1)) / 2.0;
-    if (cam.k1.abs() + cam.k2.abs()) * half_diagonal < 0.1 {
-        return None;
-    }
-    let (w, h) = (size.0 * 2, size.1 * 2);
-    Some((
-        format!(
-            "scale={w}:{h}:flags=lanczos,lenscorrection=k1={:.6}:k2={:.6}:i=bilinear,",
-            cam.k1.clamp(-1.0, 1.0),
-            cam.k2.clamp(-1.0, 1.0)
-        ),
-        (w, h),
-    ))
-}
-
-/// The per-camera filters ahead of the blend: lens correction, warp, and
-/// the level maps (`levels`, [`super::tone::lutyuv_filter`]).
-pub fn camera_chain(
-    cam: &Camera,
-    size: (u32, u32),
-    piece: &Cylinder,
-    levels: Option<String>,
-) -> String {
-    let mut s = String::new();
-    let size = match prescale(cam, size, piece) {
-        Some((w, h)) => {
-            s.push_str(&format!("scale={w}:{h}:flags=bicubic,"));
-            (w, h)
-        }
-        None => size,
-    };
-    let size = match lens_correction(cam, size) {
-        Some((filters, doubled)) => {
-            s.push_str(&filters);
-            doubled
-        }
-        None => size,
-    };
-    s.push_str(&piece.v360_filter(cam, size.0, size.1));
-    if let Some(levels) = levels {
-        s.push_str(&format!(",{levels}"));
-    }
-    s
-}
-
-/// The blend: pieces `[l]`, `[c]`, `[r]` (yuv420p) cut into the five
-/// parts and the two ramps, stacked into `[pano]`. `frames` and `fps` size
-/// the looped masks.
-pub fn blend_graph(canvas: &Canvas, frames: u64, fps: f64) -> Vec<String> {
-    let [wl, wc, wr] = canvas.pieces.map(|p| p.width);
-    let [o1, o2] = canvas.seams;
-    let h = canvas.panorama.height;
-    let ramp = "255*(X+0.5)/W";
-    let mask = |o: u32, name: &str| {
-        format!(
-            "color=c=black:s={o}x{h}:r={fps},format=yuv420p,trim=end_frame=1,\
-             geq=lum='{ramp}':cb='{ramp}':cr='{ramp}',loop=loop={}:size=1,\
-             setpts=N/({fps}*TB)[{name}]",
-            frames.saturating_sub(1)
-        )
-    };
-    vec![
-        format!(
-            "[l]split=2[l0][l1];[l0]crop={}:{h}:0:0[lm];[l1]crop={o1}:{h}:{}:0[lb]",
-            wl - o1,
-            wl - o1
-        ),
-        format!(
-            "[c]split=3[c0][c1][c2];[c0]crop={o1}:{h}:0:0[cl];[c1]crop={}:{h}:{o1}:0[cm];\
-             [c2]crop={o2}:{h}:{}:0[cr]",
-            wc - o1 - o2,
-            wc - o2
-        ),
-        format!(
-            "[r]split=2[r0][r1];[r0]crop={o2}:{h}:0:0[rb];[r1]crop={}:{h}:{o2}:0[rm]",
-            wr - o2
-        ),
-        mask(o1, "m0"),
-        mask(o2, "m1"),
-        "[lb][cl][m0]maskedmerge[s0]".into(),
-        "[cr][rb][m1]maskedmerge[s1]".into(),
-        "[lm][s0][cm][s1][rm]hstack=inputs=5:shortest=1[pano]".into(),
-    ]
 }
 
 #[cfg(test)]
@@ -353,18 +256,6 @@ mod tests {
         assert_eq!(half.offsets[2] + hr, half.panorama.width);
         assert!((half.pieces[0].yaw0_deg - c.pieces[0].yaw0_deg).abs() < 0.2);
         assert!(half.seams.iter().all(|s| *s >= 2 && s.is_multiple_of(2)));
-        // A distortion that moves no pixel by 0.1 is not resampled for; a
-        // real one is corrected on a doubled frame.
-        let mut cam = Camera::nominal(0.0, 75.0);
-        cam.k1 = 0.00004;
-        let chain = camera_chain(&cam, (640, 360), &c.pieces[1], None);
-        assert!(chain.starts_with("v360="), "{chain}");
-        cam.k1 = 0.03;
-        let chain = camera_chain(&cam, (640, 360), &c.pieces[1], None);
-        assert!(
-            chain.starts_with("scale=1280:720:flags=lanczos,lenscorrection=k1=0.030000"),
-            "{chain}"
-        );
         // Too far apart: no overlap.
         let apart = [
             Camera::nominal(-80.0, 60.0),

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::base::ffmpeg::ProbeError;
+use crate::base::ffmpeg::frames::FramesError;
 use crate::base::ids::{CameraId, IdError};
 use crate::base::jobs::JobsError;
 
@@ -61,6 +62,8 @@ pub enum StitchError {
         /// The end of what it printed on stderr.
         stderr: String,
     },
+    /// A camera's recording could not be decoded for the warp.
+    Decode(FramesError),
     /// ffmpeg finished but the file is not the panorama planned.
     BadOutput(String),
     /// A file operation failed.
@@ -94,6 +97,7 @@ impl StitchError {
             StitchError::Geometry(_) => "bad_geometry",
             StitchError::FfmpegMissing(_) => "ffmpeg_missing",
             StitchError::Ffmpeg { .. } => "ffmpeg_failed",
+            StitchError::Decode(_) => "decode_failed",
             StitchError::BadOutput(_) => "bad_output",
             StitchError::Io(_) => "io_error",
             StitchError::Jobs(_) => "job_queue_error",
@@ -157,6 +161,7 @@ impl fmt::Display for StitchError {
                 }
                 Ok(())
             }
+            StitchError::Decode(e) => write!(f, "decoding for the warp: {e}"),
             StitchError::BadOutput(m) => write!(f, "panorama not written: {m}"),
             StitchError::Io(e) => e.fmt(f),
             StitchError::Jobs(e) => e.fmt(f),
@@ -179,6 +184,7 @@ impl std::error::Error for StitchError {
         match self {
             StitchError::InvalidSession(e) => Some(e),
             StitchError::Input { source, .. } => Some(source),
+            StitchError::Decode(source) => Some(source),
             StitchError::Io(e) => Some(e),
             StitchError::Jobs(e) => Some(e),
             _ => None,

@@ -5,18 +5,17 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+use super::encode;
 use super::plan::{CameraOffset, Plan};
 use super::settings::StitchSettings;
-use super::{calibrated, encode};
 
 /// The `-filter_complex` graph for a plan: inputs 0, 1, 2 are CAM_L, CAM_C,
 /// CAM_R; outputs `[v]` and, with audio, `[a]`.
 pub fn filter_graph(plan: &Plan) -> String {
-    let mut g = match &plan.geometry {
-        Some(geo) => calibrated::video_graph(plan, geo),
-        None => Vec::new(),
-    };
+    let mut g = Vec::new();
     if plan.geometry.is_some() {
+        // The warp's frames arrive on input 0, already the panorama.
+        g.push("[0:v]null[v]".to_string());
         audio_graph(plan, &mut g);
         return g.join(";");
     }
@@ -145,11 +144,12 @@ pub fn ffmpeg_args(plan: &Plan, settings: &StitchSettings, output: &Path) -> Vec
         .map(OsString::from)
         .collect();
     a.extend(encode::device_args(&plan.encoder));
-    for (cam, input) in plan.cameras.iter().zip(&plan.inputs) {
-        a.push("-ss".into());
-        a.push(format!("{:.6}", cam.seek_sec).into());
-        a.push("-i".into());
-        a.push(input.clone().into_os_string());
+    if plan.geometry.is_some() {
+        push_warp_inputs(&mut a, plan);
+    } else {
+        for i in 0..3 {
+            push_camera_input(&mut a, plan, i);
+        }
     }
     push_graph(&mut a, plan);
     let family = encode::codec_family(&plan.encoder).unwrap_or(encode::Family::H264);
@@ -167,6 +167,37 @@ pub fn ffmpeg_args(plan: &Plan, settings: &StitchSettings, output: &Path) -> Vec
     }
     a.push(output.as_os_str().to_owned());
     a
+}
+
+/// Camera `i`'s file, seeked to half a frame before its first kept frame.
+fn push_camera_input(a: &mut Vec<OsString>, plan: &Plan, i: usize) {
+    a.push("-ss".into());
+    a.push(format!("{:.6}", plan.cameras[i].seek_sec).into());
+    a.push("-i".into());
+    a.push(plan.inputs[i].clone().into_os_string());
+}
+
+/// The calibrated stitch's inputs: the warp's raw frames on stdin (input
+/// 0, see [`super::warp`]), and CAM_C's file for its audio (input 1).
+fn push_warp_inputs(a: &mut Vec<OsString>, plan: &Plan) {
+    let size = format!("{}x{}", plan.output_width, plan.output_height);
+    let rate = plan.fps.to_string();
+    for s in [
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        "-video_size",
+        &size,
+    ] {
+        a.push(s.into());
+    }
+    for s in ["-framerate", &rate, "-i", "pipe:0"] {
+        a.push(s.into());
+    }
+    if plan.audio {
+        push_camera_input(a, plan, 1);
+    }
 }
 
 /// The filter graph (with the encoder's upload, if it needs one) and the

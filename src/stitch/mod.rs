@@ -21,7 +21,13 @@
 //!   codec's playable limit (H.264 4096 wide, HEVC 8192) or `output_width`;
 //!   a configured hardware encoder is probed and replaced by software with a
 //!   warning when it does not work ([`encode`]).
-//! * **One ffmpeg process, one filter graph.** No intermediate files: each
+//! * **Calibrated: the warp in Rust** ([`warp`]). With a calibration
+//!   ([`calibrated`], [`canvas`], [`camera`]), three ffmpeg decoders write
+//!   raw frames to pipes, rig-stitch draws each cylindrical panorama frame
+//!   (the camera model's bilinear samples, the seams cross-faded, the
+//!   exposure and colour tables of [`tone`]) on every core, and one ffmpeg
+//!   encoder reads them on stdin. No intermediate files either way.
+//! * **Translation-only: one ffmpeg process, one filter graph.** Each
 //!   input is seeked (`-ss` before `-i`, frame-accurate when transcoding),
 //!   put on CAM_C's frame grid (`fps`), trimmed to the common span, and,
 //!   when its size differs from CAM_C's, scaled to it (stretched, not
@@ -60,6 +66,7 @@ pub mod output_size;
 pub mod progress;
 pub mod sync;
 pub mod tone;
+pub mod warp;
 
 mod error;
 mod graph;

@@ -1,12 +1,14 @@
 //! Running the encode: ffmpeg with its progress read and its stderr's tail
-//! kept, stopped on a signal.
+//! kept, stopped on a signal; fed raw frames on stdin for the calibrated
+//! stitch.
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::process::ChildStdin;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use crate::base::ffmpeg::{Progress, RunError, run_with_progress};
+use crate::base::ffmpeg::{Progress, RunError, run_fed};
 use crate::base::fsx;
 
 use super::error::StitchError;
@@ -36,6 +38,19 @@ pub fn run_ffmpeg(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(StitchProgress),
 ) -> Result<(), StitchError> {
+    run_fed_ffmpeg(ffmpeg, args, |_| Ok(()), duration_sec, cancel, on_progress)
+}
+
+/// [`run_ffmpeg`] with ffmpeg's stdin handed to `feed` (on its own thread):
+/// ffmpeg's failure comes first, then the feed's.
+pub fn run_fed_ffmpeg(
+    ffmpeg: &Path,
+    args: &[OsString],
+    feed: impl FnOnce(Option<ChildStdin>) -> Result<(), StitchError> + Send,
+    duration_sec: f64,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(StitchProgress),
+) -> Result<(), StitchError> {
     log::debug!("running {}", shell_line(ffmpeg, args));
     let started = Instant::now();
     let mut report = |p: &Progress| {
@@ -54,10 +69,10 @@ pub fn run_ffmpeg(
             eta_sec: progress::eta_sec(percent, elapsed_sec),
         });
     };
-    run_with_progress(ffmpeg, args, cancel, &mut report).map_err(|e| match e {
+    run_fed(ffmpeg, args, feed, cancel, &mut report).map_err(|e| match e {
         RunError::Missing(p) => StitchError::FfmpegMissing(p),
         RunError::Io { program, source } => StitchError::Io(fsx::with_path(&program)(source)),
         RunError::Interrupted => StitchError::Interrupted,
         RunError::Failed { status, stderr } => StitchError::Ffmpeg { status, stderr },
-    })
+    })?
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::base::ffmpeg;
+use crate::base::ffmpeg::raw::raw_args;
 use crate::base::fsx::LockFile;
 use crate::base::ids::SessionId;
 use crate::base::jobs::{self, Job, JobQueue, JobStatus, JobsError, Refused};
@@ -21,6 +22,7 @@ use super::round3;
 use super::run::StitchProgress;
 use super::session::{plan_session, stitch_session};
 use super::settings::StitchSettings;
+use super::warp::Warp;
 use super::{calibrate, progress};
 
 /// The queue-aware runner behind the program: claims jobs under this
@@ -79,7 +81,20 @@ impl Runner {
     pub fn dry_run(&self, session: &SessionId) -> Result<(Plan, String), StitchError> {
         let plan = plan_session(&self.layout, session, &self.settings, &self.cancel)?;
         let args = ffmpeg_args(&plan, &self.settings, &self.layout.panorama(session));
-        let line = shell_line(&self.settings.ffmpeg, &args);
+        let mut line = shell_line(&self.settings.ffmpeg, &args);
+        if let Some(geo) = &plan.geometry {
+            // The encoder reads the warp's frames; show what feeds it.
+            let ffmpeg = &self.settings.ffmpeg;
+            let decoders = Warp::new(&plan, geo)
+                .sources
+                .map(|src| shell_line(ffmpeg, &raw_args(&src)));
+            line = format!(
+                "{}
+  | rig-stitch's warp |
+{line}",
+                decoders.join("\n")
+            );
+        }
         Ok((plan, line))
     }
 

@@ -13,8 +13,9 @@ use crate::base::layout::ServerLayout;
 use super::error::StitchError;
 use super::graph::ffmpeg_args;
 use super::plan::{Plan, load_inputs, plan_aligned};
-use super::run::{StitchProgress, run_ffmpeg};
+use super::run::{StitchProgress, run_fed_ffmpeg, run_ffmpeg};
 use super::settings::StitchSettings;
+use super::warp::Warp;
 use super::{calibrate, calibrated};
 
 /// Stitches a session's panorama now, with no queue involved: plan, encode
@@ -32,15 +33,8 @@ pub fn stitch_session(
     let target = layout.panorama(session);
     remove_stale_temps(&layout.stitched_dir(session));
     let temp = AtomicFile::create(&target)?;
-    let args = ffmpeg_args(&plan, settings, temp.temp_path());
     let started = Instant::now();
-    run_ffmpeg(
-        &settings.ffmpeg,
-        &args,
-        plan.duration_sec,
-        cancel,
-        on_progress,
-    )?;
+    encode(&plan, settings, temp.temp_path(), cancel, on_progress)?;
     let elapsed = started.elapsed().as_secs_f64();
     check_output(session, &plan, settings, temp.temp_path())?;
     temp.commit()?;
@@ -48,6 +42,25 @@ pub fn stitch_session(
         calibrated::write_record(&layout.panorama_record(session), &plan, geo)?;
     }
     Ok((target, plan, elapsed))
+}
+
+/// Writes the plan's panorama to `output`: one ffmpeg command, or, with a
+/// calibration, the decoders, the warp and the encoder.
+fn encode(
+    plan: &Plan,
+    settings: &StitchSettings,
+    output: &Path,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(StitchProgress),
+) -> Result<(), StitchError> {
+    let args = ffmpeg_args(plan, settings, output);
+    let (ffmpeg, duration) = (&settings.ffmpeg, plan.duration_sec);
+    let Some(geo) = &plan.geometry else {
+        return run_ffmpeg(ffmpeg, &args, duration, cancel, on_progress);
+    };
+    let warp = Warp::new(plan, geo);
+    let feed = |stdin| warp.feed(ffmpeg, stdin, cancel);
+    run_fed_ffmpeg(ffmpeg, &args, feed, duration, cancel, on_progress)
 }
 
 /// Logs the plan's warnings and how much each camera skips.

@@ -110,24 +110,6 @@ pub fn plane_luts(cal: &Calibration, cam: usize) -> [[u8; 256]; 3] {
     ]
 }
 
-/// The `lutyuv` filter applying camera `cam`'s maps (ffmpeg's `v360`
-/// path), or `None` when they change nothing.
-pub fn lutyuv_filter(cal: &Calibration, cam: usize) -> Option<String> {
-    if is_identity(&plane_luts(cal, cam)) {
-        return None;
-    }
-    let m = chroma_map(cal, cam);
-    let expr = |pivot: f64, gain: f64, offset: f64| {
-        format!("clip({:.5}+(val-{pivot})*{gain:.5},0,255)", pivot + offset)
-    };
-    Some(format!(
-        "lutyuv=y='{}':u='{}':v='{}'",
-        expr(16.0, cal.gains[cam], 0.0),
-        expr(128.0, m.u_gain, m.u_offset),
-        expr(128.0, m.v_gain, m.v_offset)
-    ))
-}
-
 /// True when every table of `luts` is the identity (nothing to apply).
 pub fn is_identity(luts: &[[u8; 256]; 3]) -> bool {
     luts.iter()
@@ -154,7 +136,6 @@ mod tests {
     fn unit_gain_is_the_identity_and_a_gain_pivots_on_black_and_neutral() {
         let mut cal = Calibration::nominal(60.0, 75.0);
         assert!(is_identity(&plane_luts(&cal, 1)));
-        assert_eq!(lutyuv_filter(&cal, 1), None);
         cal.gains[2] = 1.25;
         let [y, u, v] = plane_luts(&cal, 2);
         assert!(!is_identity(&[y, u, v]));
@@ -179,15 +160,6 @@ mod tests {
         assert_eq!((y[16], y[116]), (16, 126));
         assert_eq!((u[128], u[138], u[118]), (122, 134, 110));
         assert_eq!((v[128], v[138]), (132, 141));
-        let f = lutyuv_filter(&cal, 0).unwrap();
-        assert!(
-            f.contains("u='clip(122.00000+(val-128)*1.20000,0,255)'"),
-            "{f}"
-        );
-        assert!(
-            f.contains("y='clip(16.00000+(val-16)*1.10000,0,255)'"),
-            "{f}"
-        );
     }
 
     #[test]

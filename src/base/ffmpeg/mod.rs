@@ -1,6 +1,5 @@
 //! Every ffmpeg and ffprobe process the suite starts, and reading what they
-//! say. Nothing outside this module spawns either tool (rig-stitch's run is
-//! being moved here by its own issue).
+//! say. Nothing outside this module spawns either tool.
 //!
 //! | file | owns |
 //! |---|---|
@@ -9,6 +8,8 @@
 //! | `capture` | rig-record's source grammar, command line and running capture |
 //! | `progress` | parsing `-progress` blocks |
 //! | [`encoders`], [`frames`] | encoder names and options; frame-accurate reads |
+//! | [`raw`] | decoding to raw `yuv420p` frames on a pipe (the stitch's warp) |
+//! | `run` | running a long encode with its progress, fed on stdin or not |
 //!
 //! [`probe`] runs `ffprobe -print_format json -show_format -show_streams` and
 //! extracts what a manifest needs: frame size, integer fps (from
@@ -33,13 +34,14 @@ mod capture;
 pub mod encoders;
 pub mod frames;
 mod progress;
+pub mod raw;
 mod run;
 mod thumbnail;
 mod tools;
 
 pub use capture::{CaptureProcess, CaptureSettings, CaptureSource, capture_args};
 pub use progress::{Progress, ProgressParser};
-pub use run::{RunError, run_with_progress};
+pub use run::{RunError, run_fed, run_with_progress};
 pub use thumbnail::{ThumbnailError, thumbnail};
 pub use tools::{ToolError, has_encoder, has_filter, tool_exists, version};
 

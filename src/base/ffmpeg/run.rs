@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Progress, ProgressParser, tool_exists};
@@ -66,6 +66,26 @@ pub fn run_with_progress(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<(), RunError> {
+    run_fed(ffmpeg, args, |_| Ok(()), cancel, on_progress)?
+}
+
+/// [`run_with_progress`] with ffmpeg's stdin given to `feed`, which runs on
+/// its own thread while the progress is read (ffmpeg reads an input from
+/// `pipe:0`; the input ends when `feed` returns and drops it). `feed` gets
+/// `None` when there is no stdin to write to.
+///
+/// The outer error is ffmpeg's own (it failed, could not start, or `cancel`
+/// was set): it comes first, since a feed cut off by a failed encoder only
+/// sees a broken pipe. Otherwise ffmpeg finished, and the inner result is
+/// the feed's: an error there means the input was cut short and the output
+/// is not whole.
+pub fn run_fed<E: Send>(
+    ffmpeg: &Path,
+    args: &[OsString],
+    feed: impl FnOnce(Option<ChildStdin>) -> Result<(), E> + Send,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Result<(), E>, RunError> {
     if !tool_exists(ffmpeg) {
         return Err(RunError::Missing(ffmpeg.to_path_buf()));
     }
@@ -78,20 +98,28 @@ pub fn run_with_progress(
     };
     let mut child = Command::new(ffmpeg)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(io_err)?;
+    let stdin = child.stdin.take();
+    if let Some(pipe) = &stdin {
+        super::raw::enlarge_pipe(pipe);
+    }
     let stderr = child.stderr.take();
     let stderr_thread = std::thread::spawn(move || stderr.map(|s| tail_of(s, STDERR_TAIL)));
-    let mut interrupted = false;
-    if let Some(out) = child.stdout.take() {
-        interrupted = read_progress(out, cancel, on_progress);
-        if interrupted {
-            let _ = child.kill();
+    let (interrupted, fed) = std::thread::scope(|s| {
+        let feeder = s.spawn(move || feed(stdin));
+        let mut interrupted = false;
+        if let Some(out) = child.stdout.take() {
+            interrupted = read_progress(out, cancel, on_progress);
+            if interrupted {
+                let _ = child.kill();
+            }
         }
-    }
+        (interrupted, feeder.join())
+    });
     let status = child.wait().map_err(io_err)?;
     let stderr = stderr_thread.join().ok().flatten().unwrap_or_default();
     if interrupted || cancel.load(Ordering::Relaxed) {
@@ -103,7 +131,10 @@ pub fn run_with_progress(
             stderr,
         });
     }
-    Ok(())
+    match fed {
+        Ok(result) => Ok(result),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// Reads `-progress` lines until they end; true when `cancel` stopped it.
@@ -158,6 +189,59 @@ mod tests {
         assert_eq!(tail.len(), 4096);
         assert_eq!(tail.as_bytes(), &text[text.len() - 4096..]);
         assert_eq!(tail_of(&b"short"[..], 4096), "short");
+    }
+
+    /// ffmpeg reading 16 x 16 gray frames on stdin and encoding them with
+    /// `codec` to nowhere, with its progress on stdout.
+    fn reader_args(codec: &str) -> Vec<OsString> {
+        "-hide_banner -nostdin -loglevel error -f rawvideo -pix_fmt gray -video_size 16x16 \
+         -framerate 10 -i pipe:0 -c:v CODEC -progress pipe:1 -nostats -f null -"
+            .replace("CODEC", codec)
+            .split_whitespace()
+            .map(OsString::from)
+            .collect()
+    }
+
+    fn feed_frames(stdin: Option<ChildStdin>, n: usize) -> std::io::Result<()> {
+        let mut stdin = stdin.expect("a stdin pipe");
+        for _ in 0..n {
+            std::io::Write::write_all(&mut stdin, &[128u8; 256])?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_fed_run_sees_its_frames_and_keeps_the_feeds_error() {
+        let ffmpeg = Path::new("/usr/bin/ffmpeg");
+        let never = AtomicBool::new(false);
+        let mut frames = 0;
+        let mut count = |p: &Progress| frames = frames.max(p.frame);
+        let fed = run_fed(
+            ffmpeg,
+            &reader_args("rawvideo"),
+            |s| feed_frames(s, 7),
+            &never,
+            &mut count,
+        );
+        assert!(matches!(fed, Ok(Ok(()))), "{fed:?}");
+        assert_eq!(frames, 7);
+        // A feed that fails after a frame: ffmpeg ends cleanly on the short
+        // input, the feed's error is what comes back.
+        let cut = |s| {
+            feed_frames(s, 1).map_err(|e| e.to_string())?;
+            Err("decoder failed".to_string())
+        };
+        let fed = run_fed(ffmpeg, &reader_args("rawvideo"), cut, &never, &mut |_| {});
+        assert_eq!(fed.unwrap(), Err("decoder failed".to_string()));
+        // ffmpeg's own failure comes first.
+        let fed = run_fed(
+            ffmpeg,
+            &reader_args("no_such_codec"),
+            |s| feed_frames(s, 3),
+            &never,
+            &mut |_| {},
+        );
+        assert!(matches!(fed, Err(RunError::Failed { .. })), "{fed:?}");
     }
 
     #[test]

@@ -1,0 +1,390 @@
+//! Drawing one panorama frame from three camera frames with a
+//! [`WarpMap`]: bilinear samples with 8-bit weights, each camera's level
+//! tables ([`crate::stitch::tone`]) on the way out, and a linear cross-fade
+//! over each seam (the right-hand camera's weight rising from 0 to 1,
+//! sampled at pixel centres). Rows are drawn in parallel on rayon's pool.
+
+use rayon::prelude::*;
+
+use super::map::{GRID, PlaneMap, Span, WarpMap};
+use super::simd;
+
+// The vector path draws a cell (eight columns) per group.
+const _: () = assert!(GRID == 8);
+
+/// Rows drawn by one task.
+const ROWS_PER_TASK: usize = 8;
+
+/// One camera's frame: `yuv420p` bytes and its luma size.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The frame, planes one after the other.
+    pub frame: &'a [u8],
+    /// Width and height of its luma plane.
+    pub size: (u32, u32),
+}
+
+impl<'a> Source<'a> {
+    /// Where the Y, U and V planes start: each slice runs to the end of
+    /// the frame's buffer (the sampling never leaves its plane, but the
+    /// vector gathers may read a byte or two past it; see [`super::simd`]).
+    fn planes(&self) -> [&'a [u8]; 3] {
+        let (w, h) = (self.size.0 as usize, self.size.1 as usize);
+        let (luma, chroma) = (w * h, w.div_ceil(2) * h.div_ceil(2));
+        [
+            self.frame,
+            &self.frame[luma..],
+            &self.frame[luma + chroma..],
+        ]
+    }
+}
+
+/// A camera's three level tables (Y, U, V).
+pub type Luts = [[u8; 256]; 3];
+
+/// One plane's level table, `None` for the identity (nothing to look up).
+type Lut<'a> = Option<&'a [u8; 256]>;
+
+fn is_identity(t: &[u8; 256]) -> bool {
+    t.iter().enumerate().all(|(i, &v)| usize::from(v) == i)
+}
+
+/// Draws the panorama frame `out` (`map.frame_len()` bytes, `yuv420p`)
+/// from the cameras' frames `src`, through their level tables `luts`.
+pub fn render(map: &WarpMap, src: [Source<'_>; 3], luts: &[Luts; 3], out: &mut [u8]) {
+    let planes = src.map(|s| s.planes());
+    let [(w, h), (cw, ch)] = map.planes.each_ref().map(|p| p.size);
+    let (luma, rest) = out.split_at_mut(w * h);
+    let (u, v) = rest.split_at_mut(cw * ch);
+    for (p, out) in [luma, u, v].into_iter().enumerate() {
+        let plane = &map.planes[p.min(1)];
+        let from = [0, 1, 2].map(|i| planes[i][p]);
+        let tables = [0, 1, 2].map(|i| Some(&luts[i][p]).filter(|t| !is_identity(t)));
+        draw_plane(plane, from, tables, out);
+    }
+}
+
+/// One output plane, rows in parallel.
+fn draw_plane(plane: &PlaneMap, src: [&[u8]; 3], luts: [Lut<'_>; 3], out: &mut [u8]) {
+    let w = plane.size.0;
+    let widest = plane.seams[0].1.max(plane.seams[1].1);
+    out.par_chunks_mut(w * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, rows)| {
+            let mut scratch = vec![0u8; 2 * widest];
+            for (r, row) in rows.chunks_mut(w).enumerate() {
+                draw_row(
+                    plane,
+                    src,
+                    luts,
+                    task * ROWS_PER_TASK + r,
+                    row,
+                    &mut scratch,
+                );
+            }
+        });
+}
+
+/// One row: each camera's own columns, and the two seams blended.
+fn draw_row(
+    plane: &PlaneMap,
+    src: [&[u8]; 3],
+    luts: [Lut<'_>; 3],
+    row: usize,
+    out: &mut [u8],
+    scratch: &mut [u8],
+) {
+    let [l, c, r] = &plane.spans;
+    let [(s0, n0), (s1, n1)] = plane.seams;
+    let (left, rest) = out.split_at_mut(s0);
+    let (seam0, rest) = rest.split_at_mut(n0);
+    let (centre, rest) = rest.split_at_mut(s1 - s0 - n0);
+    let (seam1, right) = rest.split_at_mut(n1);
+    sample(l, src[0], luts[0], row, 0, left);
+    blend(
+        [(l, src[0], luts[0]), (c, src[1], luts[1])],
+        row,
+        s0,
+        seam0,
+        scratch,
+    );
+    sample(c, src[1], luts[1], row, s0 + n0, centre);
+    blend(
+        [(c, src[1], luts[1]), (r, src[2], luts[2])],
+        row,
+        s1,
+        seam1,
+        scratch,
+    );
+    sample(r, src[2], luts[2], row, s1 + n1, right);
+}
+
+/// The seam whose first column is `first`: both cameras drawn into
+/// `scratch`, then cross-faded into `out`.
+fn blend(
+    sides: [(&Span, &[u8], Lut<'_>); 2],
+    row: usize,
+    first: usize,
+    out: &mut [u8],
+    scratch: &mut [u8],
+) {
+    let n = out.len();
+    let (a, b) = scratch[..2 * n].split_at_mut(n);
+    let [(sa, pa, ta), (sb, pb, tb)] = sides;
+    sample(sa, pa, ta, row, first, a);
+    sample(sb, pb, tb, row, first, b);
+    for (j, o) in out.iter_mut().enumerate() {
+        let wr = ((2 * j + 1) * 256 / (2 * n)) as u32;
+        let v = (u32::from(a[j]) * (256 - wr) + u32::from(b[j]) * wr + 128) >> 8;
+        *o = v as u8;
+    }
+}
+
+/// Draws `out.len()` columns of `span` from output column `from` on `row`,
+/// from the camera's plane `src`, through `lut`: a straight run per cell
+/// between two knots.
+fn sample(span: &Span, src: &[u8], lut: Lut<'_>, row: usize, from: usize, out: &mut [u8]) {
+    let nk = span.knots.len();
+    let cells = &span.pos[row * nk..(row + 1) * nk];
+    let (mut c, mut rest) = (from - span.first, out);
+    while !rest.is_empty() {
+        let n = match whole_cells(span, src, cells, c, rest) {
+            0 => part_cell(span, src, cells, c, rest),
+            n => n,
+        };
+        let (run, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        if let Some(table) = lut {
+            run.iter_mut().for_each(|v| *v = table[usize::from(*v)]);
+        }
+        rest = tail;
+        c += n;
+    }
+}
+
+/// The clamp of a `w` x `h` plane's positions: the top-left pixel of the
+/// four read is at most the last-but-one row and column.
+fn clamp_of((w, h): (usize, usize)) -> [i32; 2] {
+    [((w as i32 - 1) << 16) - 1, ((h as i32 - 1) << 16) - 1]
+}
+
+/// Draws the whole cells from column `c` (a cell's first) that fit in
+/// `out`, eight columns a cell, when the vector path can: the columns
+/// drawn, 0 when none. The last cell, which may be longer, is left out.
+fn whole_cells(span: &Span, src: &[u8], cells: &[[i32; 4]], c: usize, out: &mut [u8]) -> usize {
+    if !c.is_multiple_of(GRID) {
+        return 0;
+    }
+    let k = c / GRID;
+    let whole = (out.len() / GRID).min(cells.len().saturating_sub(2).saturating_sub(k));
+    let n = whole * GRID;
+    let max = clamp_of(span.src);
+    if whole > 0 && simd::run_cells(src, span.src, max, &cells[k..k + whole], &mut out[..n]) {
+        n
+    } else {
+        0
+    }
+}
+
+/// Draws from column `c` to the end of its cell (or of `out`), the last
+/// cell to the span's last column: the columns drawn.
+fn part_cell(span: &Span, src: &[u8], cells: &[[i32; 4]], c: usize, out: &mut [u8]) -> usize {
+    let nk = cells.len();
+    let k = (c / GRID).min(nk - 1);
+    let n = if k + 2 < nk {
+        (span.knots[k + 1] - c).min(out.len())
+    } else {
+        out.len()
+    };
+    let [x, y, dx, dy] = cells[k];
+    let off = (c - span.knots[k]) as i32;
+    let max = clamp_of(span.src);
+    let run = &mut out[..n];
+    let start = [x + dx * off, y + dy * off];
+    let fast = simd::run(src, span.src, max, start, [dx, dy], run);
+    let start = [start[0] + dx * fast as i32, start[1] + dy * fast as i32];
+    bilinear(src, span.src.0, max, start, [dx, dy], &mut run[fast..]);
+    n
+}
+
+/// The samples along a straight run: start at `p` (16.16), move by `step`
+/// a column, clamp to the frame (`max`), interpolate the four neighbours
+/// (what [`simd`] does eight at a time).
+#[inline]
+fn bilinear(
+    src: &[u8],
+    stride: usize,
+    max: [i32; 2],
+    mut p: [i32; 2],
+    step: [i32; 2],
+    out: &mut [u8],
+) {
+    for o in out {
+        let (x, y) = (p[0].clamp(0, max[0]) as u32, p[1].clamp(0, max[1]) as u32);
+        let (fx, fy) = ((x >> 8) & 255, (y >> 8) & 255);
+        let i = (y >> 16) as usize * stride + (x >> 16) as usize;
+        let (top, bottom) = (&src[i..i + 2], &src[i + stride..i + stride + 2]);
+        let t = u32::from(top[0]) * (256 - fx) + u32::from(top[1]) * fx;
+        let b = u32::from(bottom[0]) * (256 - fx) + u32::from(bottom[1]) * fx;
+        let v = (t * (256 - fy) + b * fy + (1 << 15)) >> 16;
+        *o = v as u8;
+        p[0] += step[0];
+        p[1] += step[1];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::camera::Camera;
+    use super::super::super::canvas::plan_canvas;
+    use super::*;
+
+    const IDENTITY: Luts = {
+        let mut t = [[0u8; 256]; 3];
+        let mut i = 0;
+        while i < 256 {
+            t[0][i] = i as u8;
+            t[1][i] = i as u8;
+            t[2][i] = i as u8;
+            i += 1;
+        }
+        t
+    };
+
+    /// A frame whose luma is `f(x, y)` and chroma 128.
+    fn frame(w: u32, h: u32, f: impl Fn(f64, f64) -> f64) -> Vec<u8> {
+        let mut v = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                v.push(f(f64::from(x), f64::from(y)).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+        v.resize(v.len() + (w * h / 2) as usize, 128);
+        v
+    }
+
+    #[test]
+    fn a_smooth_scene_is_drawn_where_the_model_says() {
+        let cams = [-60.0, 0.0, 60.0].map(|y| Camera::nominal(y, 75.0));
+        let size = (320u32, 180u32);
+        let canvas = plan_canvas(&cams, &[size; 3]).unwrap();
+        let map = WarpMap::new(&canvas, &cams, [size; 3]);
+        // Each camera sees a ramp of its own x: the panorama must show the
+        // ramp value of the camera position the model computes.
+        let ramp = |x: f64, _y: f64| x * 0.7 + 10.0;
+        let frames = [0, 1, 2].map(|_| frame(size.0, size.1, ramp));
+        let src = [0, 1, 2].map(|i| Source {
+            frame: &frames[i],
+            size,
+        });
+        let mut out = vec![0u8; map.frame_len()];
+        render(&map, src, &[IDENTITY; 3], &mut out);
+        let pano = &canvas.panorama;
+        let rot = cams[1].rotation();
+        let (row, w) = (pano.height as usize / 2, pano.width as usize);
+        let plane = &map.planes[0];
+        let centre_cols = plane.seams[0].0 + plane.seams[0].1..plane.seams[1].0;
+        for u in centre_cols.step_by(7) {
+            let (x, _) = cams[1]
+                .project(&rot, pano.ray(u as f64, row as f64), 320.0, 180.0)
+                .unwrap();
+            let got = f64::from(out[row * w + u]);
+            assert!(
+                (got - ramp(x, 0.0)).abs() <= 1.0,
+                "column {u}: {got} vs {x}"
+            );
+        }
+        assert!(out[w * pano.height as usize..].iter().all(|&c| c == 128));
+    }
+
+    #[test]
+    fn the_vector_runs_match_the_scalar_loop_bit_for_bit() {
+        // A plane of 37 x 23 noise, then two spare bytes (as the frame
+        // buffers have); runs across it in every direction, in and out of
+        // the frame (clamped), at many fractional positions.
+        let (w, h) = (37usize, 23usize);
+        let mut seed = 12345u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            seed >> 8
+        };
+        let src: Vec<u8> = (0..w * h + 2).map(|_| next() as u8).collect();
+        let max = [((w as i32 - 1) << 16) - 1, ((h as i32 - 1) << 16) - 1];
+        let mut vector_samples = 0;
+        for _ in 0..400 {
+            let p = [
+                (next() % (50 << 16)) as i32 - (6 << 16),
+                (next() % (32 << 16)) as i32 - (4 << 16),
+            ];
+            let step = [
+                (next() % (3 << 16)) as i32 - (3 << 15),
+                (next() % (1 << 16)) as i32 - (1 << 15),
+            ];
+            let n = 1 + next() as usize % 40;
+            let (mut fast, mut slow) = (vec![0u8; n], vec![0u8; n]);
+            let done = simd::run(&src, (w, h), max, p, step, &mut fast);
+            let p2 = [p[0] + step[0] * done as i32, p[1] + step[1] * done as i32];
+            bilinear(&src, w, max, p2, step, &mut fast[done..]);
+            bilinear(&src, w, max, p, step, &mut slow);
+            assert_eq!(fast, slow, "p {p:?} step {step:?} n {n}");
+            vector_samples += done;
+        }
+        // Whole cells, each its own start and step.
+        let cells: Vec<[i32; 4]> = (0..50)
+            .map(|_| {
+                let p = [
+                    (next() % (50 << 16)) as i32 - (6 << 16),
+                    (next() % (32 << 16)) as i32 - (4 << 16),
+                ];
+                [
+                    p[0],
+                    p[1],
+                    (next() % (3 << 16)) as i32 - (3 << 15),
+                    (next() % (1 << 16)) as i32 - (1 << 15),
+                ]
+            })
+            .collect();
+        let (mut fast, mut slow) = (vec![0u8; 400], vec![0u8; 400]);
+        if simd::run_cells(&src, (w, h), max, &cells, &mut fast) {
+            vector_samples += 400;
+        } else {
+            fast.fill(1);
+            slow.fill(1);
+        }
+        if vector_samples > 0 {
+            for (cell, out) in cells.iter().zip(slow.chunks_mut(8)) {
+                bilinear(&src, w, max, [cell[0], cell[1]], [cell[2], cell[3]], out);
+            }
+        }
+        assert_eq!(fast, slow);
+        // On a machine with AVX2 the vector path ran; say so when not.
+        if vector_samples == 0 {
+            eprintln!("no AVX2 here: only the scalar loop was compared with itself");
+        }
+    }
+
+    #[test]
+    fn a_seam_fades_linearly_from_one_camera_to_the_next() {
+        let cams = [-60.0, 0.0, 60.0].map(|y| Camera::nominal(y, 75.0));
+        let size = (320u32, 180u32);
+        let canvas = plan_canvas(&cams, &[size; 3]).unwrap();
+        let map = WarpMap::new(&canvas, &cams, [size; 3]);
+        let frames = [40.0, 200.0, 120.0].map(|v| frame(size.0, size.1, move |_, _| v));
+        let src = [0, 1, 2].map(|i| Source {
+            frame: &frames[i],
+            size,
+        });
+        let mut out = vec![0u8; map.frame_len()];
+        let mut luts = [IDENTITY; 3];
+        luts[2][0] = std::array::from_fn(|i| (i / 2) as u8);
+        render(&map, src, &luts, &mut out);
+        let w = map.planes[0].size.0;
+        let row = &out[10 * w..11 * w];
+        let [(s0, n0), (s1, n1)] = map.planes[0].seams;
+        assert_eq!((row[0], row[s0 - 1], row[s0 + n0]), (40, 40, 200));
+        assert_eq!((row[s1 - 1], row[s1 + n1], row[w - 1]), (200, 60, 60));
+        let mid = f64::from(row[s0 + n0 / 2]);
+        assert!((mid - 120.0).abs() <= 160.0 / n0 as f64 + 1.0, "{mid}");
+        assert!(row[s0..s0 + n0].windows(2).all(|p| p[0] <= p[1]));
+        assert!(row[s1..s1 + n1].windows(2).all(|p| p[0] >= p[1]));
+    }
+}

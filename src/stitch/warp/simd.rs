@@ -1,0 +1,229 @@
+//! The bilinear run eight samples at a time with AVX2 (x86-64 servers that
+//! have it, detected at run time), the same arithmetic as the scalar loop
+//! in [`super::render`] bit for bit (a test holds them to it).
+//!
+//! This is the project's only `unsafe`: AVX2 intrinsics, and the gathers
+//! that read four bytes at each sample's top-left and bottom-left pixel.
+//! Positions are clamped into the frame exactly as the scalar loop clamps
+//! them, so a gather starts at most at the plane's last-but-one row and
+//! column and reads at most two bytes past that row's end; the caller
+//! proves the slice holds them ([`run`] checks, and falls back to scalar
+//! when it cannot).
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Bytes a gather may read past the bottom-right pixel it samples.
+pub const OVERREAD: usize = 2;
+
+/// Draws as many samples of `out` as fit in whole groups of eight with
+/// AVX2, returning how many (0 when AVX2 is not there or `src` is too
+/// short for the gathers); the caller draws the rest. Arguments as
+/// [`super::render`]'s scalar loop: `p` and `step` 16.16, `max` the clamp.
+pub fn run(
+    src: &[u8],
+    (stride, rows): (usize, usize),
+    max: [i32; 2],
+    p: [i32; 2],
+    step: [i32; 2],
+    out: &mut [u8],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let last = (rows - 1) * stride + (max[0] as usize >> 16) + 1;
+        if out.len() >= 8 && src.len() > last + OVERREAD && is_x86_feature_detected!("avx2") {
+            let groups = out.len() / 8;
+            // SAFETY: AVX2 is present; every gather reads below
+            // `last + OVERREAD + 1` bytes of `src` (clamped positions).
+            unsafe { run_avx2(src, stride, max, p, step, &mut out[..groups * 8]) };
+            return groups * 8;
+        }
+    }
+    let _ = (src, stride, rows, max, p, step, out);
+    0
+}
+
+/// Draws whole cells of a row with AVX2: `cells[k]` is `[x, y, dx, dy]`
+/// (16.16) of the cell's first column, each cell eight columns, `out`
+/// eight bytes a cell. False (nothing drawn) when AVX2 is not there or
+/// `src` is too short for the gathers.
+pub fn run_cells(
+    src: &[u8],
+    (stride, rows): (usize, usize),
+    max: [i32; 2],
+    cells: &[[i32; 4]],
+    out: &mut [u8],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let last = (rows - 1) * stride + (max[0] as usize >> 16) + 1;
+        if src.len() > last + OVERREAD && is_x86_feature_detected!("avx2") {
+            // SAFETY: as in `run`.
+            unsafe { cells_avx2(src, stride, max, cells, out) };
+            return true;
+        }
+    }
+    let _ = (src, stride, rows, max, cells, out);
+    false
+}
+
+/// The clamps, masks and strides every group of eight uses.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Consts {
+    zero: __m256i,
+    mx: __m256i,
+    my: __m256i,
+    bytes: __m256i,
+    stride: __m256i,
+    half: __m256i,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn consts(stride: usize, max: [i32; 2]) -> Consts {
+    Consts {
+        zero: _mm256_setzero_si256(),
+        mx: _mm256_set1_epi32(max[0]),
+        my: _mm256_set1_epi32(max[1]),
+        bytes: _mm256_set1_epi32(255),
+        stride: _mm256_set1_epi32(stride as i32),
+        half: _mm256_set1_epi32(1 << 15),
+    }
+}
+
+/// `p + lane * step` for the eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lanes(p: i32, step: i32) -> __m256i {
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_add_epi32(
+        _mm256_set1_epi32(p),
+        _mm256_mullo_epi32(lanes, _mm256_set1_epi32(step)),
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_avx2(
+    src: &[u8],
+    stride: usize,
+    max: [i32; 2],
+    p: [i32; 2],
+    step: [i32; 2],
+    out: &mut [u8],
+) {
+    let k = consts(stride, max);
+    let (mut px, mut py) = (lanes(p[0], step[0]), lanes(p[1], step[1]));
+    let (sx, sy) = (
+        _mm256_set1_epi32(step[0].wrapping_mul(8)),
+        _mm256_set1_epi32(step[1].wrapping_mul(8)),
+    );
+    for group in out.chunks_exact_mut(8) {
+        // SAFETY: the caller's (see `run`).
+        unsafe { draw8(src, stride, &k, px, py, group) };
+        px = _mm256_add_epi32(px, sx);
+        py = _mm256_add_epi32(py, sy);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn cells_avx2(src: &[u8], stride: usize, max: [i32; 2], cells: &[[i32; 4]], out: &mut [u8]) {
+    let k = consts(stride, max);
+    for (i, (&[x, y, dx, dy], group)) in cells.iter().zip(out.chunks_exact_mut(8)).enumerate() {
+        if let Some(&[ax, ay, _, _]) = cells.get(i + AHEAD) {
+            prefetch(src, stride, max, ax, ay);
+        }
+        // SAFETY: the caller's (see `run_cells`).
+        unsafe { draw8(src, stride, &k, lanes(x, dx), lanes(y, dy), group) };
+    }
+}
+
+/// Cells ahead whose source pixels are asked for before they are needed:
+/// the gathers' loads do not teach the hardware prefetcher the rows' walk.
+const AHEAD: usize = 8;
+
+/// Asks for the two source rows' bytes at `(x, y)` (16.16, clamped) to be
+/// brought into the cache.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn prefetch(src: &[u8], stride: usize, max: [i32; 2], x: i32, y: i32) {
+    let (x, y) = (
+        x.clamp(0, max[0]) as usize >> 16,
+        y.clamp(0, max[1]) as usize >> 16,
+    );
+    let at = y * stride + x;
+    if let (Some(top), Some(bottom)) = (src.get(at), src.get(at + stride)) {
+        // A prefetch of an address inside `src`: it reads nothing.
+        _mm_prefetch::<_MM_HINT_T0>(top as *const u8 as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(bottom as *const u8 as *const i8);
+    }
+}
+
+/// Eight samples at positions `px`, `py` (16.16) into `out`.
+///
+/// # Safety
+/// AVX2 is there, and `src` holds every byte the gathers read for the
+/// clamped positions (see [`run`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn draw8(src: &[u8], stride: usize, k: &Consts, px: __m256i, py: __m256i, out: &mut [u8]) {
+    let x = _mm256_min_epi32(_mm256_max_epi32(px, k.zero), k.mx);
+    let y = _mm256_min_epi32(_mm256_max_epi32(py, k.zero), k.my);
+    let fx = _mm256_and_si256(_mm256_srli_epi32(x, 8), k.bytes);
+    let fy = _mm256_and_si256(_mm256_srli_epi32(y, 8), k.bytes);
+    let at = _mm256_add_epi32(
+        _mm256_mullo_epi32(_mm256_srli_epi32(y, 16), k.stride),
+        _mm256_srli_epi32(x, 16),
+    );
+    let base = src.as_ptr() as *const i32;
+    // SAFETY: the caller's; `below` is `stride` bytes on, inside `src`.
+    let (top, bottom) = unsafe {
+        let below = src.as_ptr().add(stride) as *const i32;
+        (
+            _mm256_i32gather_epi32::<1>(base, at),
+            _mm256_i32gather_epi32::<1>(below, at),
+        )
+    };
+    let t = lerp(top, fx, k.bytes);
+    let b = lerp(bottom, fx, k.bytes);
+    // (t * (256 - fy) + b * fy + 2^15) >> 16, as t * 256 + (b - t) * fy.
+    let v = _mm256_add_epi32(
+        _mm256_slli_epi32(t, 8),
+        _mm256_mullo_epi32(_mm256_sub_epi32(b, t), fy),
+    );
+    store_low_bytes(_mm256_srli_epi32(_mm256_add_epi32(v, k.half), 16), out);
+}
+
+/// `a * (256 - f) + b * f` for the two low bytes `a`, `b` of each lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lerp(pair: __m256i, f: __m256i, bytes: __m256i) -> __m256i {
+    let a = _mm256_and_si256(pair, bytes);
+    let b = _mm256_and_si256(_mm256_srli_epi32(pair, 8), bytes);
+    _mm256_add_epi32(
+        _mm256_slli_epi32(a, 8),
+        _mm256_mullo_epi32(_mm256_sub_epi32(b, a), f),
+    )
+}
+
+/// The low byte of each of the eight lanes, in order, into `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn store_low_bytes(v: __m256i, out: &mut [u8]) {
+    let pick = _mm256_setr_epi8(
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1,
+    );
+    let packed = _mm256_permutevar8x32_epi32(
+        _mm256_shuffle_epi8(v, pick),
+        _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1),
+    );
+    let low = _mm256_castsi256_si128(packed);
+    let mut eight = [0u8; 16];
+    // SAFETY: `eight` is 16 bytes, an unaligned store of 16.
+    unsafe { _mm_storeu_si128(eight.as_mut_ptr() as *mut __m128i, low) };
+    out.copy_from_slice(&eight[..8]);
+}
