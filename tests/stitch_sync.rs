@@ -12,7 +12,7 @@ use std::path::Path;
 use common::sync_rig::{self, FPS, H, OVERLAP, SyncRig, W};
 use serde_json::Value;
 use soccer_rig::base::ids::CameraId;
-use soccer_rig::stitch::calibrate::{Calibration, Cameras};
+use soccer_rig::stitch::calibration::{Calibration, Cameras};
 use soccer_rig::stitch::camera::Camera;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rig-stitch");

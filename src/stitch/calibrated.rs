@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::calibrate::Calibration;
+use super::calibration::Calibration;
 use super::canvas::{self, Canvas};
 use super::{Plan, StitchError, StitchSettings, encode, output_size};
 use crate::base::fsx;

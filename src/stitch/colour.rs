@@ -1,5 +1,5 @@
 //! The colour step of `rig-stitch calibrate`: each outer camera's chroma
-//! maps ([`super::tone::ChromaMap`]) fitted against CAM_C over their
+//! maps ([`super::calibration::ChromaMap`]) fitted against CAM_C over their
 //! seam's overlap, once the geometry is known.
 //!
 //! Every sampled ray of the overlap gives a pair: the outer camera's U (or
@@ -18,9 +18,8 @@
 //! back to the prior (misregistered texture drags a fitted gain toward 0).
 
 use super::align;
-use super::calibrate::{Calibration, SEAM_NAMES};
+use super::calibration::{Calibration, Chroma, ChromaMap, SEAM_NAMES};
 use super::image::Gray;
-use super::tone::{Chroma, ChromaMap};
 
 /// Robust spread (levels) of an outer camera's chroma over the overlap
 /// below which its chroma gain is not fitted.

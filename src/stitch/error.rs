@@ -146,8 +146,7 @@ impl fmt::Display for StitchError {
                 path.display()
             ),
             StitchError::Input { camera, source } => write!(f, "{camera} recording: {source}"),
-            StitchError::NoCommonSpan(m) => write!(f, "{m}"),
-            StitchError::Geometry(m) => write!(f, "{m}"),
+            StitchError::NoCommonSpan(m) | StitchError::Geometry(m) => write!(f, "{m}"),
             StitchError::FfmpegMissing(p) => write!(
                 f,
                 "ffmpeg not found at {}: install ffmpeg (apt-get install ffmpeg) or set \

@@ -55,6 +55,7 @@
 pub mod align;
 pub mod calibrate;
 pub mod calibrated;
+pub mod calibration;
 pub mod camera;
 pub mod canvas;
 pub mod colour;

@@ -23,7 +23,7 @@ use super::run::StitchProgress;
 use super::session::{plan_session, stitch_session};
 use super::settings::StitchSettings;
 use super::warp::Warp;
-use super::{calibrate, progress};
+use super::{calibrate, calibration, progress};
 
 /// The queue-aware runner behind the program: claims jobs under this
 /// process's PID, stitches, and records every transition.
@@ -103,7 +103,7 @@ impl Runner {
     pub fn calibrate(
         &self,
         session: &SessionId,
-    ) -> Result<(calibrate::Calibration, PathBuf), StitchError> {
+    ) -> Result<(calibration::Calibration, PathBuf), StitchError> {
         let cal = calibrate::calibrate_session(&self.layout, session, &self.settings)?;
         Ok((cal, self.layout.calibration(session)))
     }

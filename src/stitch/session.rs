@@ -16,7 +16,7 @@ use super::plan::{Plan, load_inputs, plan_aligned};
 use super::run::{StitchProgress, run_fed_ffmpeg, run_ffmpeg};
 use super::settings::StitchSettings;
 use super::warp::Warp;
-use super::{calibrate, calibrated};
+use super::{calibrated, calibration};
 
 /// Stitches a session's panorama now, with no queue involved: plan, encode
 /// to a temp name in `stitched/`, verify, rename. `on_progress` sees the
@@ -118,7 +118,7 @@ pub fn plan_session(
     let inputs = load_inputs(layout, session, settings)?;
     let calibration = match calibrated::calibration_for(layout, session, settings) {
         Some(path) => {
-            let cal = calibrate::Calibration::read(&path)?;
+            let cal = calibration::Calibration::read(&path)?;
             Some((path, cal))
         }
         None => None,

@@ -13,91 +13,7 @@
 //! bright gray's chroma more than a dark one's); the offset is the mean of
 //! it over the overlap.
 
-use serde::{Deserialize, Serialize};
-
-use super::calibrate::Calibration;
-
-/// One camera's chroma maps: `u -> 128 + u_gain (u - 128) + u_offset`, and
-/// the same for V.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChromaMap {
-    /// U (Cb) gain about 128.
-    pub u_gain: f64,
-    /// U shift, levels.
-    pub u_offset: f64,
-    /// V (Cr) gain about 128.
-    pub v_gain: f64,
-    /// V shift, levels.
-    pub v_offset: f64,
-}
-
-impl ChromaMap {
-    /// The map of a camera whose chroma follows its exposure gain `g`.
-    pub fn following(g: f64) -> ChromaMap {
-        ChromaMap {
-            u_gain: g,
-            u_offset: 0.0,
-            v_gain: g,
-            v_offset: 0.0,
-        }
-    }
-
-    /// Checks the ranges (gains 0.2-5, offsets within +-64 levels); the
-    /// error names the field under `at` (`chroma.CAM_R`).
-    pub fn check(&self, at: &str) -> Result<(), String> {
-        for (k, v) in [("u_gain", self.u_gain), ("v_gain", self.v_gain)] {
-            if !(0.2..=5.0).contains(&v) {
-                return Err(format!("{at}.{k} {v} is not 0.2-5"));
-            }
-        }
-        for (k, v) in [("u_offset", self.u_offset), ("v_offset", self.v_offset)] {
-            if !(-64.0..=64.0).contains(&v) {
-                return Err(format!("{at}.{k} {v} is not -64 to 64"));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The three cameras' chroma maps, as the calibration file holds them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Chroma {
-    /// CAM_L.
-    #[serde(rename = "CAM_L")]
-    pub left: ChromaMap,
-    /// CAM_C: the reference (gains 1, offsets 0).
-    #[serde(rename = "CAM_C")]
-    pub center: ChromaMap,
-    /// CAM_R.
-    #[serde(rename = "CAM_R")]
-    pub right: ChromaMap,
-}
-
-impl Chroma {
-    /// As an array, left to right.
-    pub fn array(&self) -> [ChromaMap; 3] {
-        [self.left, self.center, self.right]
-    }
-
-    /// From an array, left to right.
-    pub fn from_array(m: [ChromaMap; 3]) -> Chroma {
-        Chroma {
-            left: m[0],
-            center: m[1],
-            right: m[2],
-        }
-    }
-}
-
-/// Camera `cam`'s chroma map in `cal`: its own, or (a file from before
-/// colour matching) the one following its exposure gain.
-pub fn chroma_map(cal: &Calibration, cam: usize) -> ChromaMap {
-    cal.chroma
-        .map(|c| c.array()[cam])
-        .unwrap_or_else(|| ChromaMap::following(cal.gains[cam]))
-}
+use super::calibration::{Calibration, chroma_map};
 
 /// The Y, U and V level tables of camera `cam` (0 = CAM_L, 1 = CAM_C,
 /// 2 = CAM_R) of `cal`.
@@ -130,6 +46,7 @@ fn level_lut(gain: f64, pivot: f64, offset: f64) -> [u8; 256] {
 
 #[cfg(test)]
 mod tests {
+    use super::super::calibration::{Chroma, ChromaMap};
     use super::*;
 
     #[test]
@@ -160,17 +77,5 @@ mod tests {
         assert_eq!((y[16], y[116]), (16, 126));
         assert_eq!((u[128], u[138], u[118]), (122, 134, 110));
         assert_eq!((v[128], v[138]), (132, 141));
-    }
-
-    #[test]
-    fn ranges_are_checked_naming_the_field() {
-        let mut m = ChromaMap::following(1.0);
-        assert!(m.check("chroma.CAM_L").is_ok());
-        m.v_offset = 80.0;
-        let e = m.check("chroma.CAM_L").unwrap_err();
-        assert!(e.contains("chroma.CAM_L.v_offset 80"), "{e}");
-        m.v_offset = 0.0;
-        m.u_gain = 0.1;
-        assert!(m.check("x").unwrap_err().contains("x.u_gain"));
     }
 }
