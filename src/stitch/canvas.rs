@@ -218,7 +218,8 @@ impl Canvas {
 /// works on a frame near the output's scale.
 pub(super) fn prescale(cam: &Camera, size: (u32, u32), piece: &Cylinder) -> Option<(u32, u32)> {
     let r = piece.f / cam.focal(f64::from(size.0));
-    let even = |v: u32| ((f64::from(v) * r / 2.0).round() as u32 * 2).max(2);
+    // At least 4, so that the chroma planes are 2 x 2 or more.
+    let even = |v: u32| ((f64::from(v) * r / 2.0).round() as u32 * 2).max(4);
     (r < 0.75).then(|| (even(size.0), even(size.1)))
 }
 

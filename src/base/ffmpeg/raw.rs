@@ -10,6 +10,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread::JoinHandle;
 
 use super::frames::FramesError;
+use super::run::{STDERR_TAIL, tail_of};
 
 /// Bytes of one `yuv420p` frame of `width` x `height` (chroma planes
 /// rounded up, as ffmpeg's rawvideo writes them).
@@ -96,14 +97,12 @@ impl RawDecoder {
             .take()
             .ok_or_else(|| spawn_err(io::Error::other("no stdout pipe")))?;
         enlarge_pipe(&out);
-        let stderr = child.stderr.take().map(|mut s| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = (&mut s).take(1 << 16).read_to_string(&mut text);
-                let _ = io::copy(&mut s, &mut io::sink());
-                text
-            })
-        });
+        // The end of it: a damaged file's last, fatal line comes after
+        // hundreds of per-macroblock complaints.
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| std::thread::spawn(move || tail_of(s, STDERR_TAIL)));
         Ok(RawDecoder {
             child,
             out,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::{Progress, ProgressParser, tool_exists};
 
 /// How much of ffmpeg's stderr is kept for an error message, bytes.
-const STDERR_TAIL: usize = 4096;
+pub(super) const STDERR_TAIL: usize = 4096;
 
 /// Why a run did not finish cleanly.
 #[derive(Debug)]
@@ -86,9 +86,6 @@ pub fn run_fed<E: Send>(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<Result<(), E>, RunError> {
-    if !tool_exists(ffmpeg) {
-        return Err(RunError::Missing(ffmpeg.to_path_buf()));
-    }
     let io_err = |source: io::Error| match source.kind() {
         io::ErrorKind::NotFound => RunError::Missing(ffmpeg.to_path_buf()),
         _ => RunError::Io {
@@ -96,28 +93,28 @@ pub fn run_fed<E: Send>(
             source,
         },
     };
-    let mut child = Command::new(ffmpeg)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io_err)?;
+    let mut child = spawn_piped(ffmpeg, args).map_err(io_err)?;
     let stdin = child.stdin.take();
-    if let Some(pipe) = &stdin {
-        super::raw::enlarge_pipe(pipe);
-    }
     let stderr = child.stderr.take();
     let stderr_thread = std::thread::spawn(move || stderr.map(|s| tail_of(s, STDERR_TAIL)));
     let (interrupted, fed) = std::thread::scope(|s| {
-        let feeder = s.spawn(move || feed(stdin));
-        let mut interrupted = false;
-        if let Some(out) = child.stdout.take() {
-            interrupted = read_progress(out, cancel, on_progress);
-            if interrupted {
+        let pid = child.id();
+        let feeder = s.spawn(move || {
+            let fed = feed(stdin);
+            if cancel.load(Ordering::Relaxed) {
+                // Stopped: do not let ffmpeg finish the file (with one
+                // input it prints no progress until it is done).
+                kill(pid);
+            }
+            fed
+        });
+        let interrupted = child.stdout.take().is_some_and(|out| {
+            let stopped = read_progress(out, cancel, on_progress);
+            if stopped {
                 let _ = child.kill();
             }
-        }
+            stopped
+        });
         (interrupted, feeder.join())
     });
     let status = child.wait().map_err(io_err)?;
@@ -126,14 +123,38 @@ pub fn run_fed<E: Send>(
         return Err(RunError::Interrupted);
     }
     if !status.success() {
-        return Err(RunError::Failed {
-            status: status.to_string(),
-            stderr,
-        });
+        let status = status.to_string();
+        return Err(RunError::Failed { status, stderr });
     }
-    match fed {
-        Ok(result) => Ok(result),
-        Err(panic) => std::panic::resume_unwind(panic),
+    Ok(fed.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+}
+
+/// `ffmpeg args` started with all three pipes (stdin's enlarged for raw
+/// frames); `NotFound` when the program is not there.
+fn spawn_piped(ffmpeg: &Path, args: &[OsString]) -> io::Result<std::process::Child> {
+    if !tool_exists(ffmpeg) {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    let child = Command::new(ffmpeg)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(pipe) = &child.stdin {
+        super::raw::enlarge_pipe(pipe);
+    }
+    Ok(child)
+}
+
+/// Kills process `pid` (a child not yet waited for, so the number is
+/// still ours); a failure only means it has already gone.
+fn kill(pid: u32) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
 
@@ -158,7 +179,7 @@ fn read_progress(
 
 /// Keeps the last `cap` bytes of a stream (ffmpeg's stderr), so a chatty
 /// failure cannot grow memory.
-fn tail_of(mut r: impl Read, cap: usize) -> String {
+pub(super) fn tail_of(mut r: impl Read, cap: usize) -> String {
     let mut keep: Vec<u8> = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -233,15 +254,23 @@ mod tests {
         };
         let fed = run_fed(ffmpeg, &reader_args("rawvideo"), cut, &never, &mut |_| {});
         assert_eq!(fed.unwrap(), Err("decoder failed".to_string()));
-        // ffmpeg's own failure comes first.
+        // ffmpeg's own failure comes first, before the broken pipe the feed
+        // then meets (100 000 frames are far more than a pipe holds).
+        let mut broke = false;
+        let until_broken = |s| {
+            let r = feed_frames(s, 100_000);
+            broke = r.is_err();
+            r
+        };
         let fed = run_fed(
             ffmpeg,
             &reader_args("no_such_codec"),
-            |s| feed_frames(s, 3),
+            until_broken,
             &never,
             &mut |_| {},
         );
         assert!(matches!(fed, Err(RunError::Failed { .. })), "{fed:?}");
+        assert!(broke, "the feed should have met a broken pipe");
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn output_canvas(plan: &Plan, geo: &Geometry) -> Canvas {
 }
 
 /// Camera `i`'s decode: own timeline from 0, CAM_C's frame grid, the
-/// common span, then the shrink to `size` if any. (After `fps` the stream
+/// common span, then `size` (a shrink, or nothing). (After `fps` the stream
 /// starts at 0 on a 1/fps grid, so a frame count is an exact end.)
 fn decode_source(plan: &Plan, i: usize, size: (u32, u32)) -> RawSource {
     let cam = &plan.cameras[i];
@@ -143,9 +143,10 @@ fn decode_source(plan: &Plan, i: usize, size: (u32, u32)) -> RawSource {
         "setpts=PTS-STARTPTS,fps={},trim=end_frame={}",
         plan.fps, plan.frames
     );
-    if size != (cam.width, cam.height) {
-        filters.push_str(&format!(",scale={}:{}:flags=bicubic", size.0, size.1));
-    }
+    // Always, so that the frames are the size the warp reads even if the
+    // decoder turns or resizes them (a display rotation, a mid-stream
+    // change); at the same size ffmpeg passes them through.
+    filters.push_str(&format!(",scale={}:{}:flags=bicubic", size.0, size.1));
     RawSource {
         file: plan.inputs[i].clone(),
         seek_sec: cam.seek_sec,

@@ -5,10 +5,11 @@
 //! This is the project's only `unsafe`: AVX2 intrinsics, and the gathers
 //! that read four bytes at each sample's top-left and bottom-left pixel.
 //! Positions are clamped into the frame exactly as the scalar loop clamps
-//! them, so a gather starts at most at the plane's last-but-one row and
-//! column and reads at most two bytes past that row's end; the caller
-//! proves the slice holds them ([`run`] checks, and falls back to scalar
-//! when it cannot).
+//! them ([`clamp_of`], worked out here from the plane's size, not taken
+//! from the caller), so a gather starts at most at the plane's last-but-one
+//! row and column and reads at most two bytes past the bottom-right pixel;
+//! before any gather, `usable` checks the plane is at least 2 x 2 and the
+//! slice holds those bytes, else the caller's scalar loop does the work.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -22,48 +23,52 @@ pub const OVERREAD: usize = 2;
 /// [`super::render`]'s scalar loop: `p` and `step` 16.16, `max` the clamp.
 pub fn run(
     src: &[u8],
-    (stride, rows): (usize, usize),
-    max: [i32; 2],
+    plane: (usize, usize),
     p: [i32; 2],
     step: [i32; 2],
     out: &mut [u8],
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
-    {
-        let last = (rows - 1) * stride + (max[0] as usize >> 16) + 1;
-        if out.len() >= 8 && src.len() > last + OVERREAD && is_x86_feature_detected!("avx2") {
-            let groups = out.len() / 8;
-            // SAFETY: AVX2 is present; every gather reads below
-            // `last + OVERREAD + 1` bytes of `src` (clamped positions).
-            unsafe { run_avx2(src, stride, max, p, step, &mut out[..groups * 8]) };
-            return groups * 8;
-        }
+    if out.len() >= 8 && usable(src, plane) {
+        let groups = out.len() / 8;
+        // SAFETY: AVX2 is present, and `usable` checked that `src` holds
+        // every byte the gathers read at the clamped positions.
+        unsafe { run_avx2(src, plane, p, step, &mut out[..groups * 8]) };
+        return groups * 8;
     }
-    let _ = (src, stride, rows, max, p, step, out);
+    let _ = (src, plane, p, step, out);
     0
+}
+
+/// The clamp of a `w` x `h` plane's 16.16 positions, as the scalar loop
+/// clamps them: the top-left of the four pixels read is at most the
+/// last-but-one row and column.
+pub fn clamp_of((w, h): (usize, usize)) -> [i32; 2] {
+    [((w as i32 - 1) << 16) - 1, ((h as i32 - 1) << 16) - 1]
+}
+
+/// Whether the vector path may run on the `w` x `h` plane starting at
+/// `src`: AVX2 is there, the plane is at least 2 x 2 (so the clamp is a
+/// range), and `src` holds the bottom-right pixel and the [`OVERREAD`]
+/// bytes a gather there reads past it.
+#[cfg(target_arch = "x86_64")]
+fn usable(src: &[u8], (w, h): (usize, usize)) -> bool {
+    let last = (h - 1) * w + (w - 1);
+    w >= 2 && h >= 2 && src.len() > last + OVERREAD && is_x86_feature_detected!("avx2")
 }
 
 /// Draws whole cells of a row with AVX2: `cells[k]` is `[x, y, dx, dy]`
 /// (16.16) of the cell's first column, each cell eight columns, `out`
 /// eight bytes a cell. False (nothing drawn) when AVX2 is not there or
 /// `src` is too short for the gathers.
-pub fn run_cells(
-    src: &[u8],
-    (stride, rows): (usize, usize),
-    max: [i32; 2],
-    cells: &[[i32; 4]],
-    out: &mut [u8],
-) -> bool {
+pub fn run_cells(src: &[u8], plane: (usize, usize), cells: &[[i32; 4]], out: &mut [u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
-    {
-        let last = (rows - 1) * stride + (max[0] as usize >> 16) + 1;
-        if src.len() > last + OVERREAD && is_x86_feature_detected!("avx2") {
-            // SAFETY: as in `run`.
-            unsafe { cells_avx2(src, stride, max, cells, out) };
-            return true;
-        }
+    if usable(src, plane) {
+        // SAFETY: as in `run`.
+        unsafe { cells_avx2(src, plane, cells, out) };
+        return true;
     }
-    let _ = (src, stride, rows, max, cells, out);
+    let _ = (src, plane, cells, out);
     false
 }
 
@@ -105,14 +110,8 @@ fn lanes(p: i32, step: i32) -> __m256i {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn run_avx2(
-    src: &[u8],
-    stride: usize,
-    max: [i32; 2],
-    p: [i32; 2],
-    step: [i32; 2],
-    out: &mut [u8],
-) {
+unsafe fn run_avx2(src: &[u8], plane: (usize, usize), p: [i32; 2], step: [i32; 2], out: &mut [u8]) {
+    let (stride, max) = (plane.0, clamp_of(plane));
     let k = consts(stride, max);
     let (mut px, mut py) = (lanes(p[0], step[0]), lanes(p[1], step[1]));
     let (sx, sy) = (
@@ -129,7 +128,8 @@ unsafe fn run_avx2(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn cells_avx2(src: &[u8], stride: usize, max: [i32; 2], cells: &[[i32; 4]], out: &mut [u8]) {
+unsafe fn cells_avx2(src: &[u8], plane: (usize, usize), cells: &[[i32; 4]], out: &mut [u8]) {
+    let (stride, max) = (plane.0, clamp_of(plane));
     let k = consts(stride, max);
     for (i, (&[x, y, dx, dy], group)) in cells.iter().zip(out.chunks_exact_mut(8)).enumerate() {
         if let Some(&[ax, ay, _, _]) = cells.get(i + AHEAD) {
