@@ -8,6 +8,7 @@ use std::path::Path;
 use super::encode;
 use super::plan::{CameraOffset, Plan};
 use super::settings::StitchSettings;
+use crate::base::ffmpeg::raw;
 
 /// The `-filter_complex` graph for a plan: inputs 0, 1, 2 are CAM_L, CAM_C,
 /// CAM_R; outputs `[v]` and, with audio, `[a]`.
@@ -45,17 +46,25 @@ pub fn filter_graph(plan: &Plan) -> String {
     g.join(";")
 }
 
+/// A camera's first filters: its own timeline from 0, CAM_C's frame grid,
+/// the common span. After `fps` the stream starts at 0 on a 1/fps grid
+/// (gaps filled by repeating the last frame), so a frame count is an exact
+/// end. (A time would be rescaled and rounded by `trim`, and can lose one.)
+pub(super) fn on_grid(plan: &Plan) -> String {
+    format!(
+        "setpts=PTS-STARTPTS,fps={},trim=end_frame={}",
+        plan.fps, plan.frames
+    )
+}
+
 /// Input `i`'s chain: own timeline from 0, CAM_C's frame grid, the common
 /// span, scaled to the output's scale first (nothing is blended or stacked
 /// at full resolution), one pixel format for the blend and the stack, then
 /// cut into its strips.
 fn input_chain(plan: &Plan, i: usize, cam: &CameraOffset, (w, o): (u32, u32)) -> String {
-    let (fps, frames, h) = (plan.fps, plan.frames, plan.output_height);
+    let h = plan.output_height;
     let names = ["l", "c", "r"];
-    // After `fps` the stream starts at 0 on a 1/fps grid (gaps filled by
-    // repeating the last frame), so a frame count is an exact end. (A
-    // time would be rescaled and rounded by `trim`, and can lose one.)
-    let mut chain = format!("[{i}:v]setpts=PTS-STARTPTS,fps={fps},trim=end_frame={frames}");
+    let mut chain = format!("[{i}:v]{}", on_grid(plan));
     if (cam.width, cam.height) != (w, h) {
         chain.push_str(&format!(",scale={w}:{h}"));
     }
@@ -182,19 +191,7 @@ fn push_camera_input(a: &mut Vec<OsString>, plan: &Plan, i: usize) {
 fn push_warp_inputs(a: &mut Vec<OsString>, plan: &Plan) {
     let size = format!("{}x{}", plan.output_width, plan.output_height);
     let rate = plan.fps.to_string();
-    for s in [
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "yuv420p",
-        "-video_size",
-        &size,
-    ] {
-        a.push(s.into());
-    }
-    for s in ["-framerate", &rate, "-i", "pipe:0"] {
-        a.push(s.into());
-    }
+    a.extend(raw::stdin_input(&size, &rate).map(OsString::from));
     if plan.audio {
         push_camera_input(a, plan, 1);
     }

@@ -28,8 +28,12 @@ pub fn plane_luts(cal: &Calibration, cam: usize) -> [[u8; 256]; 3] {
 
 /// True when every table of `luts` is the identity (nothing to apply).
 pub fn is_identity(luts: &[[u8; 256]; 3]) -> bool {
-    luts.iter()
-        .all(|t| t.iter().enumerate().all(|(i, &v)| usize::from(v) == i))
+    luts.iter().all(table_is_identity)
+}
+
+/// True when the level table `t` maps every value to itself.
+pub fn table_is_identity(t: &[u8; 256]) -> bool {
+    t.iter().enumerate().all(|(i, &v)| usize::from(v) == i)
 }
 
 /// `v -> pivot + (v - pivot) * gain + offset`, rounded and clipped to

@@ -157,21 +157,7 @@ fn push_input(a: &mut Vec<std::ffi::OsString>, source: &CaptureSource, s: &Captu
             push_args(a, &["-i", &dev]);
         }
         CaptureSource::Cmd(_) => push_args(a, &["-i", "pipe:0"]),
-        CaptureSource::CmdRaw(_) => push_args(
-            a,
-            &[
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "yuv420p",
-                "-video_size",
-                &size,
-                "-framerate",
-                &fps,
-                "-i",
-                "pipe:0",
-            ],
-        ),
+        CaptureSource::CmdRaw(_) => push_args(a, &super::raw::stdin_input(&size, &fps)),
     }
 }
 

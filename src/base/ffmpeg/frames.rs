@@ -1,17 +1,16 @@
 //! Reading small gray frames out of a video, for analysis in Rust (the
 //! content time alignment of rig-stitch).
 //!
-//! One ffmpeg process per call: seek (`-ss` before `-i`, frame-accurate when
-//! decoding), put the frames on a given rate, scale them down, convert to
-//! 8-bit gray and write raw frames to a pipe. The caller sees one frame at a
+//! One ffmpeg process per call ([`RawDecoder`]): seek (`-ss` before `-i`,
+//! frame-accurate when decoding), put the frames on a given rate, scale
+//! them down, convert to 8-bit gray and write raw frames to a pipe. The caller sees one frame at a
 //! time, so memory is one frame however long the window is.
 
 use std::ffi::OsString;
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
+
+use super::raw::RawDecoder;
 
 /// Which frames to read and at what size.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,61 +112,6 @@ pub fn gray_args(file: &Path, w: &GrayWindow) -> Vec<OsString> {
     a
 }
 
-/// ffmpeg started on the window's gray frames, stdout and stderr piped.
-fn spawn_gray(ffmpeg: &Path, file: &Path, w: &GrayWindow) -> Result<Child, FramesError> {
-    Command::new(ffmpeg)
-        .args(gray_args(file, w))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| FramesError::Spawn {
-            tool: ffmpeg.to_path_buf(),
-            source,
-        })
-}
-
-/// A thread reading the child's stderr to its end: its first 64 KiB.
-fn collect_stderr(child: &mut Child) -> JoinHandle<String> {
-    let stderr = child.stderr.take();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut s) = stderr {
-            // ffmpeg runs with -loglevel error; keep 64 KiB at most anyway.
-            let _ = (&mut s).take(1 << 16).read_to_string(&mut text);
-            let _ = std::io::copy(&mut s, &mut std::io::sink());
-        }
-        text
-    })
-}
-
-/// Hands the child's frames of `frame_len` bytes to `each` until the pipe
-/// ends or `each` returns false (the child is then killed): whether there
-/// was a pipe, the frames handed, whether `each` stopped.
-fn feed_frames(
-    child: &mut Child,
-    frame_len: usize,
-    each: &mut dyn FnMut(&[u8]) -> bool,
-) -> (std::io::Result<()>, u64, bool) {
-    let mut frame = vec![0u8; frame_len];
-    let (mut count, mut stopped) = (0, false);
-    let read = child
-        .stdout
-        .take()
-        .map(|mut out| {
-            while out.read_exact(&mut frame).is_ok() {
-                count += 1;
-                if !each(&frame) {
-                    stopped = true;
-                    let _ = child.kill();
-                    break;
-                }
-            }
-        })
-        .ok_or_else(|| std::io::Error::other("no stdout pipe"));
-    (read, count, stopped)
-}
-
 /// Reads the window's frames of `file`, calling `each` with every frame
 /// (`width * height` bytes, row by row); `each` returns false to stop early
 /// (ffmpeg is then killed). Returns the number of frames read, which is
@@ -178,24 +122,23 @@ pub fn read_gray(
     w: &GrayWindow,
     each: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<u64, FramesError> {
-    let mut child = spawn_gray(ffmpeg, file, w)?;
-    let stderr_thread = collect_stderr(&mut child);
     let frame_len = (w.width * w.height) as usize;
-    let (read, count, stopped) = feed_frames(&mut child, frame_len, each);
-    let status = child.wait();
-    let stderr = stderr_thread.join().unwrap_or_default();
-    let read_err = |source| FramesError::Read {
-        file: file.to_path_buf(),
-        source,
-    };
-    read.map_err(read_err)?;
-    let status = status.map_err(read_err)?;
-    if !status.success() && !stopped {
-        return Err(FramesError::Failed {
-            file: file.to_path_buf(),
-            status: status.to_string(),
-            stderr,
-        });
+    let mut dec = RawDecoder::start(ffmpeg, file, &gray_args(file, w), frame_len)?;
+    let mut frame = vec![0u8; frame_len];
+    let (mut count, mut stopped) = (0, false);
+    loop {
+        match dec.read_frame(&mut frame) {
+            Ok(true) => {}
+            Ok(false) => break,
+            // A frame cut short: ffmpeg's own failure says more.
+            Err(e) => return dec.finish(false).and(Err(e)),
+        }
+        count += 1;
+        if !each(&frame) {
+            stopped = true;
+            break;
+        }
     }
+    dec.finish(stopped)?;
     Ok(count)
 }

@@ -33,6 +33,23 @@ pub struct RawSource {
     pub size: (u32, u32),
 }
 
+/// The input options that make ffmpeg read raw `yuv420p` frames of `size`
+/// (`WxH`) at `rate` frames a second on its stdin.
+pub fn stdin_input<'a>(size: &'a str, rate: &'a str) -> [&'a str; 10] {
+    [
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        "-video_size",
+        size,
+        "-framerate",
+        rate,
+        "-i",
+        "pipe:0",
+    ]
+}
+
 /// The ffmpeg arguments that write `src`'s frames as raw `yuv420p`.
 pub fn raw_args(src: &RawSource) -> Vec<OsString> {
     let mut a: Vec<OsString> = ["-hide_banner", "-nostdin", "-loglevel", "error"]
@@ -81,12 +98,24 @@ pub struct RawDecoder {
 impl RawDecoder {
     /// Starts `ffmpeg` decoding `src`.
     pub fn spawn(ffmpeg: &Path, src: &RawSource) -> Result<RawDecoder, FramesError> {
+        let frame_len = yuv420p_len(src.size.0, src.size.1);
+        RawDecoder::start(ffmpeg, &src.file, &raw_args(src), frame_len)
+    }
+
+    /// Starts `ffmpeg args`, which decode `file` to frames of `frame_len`
+    /// bytes on stdout (any raw pixel format).
+    pub fn start(
+        ffmpeg: &Path,
+        file: &Path,
+        args: &[OsString],
+        frame_len: usize,
+    ) -> Result<RawDecoder, FramesError> {
         let spawn_err = |source| FramesError::Spawn {
             tool: ffmpeg.to_path_buf(),
             source,
         };
         let mut child = Command::new(ffmpeg)
-            .args(raw_args(src))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -107,8 +136,8 @@ impl RawDecoder {
             child,
             out,
             stderr,
-            file: src.file.clone(),
-            frame_len: yuv420p_len(src.size.0, src.size.1),
+            file: file.to_path_buf(),
+            frame_len,
         })
     }
 

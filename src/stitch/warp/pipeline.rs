@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::super::calibrated::Geometry;
 use super::super::canvas::{self, Canvas};
 use super::super::error::StitchError;
+use super::super::graph;
 use super::super::plan::Plan;
 use super::super::tone;
 use super::map::WarpMap;
@@ -134,19 +135,20 @@ fn output_canvas(plan: &Plan, geo: &Geometry) -> Canvas {
     }
 }
 
-/// Camera `i`'s decode: own timeline from 0, CAM_C's frame grid, the
-/// common span, then `size` (a shrink, or nothing). (After `fps` the stream
-/// starts at 0 on a 1/fps grid, so a frame count is an exact end.)
+/// Camera `i`'s decode: on CAM_C's frame grid over the common span (as
+/// the translation-only graph puts it, [`super::super::graph::on_grid`]),
+/// then `size` (a shrink, or nothing).
 fn decode_source(plan: &Plan, i: usize, size: (u32, u32)) -> RawSource {
     let cam = &plan.cameras[i];
-    let mut filters = format!(
-        "setpts=PTS-STARTPTS,fps={},trim=end_frame={}",
-        plan.fps, plan.frames
+    // The scale always, so that the frames are the size the warp reads
+    // even if the decoder turns or resizes them (a display rotation, a
+    // mid-stream change); at the same size ffmpeg passes them through.
+    let filters = format!(
+        "{},scale={}:{}:flags=bicubic",
+        graph::on_grid(plan),
+        size.0,
+        size.1
     );
-    // Always, so that the frames are the size the warp reads even if the
-    // decoder turns or resizes them (a display rotation, a mid-stream
-    // change); at the same size ffmpeg passes them through.
-    filters.push_str(&format!(",scale={}:{}:flags=bicubic", size.0, size.1));
     RawSource {
         file: plan.inputs[i].clone(),
         seek_sec: cam.seek_sec,

@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+use super::super::tone::table_is_identity;
 use super::map::{GRID, PlaneMap, Span, WarpMap};
 use super::simd;
 
@@ -45,10 +46,6 @@ pub type Luts = [[u8; 256]; 3];
 /// One plane's level table, `None` for the identity (nothing to look up).
 type Lut<'a> = Option<&'a [u8; 256]>;
 
-fn is_identity(t: &[u8; 256]) -> bool {
-    t.iter().enumerate().all(|(i, &v)| usize::from(v) == i)
-}
-
 /// Draws the panorama frame `out` (`map.frame_len()` bytes, `yuv420p`)
 /// from the cameras' frames `src`, through their level tables `luts`.
 pub fn render(map: &WarpMap, src: [Source<'_>; 3], luts: &[Luts; 3], out: &mut [u8]) {
@@ -59,7 +56,7 @@ pub fn render(map: &WarpMap, src: [Source<'_>; 3], luts: &[Luts; 3], out: &mut [
     for (p, out) in [luma, u, v].into_iter().enumerate() {
         let plane = &map.planes[p.min(1)];
         let from = [0, 1, 2].map(|i| planes[i][p]);
-        let tables = [0, 1, 2].map(|i| Some(&luts[i][p]).filter(|t| !is_identity(t)));
+        let tables = [0, 1, 2].map(|i| Some(&luts[i][p]).filter(|t| !table_is_identity(t)));
         draw_plane(plane, from, tables, out);
     }
 }
