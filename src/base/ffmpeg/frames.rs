@@ -7,9 +7,9 @@
 //! time, so memory is one frame however long the window is.
 
 use std::ffi::OsString;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use super::raw::FramesError;
 use super::raw::RawDecoder;
 
 /// Which frames to read and at what size.
@@ -25,66 +25,6 @@ pub struct GrayWindow {
     pub width: u32,
     /// Height of the gray frames (even).
     pub height: u32,
-}
-
-/// Why frames could not be read.
-#[derive(Debug)]
-pub enum FramesError {
-    /// ffmpeg could not be started.
-    Spawn {
-        /// The binary.
-        tool: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Reading its output failed.
-    Read {
-        /// The video.
-        file: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// ffmpeg failed.
-    Failed {
-        /// The video.
-        file: PathBuf,
-        /// Its exit status.
-        status: String,
-        /// The end of its stderr.
-        stderr: String,
-    },
-}
-
-impl fmt::Display for FramesError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FramesError::Spawn { tool, source } => {
-                write!(f, "cannot run {}: {source}", tool.display())
-            }
-            FramesError::Read { file, source } => {
-                write!(f, "{}: reading decoded frames: {source}", file.display())
-            }
-            FramesError::Failed {
-                file,
-                status,
-                stderr,
-            } => write!(
-                f,
-                "{}: ffmpeg could not decode frames ({status}): {}",
-                file.display(),
-                stderr.trim()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for FramesError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            FramesError::Spawn { source, .. } | FramesError::Read { source, .. } => Some(source),
-            FramesError::Failed { .. } => None,
-        }
-    }
 }
 
 /// The ffmpeg arguments that write `w`'s frames of `file` as raw gray.

@@ -4,13 +4,13 @@
 //! it reuses, so memory is a frame or two however long the match is.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread::JoinHandle;
 
-use super::frames::FramesError;
-use super::run::{STDERR_TAIL, tail_of};
+use super::run::{STDERR_TAIL, enlarge_pipe, tail_of};
 
 /// Bytes of one `yuv420p` frame of `width` x `height` (chroma planes
 /// rounded up, as ffmpeg's rawvideo writes them).
@@ -72,16 +72,63 @@ pub fn raw_args(src: &RawSource) -> Vec<OsString> {
     a
 }
 
-/// Bytes a raw-frame pipe holds: a frame is megabytes, and a pipe's
-/// default 64 KiB would wake the reader and the writer in turn dozens of
-/// times a frame.
-pub const PIPE_BYTES: usize = 1 << 20;
+/// Why frames could not be read.
+#[derive(Debug)]
+pub enum FramesError {
+    /// ffmpeg could not be started.
+    Spawn {
+        /// The binary.
+        tool: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Reading its output failed.
+    Read {
+        /// The video.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// ffmpeg failed.
+    Failed {
+        /// The video.
+        file: PathBuf,
+        /// Its exit status.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+}
 
-/// Makes `pipe` hold [`PIPE_BYTES`] when the system allows (its
-/// `fs.pipe-max-size`); a refusal only costs speed.
-pub fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
-    if let Err(e) = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_BYTES) {
-        log::debug!("could not enlarge a raw-frame pipe: {e}");
+impl fmt::Display for FramesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FramesError::Spawn { tool, source } => {
+                write!(f, "cannot run {}: {source}", tool.display())
+            }
+            FramesError::Read { file, source } => {
+                write!(f, "{}: reading decoded frames: {source}", file.display())
+            }
+            FramesError::Failed {
+                file,
+                status,
+                stderr,
+            } => write!(
+                f,
+                "{}: ffmpeg could not decode frames ({status}): {}",
+                file.display(),
+                stderr.trim()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FramesError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FramesError::Spawn { source, .. } | FramesError::Read { source, .. } => Some(source),
+            FramesError::Failed { .. } => None,
+        }
     }
 }
 

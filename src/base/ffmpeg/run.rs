@@ -57,6 +57,19 @@ impl std::error::Error for RunError {
     }
 }
 
+/// Bytes a raw-frame pipe holds: a frame is megabytes, and a pipe's
+/// default 64 KiB would wake the reader and the writer in turn dozens of
+/// times a frame.
+pub(super) const PIPE_BYTES: usize = 1 << 20;
+
+/// Makes `pipe` hold [`PIPE_BYTES`] when the system allows (its
+/// `fs.pipe-max-size`); a refusal only costs speed.
+pub(super) fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
+    if let Err(e) = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_BYTES) {
+        log::debug!("could not enlarge a raw-frame pipe: {e}");
+    }
+}
+
 /// Runs `ffmpeg args` (which must include `-progress pipe:1`), calling
 /// `on_progress` with each block; kills it and returns
 /// [`RunError::Interrupted`] once `cancel` is set.
@@ -142,7 +155,7 @@ fn spawn_piped(ffmpeg: &Path, args: &[OsString]) -> io::Result<std::process::Chi
         .stderr(Stdio::piped())
         .spawn()?;
     if let Some(pipe) = &child.stdin {
-        super::raw::enlarge_pipe(pipe);
+        enlarge_pipe(pipe);
     }
     Ok(child)
 }
