@@ -519,3 +519,51 @@ fn a_flat_scene_falls_back_to_the_prior_and_says_so() {
         );
     }
 }
+
+/// A recording cut short after its header (a card pulled mid-write, a
+/// copy interrupted): ffprobe still reads the whole length, the decoder
+/// ends early. The warp names the camera and how short the panorama is,
+/// and the stitch's own check of the output says it too.
+#[test]
+fn a_recording_cut_short_is_named() {
+    let rig = Rig::new(false);
+    json_of(&rig.run(&["--json", "calibrate", SESSION]));
+    let rec = rig.layout.recording(&rig.session(), CameraId::Right);
+    let whole = rig.dir.path().join("whole.mp4");
+    common::ffmpeg(&[
+        "-i",
+        rec.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-movflags",
+        "+faststart",
+        whole.to_str().unwrap(),
+    ]);
+    // Cut where the eleventh frame's bytes start: ten frames decode.
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["packet=pos", "-of", "csv=p=0", whole.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let mut pos: Vec<usize> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    pos.sort_unstable();
+    let bytes = std::fs::read(&whole).unwrap();
+    std::fs::write(&rec, &bytes[..pos[10]]).unwrap();
+
+    let out = rig.run(&["--json", SESSION]);
+    let err = common::stderr(&out);
+    eprintln!("{err}");
+    let said = err
+        .lines()
+        .find(|l| l.contains("CAM_R's decoder ended after"))
+        .unwrap_or_else(|| panic!("no warning naming CAM_R: {err}"));
+    assert!(
+        said.contains("s short") && said.contains("recording.mp4"),
+        "{said}"
+    );
+    assert!(!err.contains("CAM_L's decoder") && !err.contains("CAM_C's decoder"));
+    assert!(err.contains("an input may end early"), "{err}");
+}

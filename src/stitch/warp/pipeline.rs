@@ -33,6 +33,11 @@ use crate::base::ffmpeg::raw::{RawDecoder, RawSource};
 pub struct Warp {
     /// CAM_L, CAM_C, CAM_R, as decoded.
     pub sources: [RawSource; 3],
+    /// The cameras' names, for messages.
+    cameras: [String; 3],
+    /// The panorama's planned length, frames, and its rate.
+    frames: u64,
+    fps: f64,
     map: WarpMap,
     luts: [Luts; 3],
 }
@@ -50,6 +55,9 @@ impl Warp {
         let sources = std::array::from_fn(|i| decode_source(plan, i, sizes[i]));
         Warp {
             sources,
+            cameras: std::array::from_fn(|i| plan.cameras[i].camera.clone()),
+            frames: plan.frames,
+            fps: plan.fps,
             map: WarpMap::new(&canvas, &cams, sizes),
             luts: std::array::from_fn(|i| tone::plane_luts(&geo.calibration, i)),
         }
@@ -93,8 +101,12 @@ impl Warp {
         let (mut drawn, mut busy) = (0u64, [Duration::ZERO; 3]);
         while !cancel.load(Ordering::Relaxed) {
             let t0 = Instant::now();
-            let Some(bufs) = next_frames(lanes) else {
-                break;
+            let bufs = match next_frames(lanes) {
+                Ok(bufs) => bufs,
+                Err(ended) => {
+                    self.check_length(ended, drawn);
+                    break;
+                }
             };
             let src = std::array::from_fn(|i| Source {
                 frame: &bufs[i],
@@ -123,6 +135,23 @@ impl Warp {
             ms(busy[2])
         );
         Ok(drawn)
+    }
+
+    /// Warns, naming the camera, when decoder `ended` stopped the panorama
+    /// more than a frame short of the plan after `drawn` frames (a damaged
+    /// or cut recording: the rest of the match is missing from the
+    /// panorama).
+    fn check_length(&self, ended: usize, drawn: u64) {
+        if drawn + 1 < self.frames {
+            log::warn!(
+                "warp: {}'s decoder ended after {drawn} of {} frames, so the panorama is \
+                 {:.1} s short; check {} with `rig-manifest verify` and ffprobe",
+                self.cameras[ended],
+                self.frames,
+                (self.frames - drawn) as f64 / self.fps.max(1.0),
+                self.sources[ended].file.display()
+            );
+        }
     }
 }
 
@@ -180,13 +209,13 @@ fn spawn_all(
         .map_err(|_| StitchError::Io(std::io::Error::other("three decoders expected")))
 }
 
-/// One frame from each lane, or `None` once any has ended.
-fn next_frames(lanes: &[Lane<'_>; 3]) -> Option<[Vec<u8>; 3]> {
+/// One frame from each lane, or the first lane found ended.
+fn next_frames(lanes: &[Lane<'_>; 3]) -> Result<[Vec<u8>; 3], usize> {
     let mut got = Vec::with_capacity(3);
-    for lane in lanes {
-        got.push(lane.full.recv().ok()?);
+    for (i, lane) in lanes.iter().enumerate() {
+        got.push(lane.full.recv().map_err(|_| i)?);
     }
-    got.try_into().ok()
+    got.try_into().map_err(|_| 0)
 }
 
 /// A decoder on its own thread: full frames come out of `full`, used
