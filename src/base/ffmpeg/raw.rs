@@ -132,10 +132,11 @@ impl std::error::Error for FramesError {
     }
 }
 
-/// A running decoder.
+/// A running decoder. Dropped without [`RawDecoder::finish`] (a panic on
+/// the thread holding it), it kills and reaps its ffmpeg.
 #[derive(Debug)]
 pub struct RawDecoder {
-    child: Child,
+    child: Reaped,
     out: ChildStdout,
     stderr: Option<JoinHandle<String>>,
     file: PathBuf,
@@ -180,7 +181,7 @@ impl RawDecoder {
             .take()
             .map(|s| std::thread::spawn(move || tail_of(s, STDERR_TAIL)));
         Ok(RawDecoder {
-            child,
+            child: Reaped(child),
             out,
             stderr,
             file: file.to_path_buf(),
@@ -231,10 +232,10 @@ impl RawDecoder {
     /// the end of its stderr.
     pub fn finish(mut self, stop: bool) -> Result<(), FramesError> {
         if stop {
-            let _ = self.child.kill();
+            let _ = self.child.0.kill();
         }
         drop(self.out);
-        let status = self.child.wait().map_err(|source| FramesError::Read {
+        let status = self.child.0.wait().map_err(|source| FramesError::Read {
             file: self.file.clone(),
             source,
         })?;
@@ -251,6 +252,22 @@ impl RawDecoder {
             status: status.to_string(),
             stderr,
         })
+    }
+}
+
+/// A child process that is killed and waited for when dropped before
+/// anyone waited for it: no zombie, no decoder left writing to a pipe
+/// nobody reads.
+#[derive(Debug)]
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // After a `wait`, `try_wait` answers from the kept status.
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -290,6 +307,27 @@ mod tests {
         }
         assert_eq!(frames, 4);
         dec.finish(false).unwrap();
+    }
+
+    #[test]
+    fn a_decoder_dropped_unfinished_is_reaped() {
+        let src = RawSource {
+            file: PathBuf::from("/nonexistent/cam.mp4"),
+            seek_sec: 0.0,
+            filters: "null".into(),
+            size: (16, 16),
+        };
+        let mut dec = RawDecoder::spawn(Path::new(FFMPEG), &src).unwrap();
+        let pid = dec.child.0.id();
+        let mut buf = vec![0u8; dec.frame_len()];
+        assert!(!dec.read_frame(&mut buf).unwrap());
+        // Its ffmpeg has exited: without a wait it stays a zombie.
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        drop(dec);
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "ffmpeg {pid} left unreaped"
+        );
     }
 
     #[test]
