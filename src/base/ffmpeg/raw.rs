@@ -309,15 +309,19 @@ mod tests {
         dec.finish(false).unwrap();
     }
 
-    #[test]
-    fn a_decoder_dropped_unfinished_is_reaped() {
-        let src = RawSource {
+    /// A source whose file is not there: ffmpeg exits at once, failing.
+    fn missing() -> RawSource {
+        RawSource {
             file: PathBuf::from("/nonexistent/cam.mp4"),
             seek_sec: 0.0,
             filters: "null".into(),
             size: (16, 16),
-        };
-        let mut dec = RawDecoder::spawn(Path::new(FFMPEG), &src).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_decoder_dropped_unfinished_is_reaped() {
+        let mut dec = RawDecoder::spawn(Path::new(FFMPEG), &missing()).unwrap();
         let pid = dec.child.0.id();
         let mut buf = vec![0u8; dec.frame_len()];
         assert!(!dec.read_frame(&mut buf).unwrap());
@@ -332,13 +336,7 @@ mod tests {
 
     #[test]
     fn a_decoder_that_fails_names_its_file_and_says_why() {
-        let src = RawSource {
-            file: PathBuf::from("/nonexistent/cam.mp4"),
-            seek_sec: 0.0,
-            filters: "null".into(),
-            size: (16, 16),
-        };
-        let mut dec = RawDecoder::spawn(Path::new(FFMPEG), &src).unwrap();
+        let mut dec = RawDecoder::spawn(Path::new(FFMPEG), &missing()).unwrap();
         let mut buf = vec![0u8; dec.frame_len()];
         assert!(!dec.read_frame(&mut buf).unwrap());
         let e = dec.finish(false).unwrap_err().to_string();
