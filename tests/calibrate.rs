@@ -214,6 +214,50 @@ fn calibrate_recovers_the_rig_and_the_seams_match_the_truth() {
     eprintln!("at 700 columns: {sc:?}");
     sc.check();
     check_colour(&rig, c, [&full, &sc]);
+    check_fit(&rig, c);
+}
+
+/// A calibration from elsewhere (no `session_id`: another session's, or
+/// hand-made) is checked against the session's pictures: the true one
+/// passes unremarked, one with CAM_L turned 4 degrees is named for seam
+/// CAM_L/CAM_C alone, with the command that mends it.
+fn check_fit(rig: &Rig, c: &Value) {
+    let plan_warnings = |cal: &Value| -> Vec<String> {
+        let file = rig.dir.path().join("other-calibration.json");
+        std::fs::write(&file, serde_json::to_string(cal).unwrap()).unwrap();
+        let args = [
+            "--json",
+            "--dry-run",
+            "--calibration",
+            file.to_str().unwrap(),
+            SESSION,
+        ];
+        let out = json_of(&rig.run(&args));
+        let w = &out["plan"]["warnings"];
+        w.as_array()
+            .unwrap_or_else(|| panic!("no plan.warnings: {out}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut other = c.clone();
+    other["session_id"] = Value::Null;
+    let fits = plan_warnings(&other);
+    assert!(!fits.iter().any(|w| w.contains("does not fit")), "{fits:?}");
+    let yaw = other["cameras"]["CAM_L"]["yaw_deg"].as_f64().unwrap();
+    other["cameras"]["CAM_L"]["yaw_deg"] = (yaw + 4.0).into();
+    let moved = plan_warnings(&other);
+    let misfit: Vec<&String> = moved
+        .iter()
+        .filter(|w| w.contains("does not fit"))
+        .collect();
+    eprintln!("CAM_L turned 4 degrees: {misfit:?}");
+    assert_eq!(misfit.len(), 1, "{moved:?}");
+    assert!(
+        misfit[0].starts_with("seam CAM_L/CAM_C")
+            && misfit[0].contains(&format!("rig-stitch calibrate {SESSION}")),
+        "{misfit:?}"
+    );
 }
 
 /// Seam C|R's chroma PSNR (U, V) on the same rig without the cast (CAM_R

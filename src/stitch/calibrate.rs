@@ -26,7 +26,7 @@ use super::camera::Camera;
 use super::colour::{self, Planes};
 use super::colour_frames::{self, Sampling};
 use super::image::Gray;
-use super::{StitchError, StitchSettings, load_inputs};
+use super::{CameraInput, StitchError, StitchSettings, load_inputs};
 use crate::base::ffmpeg;
 use crate::base::fsx;
 use crate::base::ids::SessionId;
@@ -66,17 +66,8 @@ pub fn calibrate_session(
     let inputs = load_inputs(layout, session, settings)?;
     let start = prior(layout, settings);
     log::info!("{session}: calibrating from prior {}", start.prior);
-    let samplings: Vec<Sampling> = inputs
-        .iter()
-        .map(|i| sampling(&settings.ffmpeg, &i.recording, &i.probe))
-        .collect();
-    let images: Vec<Gray> = samplings
-        .iter()
-        .map(gray_median)
-        .collect::<Result<_, _>>()?;
-    let images: [Gray; 3] = images
-        .try_into()
-        .map_err(|_| StitchError::Geometry(format!("session {session}: need three cameras")))?;
+    let samplings = samplings(&inputs, settings);
+    let images = median_images(&samplings)?;
     let mut cal = solve(&images, &start);
     let dir = layout.stitched_dir(session);
     std::fs::create_dir_all(&dir).map_err(|e| StitchError::Io(fsx::with_path(&dir)(e)))?;
@@ -94,6 +85,53 @@ pub fn calibrate_session(
     cal.write(&layout.calibration(session))?;
     cal.write(&layout.rig_calibration())?;
     Ok(cal)
+}
+
+/// The seams of `inputs` that `cal` does not fit: textured overlaps whose
+/// views disagree under it (NCC below [`NCC_MIN`], on the same median
+/// images `calibrate` fits), each as its name and NCC. A rig is
+/// re-erected every match, so a calibration made for another session (or
+/// by hand) is checked before it is trusted.
+pub fn misfits(
+    inputs: &[CameraInput],
+    settings: &StitchSettings,
+    cal: &Calibration,
+) -> Result<Vec<(&'static str, f64)>, StitchError> {
+    let images = median_images(&samplings(inputs, settings))?;
+    let sharp: Vec<Gray> = images.iter().map(|g| g.blur(0.7)).collect();
+    let fine = fine_problem(&sharp, cal.cameras.array());
+    let p = Params::from_cameras(&fine.prior, [cal.gains[0], cal.gains[2]]);
+    Ok((0..2)
+        .filter(|&s| seam_texture(&fine, &p, s) >= TEXTURE_MIN)
+        .filter_map(|s| {
+            let (ncc, n) = fine.seam_ncc(&p, s);
+            // Views that hardly overlap under `cal` do not agree at all.
+            let ncc = if n < MIN_SAMPLES { 0.0 } else { ncc };
+            (ncc < NCC_MIN).then_some((SEAM_NAMES[s], ncc))
+        })
+        .collect())
+}
+
+/// Overlap samples below which two views cannot be said to agree.
+const MIN_SAMPLES: usize = 100;
+
+/// Each camera's [`sampling`].
+fn samplings<'a>(inputs: &'a [CameraInput], settings: &'a StitchSettings) -> Vec<Sampling<'a>> {
+    inputs
+        .iter()
+        .map(|i| sampling(&settings.ffmpeg, &i.recording, &i.probe))
+        .collect()
+}
+
+/// The three cameras' [`gray_median`]s.
+fn median_images(samplings: &[Sampling]) -> Result<[Gray; 3], StitchError> {
+    let images: Vec<Gray> = samplings
+        .iter()
+        .map(gray_median)
+        .collect::<Result<_, _>>()?;
+    images
+        .try_into()
+        .map_err(|_| StitchError::Geometry("need three cameras".into()))
 }
 
 /// What to sample of one recording: [`SAMPLES`] instants spread over it,
@@ -170,11 +208,7 @@ pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
     let rays =
         |cams: &[Camera; 3], step| [0, 1].map(|s| align::seam_rays(cams, s, f, aspect, step, 4.0));
     let p0 = Params::from_cameras(&prior, [start.gains[0], start.gains[2]]);
-    let fine = Problem {
-        images: [&sharp[0], &sharp[1], &sharp[2]],
-        rays: rays(&prior, 2.0),
-        prior,
-    };
+    let fine = fine_problem(&sharp, prior);
     let texture = [0, 1].map(|s| seam_texture(&fine, &p0, s));
     let flat = texture.map(|t| t < TEXTURE_MIN);
     let free = free_params(flat);
@@ -194,6 +228,18 @@ pub fn solve(images: &[Gray; 3], start: &Calibration) -> Calibration {
         p = problem.refine(p, &free, if *sigma <= 1.0 { 60 } else { 15 });
     }
     finish(start, &fine, p0, p, texture, flat)
+}
+
+/// The full-resolution problem of `sharp` (three images, slightly
+/// blurred) around `prior`: the seams' rays every 2 pixels.
+fn fine_problem(sharp: &[Gray], prior: [Camera; 3]) -> Problem<'_> {
+    let f = prior[1].focal(sharp[1].w as f64);
+    let aspect = sharp[1].h as f64 / sharp[1].w as f64;
+    Problem {
+        images: [&sharp[0], &sharp[1], &sharp[2]],
+        rays: [0, 1].map(|s| align::seam_rays(&prior, s, f, aspect, 2.0, 4.0)),
+        prior,
+    }
 }
 
 /// The best yaw and pitch of each outer camera within 6 and 4 degrees of

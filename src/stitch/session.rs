@@ -12,11 +12,11 @@ use crate::base::layout::ServerLayout;
 
 use super::error::StitchError;
 use super::graph::ffmpeg_args;
-use super::plan::{Plan, load_inputs, plan_aligned};
+use super::plan::{CameraInput, Plan, load_inputs, plan_aligned};
 use super::run::{StitchProgress, run_fed_ffmpeg, run_ffmpeg};
 use super::settings::StitchSettings;
 use super::warp::Warp;
-use super::{calibrated, calibration};
+use super::{calibrate, calibrated, calibration};
 
 /// Stitches a session's panorama now, with no queue involved: plan, encode
 /// to a temp name in `stitched/`, verify, rename. `on_progress` sees the
@@ -127,9 +127,41 @@ pub fn plan_session(
     let mut plan = plan_aligned(session, &inputs, settings, rig.as_ref(), cancel)?;
     if let Some((path, cal)) = calibration {
         log::info!("{session}: stitching with calibration {}", path.display());
+        if cal.session_id.as_deref() != Some(session.as_str()) {
+            plan.warnings
+                .extend(fit_warnings(session, &inputs, settings, &path, &cal));
+        }
         calibrated::apply(&mut plan, &path, cal, settings)?;
     }
     Ok(plan)
+}
+
+/// The warnings for a calibration made for another session (or by hand)
+/// that does not fit this session's pictures ([`calibrate::misfits`]).
+fn fit_warnings(
+    session: &SessionId,
+    inputs: &[CameraInput],
+    settings: &StitchSettings,
+    path: &Path,
+    cal: &calibration::Calibration,
+) -> Vec<String> {
+    match calibrate::misfits(inputs, settings, cal) {
+        Ok(seams) => seams
+            .into_iter()
+            .map(|(seam, ncc)| {
+                format!(
+                    "seam {seam}: calibration {} does not fit this session's pictures (NCC \
+                     {ncc:.3} < {}): the rig has moved since; run `rig-stitch calibrate {session}`",
+                    path.display(),
+                    calibrate::NCC_MIN
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!(
+            "could not check that calibration {} fits this session: {e}",
+            path.display()
+        )],
+    }
 }
 
 /// Removes `.rig-tmp-*` leftovers of a crashed run from a session's
