@@ -17,6 +17,10 @@
 //! two views agree (NCC below [`NCC_MIN`]), is not trusted: its outer camera
 //! keeps the prior's geometry, the seam's `status` says `fallback_prior`
 //! and a warning says why. Only the exposure gain is still measured there.
+//!
+//! [`misfits`] puts a calibration made elsewhere (another session's, or
+//! one written by hand) to the same test on a session's median images,
+//! without fitting anything: the stitch warns when it no longer fits.
 
 use std::path::Path;
 
