@@ -39,18 +39,13 @@ fn main() -> ExitCode {
         eprintln!("usage: warp CAMERA_WxH OUTPUT_WIDTH [DECODED_WxH]   (e.g. warp 1920x1080 4024)");
         return ExitCode::from(2);
     };
-    let cams = [-60.0, 0.0, 60.0].map(|yaw| Camera::nominal(yaw, 75.0));
-    let canvas = match plan_canvas(&cams, &[camera; 3]) {
-        Ok(c) => c,
+    let (map, height) = match rig_map(camera, width, size) {
+        Ok(m) => m,
         Err(e) => {
             eprintln!("warp: no panorama for this rig: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let height = even(
-        f64::from(width) * f64::from(canvas.panorama.height) / f64::from(canvas.panorama.width),
-    );
-    let map = WarpMap::new(&canvas.scaled(width, height), &cams, [size; 3]);
     let inputs = noise(size);
     let luts = [gain(1.2), gain(1.0), gain(1.2)];
     let samples = map.frame_len() as f64;
@@ -77,6 +72,18 @@ fn main() -> ExitCode {
 
 /// A frame's width and height.
 type Size = (u32, u32);
+
+/// The nominal rig's map at `width` columns (and the height that keeps
+/// the panorama's aspect), for cameras of `camera` pixels decoded at
+/// `decoded`.
+fn rig_map(camera: Size, width: u32, decoded: Size) -> Result<(WarpMap, u32), String> {
+    let cams = [-60.0, 0.0, 60.0].map(|yaw| Camera::nominal(yaw, 75.0));
+    let canvas = plan_canvas(&cams, &[camera; 3])?;
+    let (pw, ph) = (canvas.panorama.width, canvas.panorama.height);
+    let height = even(f64::from(width) * f64::from(ph) / f64::from(pw));
+    let map = WarpMap::new(&canvas.scaled(width, height), &cams, [decoded; 3]);
+    Ok((map, height))
+}
 
 /// The camera's size, the output width and the decoded size.
 fn parse(cam: &str, width: &str, decoded: &str) -> Option<(Size, u32, Size)> {
