@@ -17,8 +17,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use soccer_rig::stitch::camera::Camera;
+use soccer_rig::stitch::calibration::Calibration;
 use soccer_rig::stitch::canvas::plan_canvas;
+use soccer_rig::stitch::tone::plane_luts;
 use soccer_rig::stitch::warp::map::WarpMap;
 use soccer_rig::stitch::warp::render::{Luts, Source, render};
 
@@ -47,7 +48,9 @@ fn main() -> ExitCode {
         }
     };
     let inputs = noise(size);
-    let luts = [gain(1.2), gain(1.0), gain(1.2)];
+    let mut cal = rig();
+    cal.gains = [1.2, 1.0, 1.2];
+    let luts = [0, 1, 2].map(|i| plane_luts(&cal, i));
     let samples = map.frame_len() as f64;
     print!(
         "warp: 3 x {}x{} (decoded {}x{}) -> {width}x{height} ({:.2} M samples a frame):",
@@ -77,7 +80,7 @@ type Size = (u32, u32);
 /// the panorama's aspect), for cameras of `camera` pixels decoded at
 /// `decoded`.
 fn rig_map(camera: Size, width: u32, decoded: Size) -> Result<(WarpMap, u32), String> {
-    let cams = [-60.0, 0.0, 60.0].map(|yaw| Camera::nominal(yaw, 75.0));
+    let cams = rig().cameras.array();
     let canvas = plan_canvas(&cams, &[camera; 3])?;
     let (pw, ph) = (canvas.panorama.width, canvas.panorama.height);
     let height = even(f64::from(width) * f64::from(ph) / f64::from(pw));
@@ -120,17 +123,9 @@ fn noise((w, h): (u32, u32)) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Level tables multiplying luma by `g` (chroma about neutral).
-fn gain(g: f64) -> Luts {
-    let mut t = [[0u8; 256]; 3];
-    for (i, level) in (0..256).enumerate() {
-        let v = f64::from(level);
-        t[0][i] = (v * g).round().min(255.0) as u8;
-        for plane in &mut t[1..] {
-            plane[i] = (128.0 + (v - 128.0) * g).round().clamp(0.0, 255.0) as u8;
-        }
-    }
-    t
+/// The bench's nominal rig: yaw -60/0/+60 degrees, 75 degree FOV.
+fn rig() -> Calibration {
+    Calibration::nominal(60.0, 75.0)
 }
 
 /// Seconds a frame, drawing [`FRAMES`] frames on `threads` threads.
