@@ -16,6 +16,13 @@ const _: () = assert!(GRID == 8);
 /// Rows drawn by one task.
 const ROWS_PER_TASK: usize = 8;
 
+/// Rows ahead whose source bytes the vector path asks into the cache
+/// while it draws a row (see [`simd::run_cells`]): far enough for memory
+/// to answer, near enough for L2 to keep them. On a 1080p rig, 2 rows
+/// ahead took the warp from 11.5 to 7.2 ms a frame, 8 to 6.4 ms, 12 the
+/// same as 8.
+const LATER: usize = 8;
+
 /// One camera's frame: `yuv420p` bytes and its luma size.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
@@ -149,9 +156,10 @@ fn sample(span: &Span, src: &[u8], lut: Lut<'_>, row: usize, from: usize, out: &
     }
     let nk = span.knots.len();
     let cells = &span.pos[row * nk..(row + 1) * nk];
+    let later = span.pos.get((row + LATER) * nk..(row + LATER + 1) * nk);
     let (mut c, mut rest) = (from - span.first, out);
     while !rest.is_empty() {
-        let n = match whole_cells(span, src, cells, c, rest) {
+        let n = match whole_cells(span, src, (cells, later.unwrap_or(&[])), c, rest) {
             0 => part_cell(span, src, cells, c, rest),
             n => n,
         };
@@ -167,14 +175,23 @@ fn sample(span: &Span, src: &[u8], lut: Lut<'_>, row: usize, from: usize, out: &
 /// Draws the whole cells from column `c` (a cell's first) that fit in
 /// `out`, eight columns a cell, when the vector path can: the columns
 /// drawn, 0 when none. The last cell, which may be longer, is left out.
-fn whole_cells(span: &Span, src: &[u8], cells: &[[i32; 4]], c: usize, out: &mut [u8]) -> usize {
+/// `later` is the row [`LATER`] rows down (empty near the bottom), whose
+/// source bytes are asked for meanwhile.
+fn whole_cells(
+    span: &Span,
+    src: &[u8],
+    (cells, later): (&[[i32; 4]], &[[i32; 4]]),
+    c: usize,
+    out: &mut [u8],
+) -> usize {
     if !c.is_multiple_of(GRID) {
         return 0;
     }
     let k = c / GRID;
     let whole = (out.len() / GRID).min(cells.len().saturating_sub(2).saturating_sub(k));
     let n = whole * GRID;
-    if whole > 0 && simd::run_cells(src, span.src, &cells[k..k + whole], &mut out[..n]) {
+    let (now, ahead) = (&cells[k..k + whole], later.get(k..k + whole).unwrap_or(&[]));
+    if whole > 0 && simd::run_cells(src, span.src, now, ahead, &mut out[..n]) {
         n
     } else {
         0
@@ -340,7 +357,9 @@ mod tests {
             })
             .collect();
         let (mut fast, mut slow) = (vec![0u8; 400], vec![0u8; 400]);
-        if simd::run_cells(&src, (w, h), &cells, &mut fast) {
+        // The cells shifted by one stand in for a later row's: where the
+        // vector path prefetches must not change what it draws.
+        if simd::run_cells(&src, (w, h), &cells, &cells[1..], &mut fast) {
             vector_samples += 400;
         } else {
             fast.fill(1);
@@ -373,6 +392,7 @@ mod tests {
             &[9u8; 64],
             (1, 32),
             &[[0; 4]],
+            &[],
             &mut [0u8; 8]
         ));
         if run(&[9u8; 18], (4, 4)) == 0 {

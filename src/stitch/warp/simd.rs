@@ -59,16 +59,24 @@ fn usable(src: &[u8], (w, h): (usize, usize)) -> bool {
 
 /// Draws whole cells of a row with AVX2: `cells[k]` is `[x, y, dx, dy]`
 /// (16.16) of the cell's first column, each cell eight columns, `out`
-/// eight bytes a cell. False (nothing drawn) when AVX2 is not there or
+/// eight bytes a cell. `later[k]`, when there, is the same cell some rows
+/// further down, whose source bytes are asked into the cache now (see
+/// [`prefetch_lower`]). False (nothing drawn) when AVX2 is not there or
 /// `src` is too short for the gathers.
-pub fn run_cells(src: &[u8], plane: (usize, usize), cells: &[[i32; 4]], out: &mut [u8]) -> bool {
+pub fn run_cells(
+    src: &[u8],
+    plane: (usize, usize),
+    cells: &[[i32; 4]],
+    later: &[[i32; 4]],
+    out: &mut [u8],
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     if usable(src, plane) {
         // SAFETY: as in `run`.
-        unsafe { cells_avx2(src, plane, cells, out) };
+        unsafe { cells_avx2(src, plane, cells, later, out) };
         return true;
     }
-    let _ = (src, plane, cells, out);
+    let _ = (src, plane, cells, later, out);
     false
 }
 
@@ -129,37 +137,47 @@ unsafe fn run_avx2(src: &[u8], plane: (usize, usize), p: [i32; 2], step: [i32; 2
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn cells_avx2(src: &[u8], plane: (usize, usize), cells: &[[i32; 4]], out: &mut [u8]) {
+unsafe fn cells_avx2(
+    src: &[u8],
+    plane: (usize, usize),
+    cells: &[[i32; 4]],
+    later: &[[i32; 4]],
+    out: &mut [u8],
+) {
     let (stride, max) = (plane.0, clamp_of(plane));
     let k = consts(stride, max);
     for (i, (&[x, y, dx, dy], group)) in cells.iter().zip(out.chunks_exact_mut(8)).enumerate() {
-        if let Some(&[ax, ay, _, _]) = cells.get(i + AHEAD) {
-            prefetch(src, stride, max, ax, ay);
+        if let Some(&[lx, ly, _, _]) = later.get(i) {
+            prefetch_lower(src, stride, max, lx, ly);
         }
         // SAFETY: the caller's (see `run_cells`).
         unsafe { draw8(src, stride, &k, lanes(x, dx), lanes(y, dy), group) };
     }
 }
 
-/// Cells ahead whose source pixels are asked for before they are needed:
-/// the gathers' loads do not teach the hardware prefetcher the rows' walk.
-const AHEAD: usize = 8;
-
-/// Asks for the two source rows' bytes at `(x, y)` (16.16, clamped) to be
-/// brought into the cache.
+/// Asks for the lower of the two source rows' bytes at `(x, y)` (16.16,
+/// clamped) to be brought into the L2 cache.
+///
+/// Why the lower row, rows ahead, and not the cells just ahead on this
+/// row: the gathers' loads do not teach the hardware prefetcher the
+/// rows' walk, and a row of the panorama follows a curve across many rows
+/// of a rotated camera's picture. The next row of the panorama follows
+/// nearly the same curve a little lower, so the bytes a cell reads for
+/// the first time are, nearly all, in its lower row. Asked for one cell
+/// ahead they come too late (the previous way: a memory wait at almost
+/// every gather, half the warp's time); asked for [`super::render`]'s
+/// `LATER` rows ahead they have arrived, and are still in L2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-fn prefetch(src: &[u8], stride: usize, max: [i32; 2], x: i32, y: i32) {
+fn prefetch_lower(src: &[u8], stride: usize, max: [i32; 2], x: i32, y: i32) {
     let (x, y) = (
         x.clamp(0, max[0]) as usize >> 16,
         y.clamp(0, max[1]) as usize >> 16,
     );
-    let at = y * stride + x;
-    if let (Some(top), Some(bottom)) = (src.get(at), src.get(at + stride)) {
+    if let Some(lower) = src.get((y + 1) * stride + x) {
         // A prefetch of an address inside `src`: it reads nothing.
-        _mm_prefetch::<_MM_HINT_T0>(top as *const u8 as *const i8);
-        _mm_prefetch::<_MM_HINT_T0>(bottom as *const u8 as *const i8);
+        _mm_prefetch::<_MM_HINT_T1>(lower as *const u8 as *const i8);
     }
 }
 
