@@ -48,6 +48,9 @@ pub struct PlaneMap {
     pub spans: [Span; 3],
     /// First column and width of the L|C and C|R cross-fades.
     pub seams: [(usize, usize); 2],
+    /// Each cross-fade's right-hand camera weight at each of its columns,
+    /// out of 256: rising linearly from 0 to 1, sampled at pixel centres.
+    pub fades: [Vec<u8>; 2],
 }
 
 /// The whole panorama's map: luma and chroma.
@@ -89,11 +92,21 @@ fn plane_map(canvas: &Canvas, cams: &[Camera; 3], src: [(u32, u32); 3], sub: usi
         let start = canvas.offsets[k + 1] as usize / sub;
         (start, canvas.seams[k] as usize / sub)
     };
+    let seams = [seam(0), seam(1)];
     PlaneMap {
         size,
         spans,
-        seams: [seam(0), seam(1)],
+        seams,
+        fades: seams.map(|(_, n)| fade(n)),
     }
+}
+
+/// The right-hand weights of a cross-fade `n` columns wide, out of 256:
+/// `(j + 1/2) / n` at column `j`, rounded down.
+fn fade(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|j| ((2 * j + 1) * 256 / (2 * n)) as u8)
+        .collect()
 }
 
 /// Camera `cam`'s span of columns `first..first + cols`, `rows` high, of

@@ -108,7 +108,7 @@ fn draw_row(
     blend(
         [(l, src[0], luts[0]), (c, src[1], luts[1])],
         row,
-        s0,
+        (s0, &plane.fades[0]),
         seam0,
         scratch,
     );
@@ -116,7 +116,7 @@ fn draw_row(
     blend(
         [(c, src[1], luts[1]), (r, src[2], luts[2])],
         row,
-        s1,
+        (s1, &plane.fades[1]),
         seam1,
         scratch,
     );
@@ -124,11 +124,12 @@ fn draw_row(
 }
 
 /// The seam whose first column is `first`: both cameras drawn into
-/// `scratch`, then cross-faded into `out`.
+/// `scratch`, then cross-faded into `out` by `fade`, the right-hand
+/// camera's weight (out of 256) at each column.
 fn blend(
     sides: [(&Span, &[u8], Lut<'_>); 2],
     row: usize,
-    first: usize,
+    (first, fade): (usize, &[u8]),
     out: &mut [u8],
     scratch: &mut [u8],
 ) {
@@ -137,9 +138,9 @@ fn blend(
     let [(sa, pa, ta), (sb, pb, tb)] = sides;
     sample(sa, pa, ta, row, first, a);
     sample(sb, pb, tb, row, first, b);
-    for (j, o) in out.iter_mut().enumerate() {
-        let wr = ((2 * j + 1) * 256 / (2 * n)) as u32;
-        let v = (u32::from(a[j]) * (256 - wr) + u32::from(b[j]) * wr + 128) >> 8;
+    for (((o, &a), &b), &wr) in out.iter_mut().zip(&*a).zip(&*b).zip(fade) {
+        let wr = u32::from(wr);
+        let v = (u32::from(a) * (256 - wr) + u32::from(b) * wr + 128) >> 8;
         *o = v as u8;
     }
 }
@@ -165,7 +166,7 @@ fn sample(span: &Span, src: &[u8], lut: Lut<'_>, row: usize, from: usize, out: &
         };
         let (run, tail) = std::mem::take(&mut rest).split_at_mut(n);
         if let Some(table) = lut {
-            run.iter_mut().for_each(|v| *v = table[usize::from(*v)]);
+            simd::look_up(table, run);
         }
         rest = tail;
         c += n;
@@ -374,6 +375,19 @@ mod tests {
         // On a machine with AVX2 the vector path ran; say so when not.
         if vector_samples == 0 {
             eprintln!("no AVX2 here: only the scalar loop was compared with itself");
+        }
+    }
+
+    #[test]
+    fn level_tables_are_looked_up_exactly_for_every_byte() {
+        // Every byte value, in an order that crosses the permutes'
+        // 64-byte groups and halves, and a tail that is not a whole group.
+        let table: [u8; 256] = std::array::from_fn(|i| (255 - i * i / 255) as u8);
+        let bytes: Vec<u8> = (0..64 * 9 + 37).map(|i| (i * 101 % 256) as u8).collect();
+        let mut looked = bytes.clone();
+        simd::look_up(&table, &mut looked);
+        for (i, (&b, &l)) in bytes.iter().zip(&looked).enumerate() {
+            assert_eq!(l, table[usize::from(b)], "byte {i} ({b})");
         }
     }
 
