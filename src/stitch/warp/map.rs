@@ -4,8 +4,9 @@
 //! [`GRID`]-th column of it. The columns between are interpolated linearly
 //! as they are drawn: the warp is smooth, and over [`GRID`] columns a
 //! straight line is within a few hundredths of a pixel of it (see the
-//! test), while the table stays at 16 bytes per 8 output pixels (about
-//! 50 MB for an 8192 x 2700 HEVC panorama, 10 MB at 4096 x 930).
+//! test), while the table stays at 8 bytes per 8 output pixels (about
+//! 25 MB for an 8192 x 2700 HEVC panorama, 5 MB at 4096 x 930: the warp
+//! reads all of it every frame, so it is kept small).
 //!
 //! Positions are the camera model's own ([`Camera::project`], lens
 //! distortion included), so there is no separate lens-correction pass and
@@ -34,9 +35,24 @@ pub struct Span {
     /// Columns (relative to `first`) whose position is computed: every
     /// [`GRID`]-th, and the last.
     pub knots: Vec<usize>,
-    /// Per row, per knot: the source position and its step per column up
-    /// to the next knot, `[x, y, dx, dy]`, 16.16 fixed point.
-    pub pos: Vec<[i32; 4]>,
+    /// Per row, per knot: the source position `[x, y]`, 16.16 fixed point.
+    /// The columns between two knots step evenly from one to the next
+    /// ([`steps`]).
+    pub pos: Vec<[i32; 2]>,
+}
+
+/// The step per column from knot `k` of a row (`row`, the row's knots
+/// `knots`) to the next knot, 16.16, rounded down: `[0, 0]` after the
+/// last. Over a [`GRID`]-column cell that is the difference shifted right
+/// by 3, which the vector path computes the same way.
+pub fn steps(row: &[[i32; 2]], knots: &[usize], k: usize) -> [i32; 2] {
+    match (row.get(k + 1), knots.get(k + 1)) {
+        (Some(q), Some(&next)) => {
+            let (p, d) = (row[k], (next - knots[k]) as i32);
+            [(q[0] - p[0]).div_euclid(d), (q[1] - p[1]).div_euclid(d)]
+        }
+        _ => [0, 0],
+    }
 }
 
 /// One output plane: its size, the three cameras' spans, the two seams.
@@ -143,7 +159,8 @@ fn span(
             // From luma pixels to this plane's (centres of 2 x 2 blocks).
             at.push([(x + 0.5) / s - 0.5, (y + 0.5) / s - 0.5]);
         }
-        push_steps(&knots, &at, &mut pos);
+        let fixed = |v: f64| (v * f64::from(ONE)).round() as i32;
+        pos.extend(at.iter().map(|p| [fixed(p[0]), fixed(p[1])]));
     }
     let (w, h) = (src.0 as usize, src.1 as usize);
     Span {
@@ -152,22 +169,6 @@ fn span(
         src: (w.div_ceil(sub), h.div_ceil(sub)),
         knots,
         pos,
-    }
-}
-
-/// One row's knots as `[x, y, dx, dy]` in fixed point: the position and
-/// the step per column to the next knot (none after the last).
-fn push_steps(knots: &[usize], at: &[[f64; 2]], pos: &mut Vec<[i32; 4]>) {
-    let fixed = |v: f64| (v * f64::from(ONE)).round() as i32;
-    for (k, p) in at.iter().enumerate() {
-        let step = match (knots.get(k + 1), at.get(k + 1)) {
-            (Some(&next), Some(q)) => {
-                let d = (next - knots[k]) as f64;
-                [(q[0] - p[0]) / d, (q[1] - p[1]) / d]
-            }
-            _ => [0.0, 0.0],
-        };
-        pos.push([fixed(p[0]), fixed(p[1]), fixed(step[0]), fixed(step[1])]);
     }
 }
 
@@ -194,12 +195,14 @@ mod tests {
         for (i, span) in map.planes[0].spans.iter().enumerate() {
             let rot = cams[i].rotation();
             for row in [0, pano.height as usize / 2, pano.height as usize - 1] {
-                let at = |k: usize| span.pos[row * span.knots.len() + k];
-                for k in 0..span.knots.len() - 1 {
+                let nk = span.knots.len();
+                let knots = &span.pos[row * nk..(row + 1) * nk];
+                for k in 0..nk - 1 {
                     let (a, b) = (span.knots[k], span.knots[k + 1]);
                     let c = (a + b) / 2;
+                    let step = steps(knots, &span.knots, k);
                     let lerp =
-                        |d: usize| f64::from(at(k)[d]) + f64::from(at(k)[d + 2]) * (c - a) as f64;
+                        |d: usize| f64::from(knots[k][d]) + f64::from(step[d]) * (c - a) as f64;
                     let ray = pano.ray((span.first + c) as f64, row as f64);
                     let (x, y) = cams[i].project(&rot, ray, 640.0, 360.0).unwrap();
                     let one = f64::from(ONE);

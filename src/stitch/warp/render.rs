@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::super::tone::table_is_identity;
-use super::map::{GRID, PlaneMap, Span, WarpMap};
+use super::map::{GRID, PlaneMap, Span, WarpMap, steps};
 use super::simd;
 
 // The vector path draws a cell (eight columns) per group.
@@ -156,12 +156,12 @@ fn sample(span: &Span, src: &[u8], lut: Lut<'_>, row: usize, from: usize, out: &
         return;
     }
     let nk = span.knots.len();
-    let cells = &span.pos[row * nk..(row + 1) * nk];
+    let knots = &span.pos[row * nk..(row + 1) * nk];
     let later = span.pos.get((row + LATER) * nk..(row + LATER + 1) * nk);
     let (mut c, mut rest) = (from - span.first, out);
     while !rest.is_empty() {
-        let n = match whole_cells(span, src, (cells, later.unwrap_or(&[])), c, rest) {
-            0 => part_cell(span, src, cells, c, rest),
+        let n = match whole_cells(span, src, (knots, later.unwrap_or(&[])), c, rest) {
+            0 => part_cell(span, src, knots, c, rest),
             n => n,
         };
         let (run, tail) = std::mem::take(&mut rest).split_at_mut(n);
@@ -176,12 +176,12 @@ fn sample(span: &Span, src: &[u8], lut: Lut<'_>, row: usize, from: usize, out: &
 /// Draws the whole cells from column `c` (a cell's first) that fit in
 /// `out`, eight columns a cell, when the vector path can: the columns
 /// drawn, 0 when none. The last cell, which may be longer, is left out.
-/// `later` is the row [`LATER`] rows down (empty near the bottom), whose
-/// source bytes are asked for meanwhile.
+/// `knots` are the row's, `later` the row's [`LATER`] rows down (empty
+/// near the bottom), whose source bytes are asked for meanwhile.
 fn whole_cells(
     span: &Span,
     src: &[u8],
-    (cells, later): (&[[i32; 4]], &[[i32; 4]]),
+    (knots, later): (&[[i32; 2]], &[[i32; 2]]),
     c: usize,
     out: &mut [u8],
 ) -> usize {
@@ -189,9 +189,13 @@ fn whole_cells(
         return 0;
     }
     let k = c / GRID;
-    let whole = (out.len() / GRID).min(cells.len().saturating_sub(2).saturating_sub(k));
+    let whole = (out.len() / GRID).min(knots.len().saturating_sub(2).saturating_sub(k));
     let n = whole * GRID;
-    let (now, ahead) = (&cells[k..k + whole], later.get(k..k + whole).unwrap_or(&[]));
+    // The cells' knots and the one after the last, which ends it.
+    let (now, ahead) = (
+        &knots[k..=k + whole],
+        later.get(k..k + whole).unwrap_or(&[]),
+    );
     if whole > 0 && simd::run_cells(src, span.src, now, ahead, &mut out[..n]) {
         n
     } else {
@@ -201,15 +205,15 @@ fn whole_cells(
 
 /// Draws from column `c` to the end of its cell (or of `out`), the last
 /// cell to the span's last column: the columns drawn.
-fn part_cell(span: &Span, src: &[u8], cells: &[[i32; 4]], c: usize, out: &mut [u8]) -> usize {
-    let nk = cells.len();
+fn part_cell(span: &Span, src: &[u8], knots: &[[i32; 2]], c: usize, out: &mut [u8]) -> usize {
+    let nk = knots.len();
     let k = (c / GRID).min(nk - 1);
     let n = if k + 2 < nk {
         (span.knots[k + 1] - c).min(out.len())
     } else {
         out.len()
     };
-    let [x, y, dx, dy] = cells[k];
+    let ([x, y], [dx, dy]) = (knots[k], steps(knots, &span.knots, k));
     let off = (c - span.knots[k]) as i32;
     let max = simd::clamp_of(span.src);
     let run = &mut out[..n];
@@ -342,33 +346,30 @@ mod tests {
             assert_eq!(fast, slow, "p {p:?} step {step:?} n {n}");
             vector_samples += done;
         }
-        // Whole cells, each its own start and step.
-        let cells: Vec<[i32; 4]> = (0..50)
+        // Whole cells between knots eight columns apart, each its own
+        // start and step (knots anywhere, in and out of the frame).
+        let knots: Vec<[i32; 2]> = (0..=50)
             .map(|_| {
-                let p = [
+                [
                     (next() % (50 << 16)) as i32 - (6 << 16),
                     (next() % (32 << 16)) as i32 - (4 << 16),
-                ];
-                [
-                    p[0],
-                    p[1],
-                    (next() % (3 << 16)) as i32 - (3 << 15),
-                    (next() % (1 << 16)) as i32 - (1 << 15),
                 ]
             })
             .collect();
+        let columns: Vec<usize> = (0..=50).map(|k| k * GRID).collect();
         let (mut fast, mut slow) = (vec![0u8; 400], vec![0u8; 400]);
-        // The cells shifted by one stand in for a later row's: where the
+        // The knots shifted by one stand in for a later row's: where the
         // vector path prefetches must not change what it draws.
-        if simd::run_cells(&src, (w, h), &cells, &cells[1..], &mut fast) {
+        if simd::run_cells(&src, (w, h), &knots, &knots[1..], &mut fast) {
             vector_samples += 400;
         } else {
             fast.fill(1);
             slow.fill(1);
         }
         if vector_samples > 0 {
-            for (cell, out) in cells.iter().zip(slow.chunks_mut(8)) {
-                bilinear(&src, w, max, [cell[0], cell[1]], [cell[2], cell[3]], out);
+            for (k, out) in slow.chunks_mut(GRID).enumerate() {
+                let step = steps(&knots, &columns, k);
+                bilinear(&src, w, max, knots[k], step, out);
             }
         }
         assert_eq!(fast, slow);
@@ -405,7 +406,7 @@ mod tests {
         assert!(!simd::run_cells(
             &[9u8; 64],
             (1, 32),
-            &[[0; 4]],
+            &[[0; 2]; 2],
             &[],
             &mut [0u8; 8]
         ));
@@ -417,7 +418,7 @@ mod tests {
             cols: 5,
             src: (1, 3),
             knots: vec![0, 4],
-            pos: vec![[0; 4]; 6],
+            pos: vec![[0; 2]; 6],
         };
         let mut out = [0u8; 5];
         sample(&span, &[77, 1, 2], None, 2, 0, &mut out);

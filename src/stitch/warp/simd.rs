@@ -61,26 +61,27 @@ fn usable(src: &[u8], (w, h): (usize, usize)) -> bool {
     w >= 2 && h >= 2 && src.len() > last + OVERREAD && is_x86_feature_detected!("avx2")
 }
 
-/// Draws whole cells of a row with AVX2: `cells[k]` is `[x, y, dx, dy]`
-/// (16.16) of the cell's first column, each cell eight columns, `out`
-/// eight bytes a cell. `later[k]`, when there, is the same cell some rows
-/// further down, whose source bytes are asked into the cache now (see
-/// [`prefetch_lower`]). False (nothing drawn) when AVX2 is not there or
-/// `src` is too short for the gathers.
+/// Draws whole cells of a row with AVX2: `knots[k]` is `[x, y]` (16.16)
+/// of cell `k`'s first column and `knots[k + 1]` of the next cell's, each
+/// cell eight columns stepping evenly between them, `out` eight bytes a
+/// cell (one cell fewer than knots). `later[k]`, when there, is the same
+/// knot some rows further down, whose source bytes are asked into the
+/// cache now (see [`prefetch_lower`]). False (nothing drawn) when AVX2 is
+/// not there or `src` is too short for the gathers.
 pub fn run_cells(
     src: &[u8],
     plane: (usize, usize),
-    cells: &[[i32; 4]],
-    later: &[[i32; 4]],
+    knots: &[[i32; 2]],
+    later: &[[i32; 2]],
     out: &mut [u8],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if usable(src, plane) {
         // SAFETY: as in `run`.
-        unsafe { cells_avx2(src, plane, cells, later, out) };
+        unsafe { cells_avx2(src, plane, knots, later, out) };
         return true;
     }
-    let _ = (src, plane, cells, later, out);
+    let _ = (src, plane, knots, later, out);
     false
 }
 
@@ -195,14 +196,17 @@ unsafe fn run_avx2(src: &[u8], plane: (usize, usize), p: [i32; 2], step: [i32; 2
 unsafe fn cells_avx2(
     src: &[u8],
     plane: (usize, usize),
-    cells: &[[i32; 4]],
-    later: &[[i32; 4]],
+    knots: &[[i32; 2]],
+    later: &[[i32; 2]],
     out: &mut [u8],
 ) {
     let (stride, max) = (plane.0, clamp_of(plane));
     let k = consts(stride, max);
-    for (i, (&[x, y, dx, dy], group)) in cells.iter().zip(out.chunks_exact_mut(8)).enumerate() {
-        if let Some(&[lx, ly, _, _]) = later.get(i) {
+    for (i, (pair, group)) in knots.windows(2).zip(out.chunks_exact_mut(8)).enumerate() {
+        // As `map::steps` over eight columns: the difference, rounded down.
+        let ([x, y], [nx, ny]) = (pair[0], pair[1]);
+        let (dx, dy) = ((nx - x) >> 3, (ny - y) >> 3);
+        if let Some(&[lx, ly]) = later.get(i) {
             prefetch_lower(src, stride, max, lx, ly);
         }
         // SAFETY: the caller's (see `run_cells`).
