@@ -48,8 +48,11 @@ pub struct Span {
 pub fn steps(row: &[[i32; 2]], knots: &[usize], k: usize) -> [i32; 2] {
     match (row.get(k + 1), knots.get(k + 1)) {
         (Some(q), Some(&next)) => {
+            // Wrapping, as the vector lanes do: a knot near the edge of
+            // what the lens sees may sit far out, even at `i32::MAX`.
             let (p, d) = (row[k], (next - knots[k]) as i32);
-            [(q[0] - p[0]).div_euclid(d), (q[1] - p[1]).div_euclid(d)]
+            let delta = |a: usize| q[a].wrapping_sub(p[a]).div_euclid(d);
+            [delta(0), delta(1)]
         }
         _ => [0, 0],
     }

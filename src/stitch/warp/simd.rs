@@ -205,7 +205,7 @@ unsafe fn cells_avx2(
     for (i, (pair, group)) in knots.windows(2).zip(out.chunks_exact_mut(8)).enumerate() {
         // As `map::steps` over eight columns: the difference, rounded down.
         let ([x, y], [nx, ny]) = (pair[0], pair[1]);
-        let (dx, dy) = ((nx - x) >> 3, (ny - y) >> 3);
+        let (dx, dy) = (nx.wrapping_sub(x) >> 3, ny.wrapping_sub(y) >> 3);
         if let Some(&[lx, ly]) = later.get(i) {
             prefetch_lower(src, stride, max, lx, ly);
         }
