@@ -5,15 +5,23 @@
 //! server has it (Zen 4, Ice Lake and later), exact for every byte (a test
 //! holds it to that too).
 //!
-//! This is the project's only `unsafe`: SIMD intrinsics, the table's and
-//! the runs' unaligned loads, and the gathers that read four bytes at each
-//! sample's top-left and bottom-left pixel.
+//! Where eight samples' pixels come from: when they lie within 16 columns
+//! and two rows (three if the samples cross a row), as nearly all of a
+//! camera's do (97% on a 1080p rig), those rows' 16 bytes are loaded once
+//! and each sample's four pixels picked out with byte shuffles; otherwise
+//! two gathers read four bytes at each sample's top-left and bottom-left
+//! pixel. The shuffles are why: AMD's gathers take some 7 cycles each,
+//! and two a group were half the warp's time.
+//!
+//! This is the project's only `unsafe`: SIMD intrinsics, the table's, the
+//! windows' and the runs' unaligned loads, and the gathers.
 //! Positions are clamped into the frame exactly as the scalar loop clamps
 //! them ([`clamp_of`], worked out here from the plane's size, not taken
 //! from the caller), so a gather starts at most at the plane's last-but-one
 //! row and column and reads at most two bytes past the bottom-right pixel;
 //! before any gather, `usable` checks the plane is at least 2 x 2 and the
-//! slice holds those bytes, else the caller's scalar loop does the work.
+//! slice holds those bytes, else the caller's scalar loop does the work. A
+//! window is loaded only when its rows' 16 bytes are inside the slice.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -53,12 +61,14 @@ pub fn clamp_of((w, h): (usize, usize)) -> [i32; 2] {
 
 /// Whether the vector path may run on the `w` x `h` plane starting at
 /// `src`: AVX2 is there, the plane is at least 2 x 2 (so the clamp is a
-/// range), and `src` holds the bottom-right pixel and the [`OVERREAD`]
-/// bytes a gather there reads past it.
+/// range) and under 2^15 each way (rows and columns are 16-bit words in
+/// the lanes), and `src` holds the bottom-right pixel and the
+/// [`OVERREAD`] bytes a gather there reads past it.
 #[cfg(target_arch = "x86_64")]
 fn usable(src: &[u8], (w, h): (usize, usize)) -> bool {
-    let last = (h - 1) * w + (w - 1);
-    w >= 2 && h >= 2 && src.len() > last + OVERREAD && is_x86_feature_detected!("avx2")
+    let words = 2..1 << 15;
+    let fits = words.contains(&w) && words.contains(&h);
+    fits && src.len() > (h - 1) * w + (w - 1) + OVERREAD && is_x86_feature_detected!("avx2")
 }
 
 /// Draws whole cells of a row with AVX2: `knots[k]` is `[x, y]` (16.16)
@@ -67,7 +77,8 @@ fn usable(src: &[u8], (w, h): (usize, usize)) -> bool {
 /// cell (one cell fewer than knots). `later[k]`, when there, is the same
 /// knot some rows further down, whose source bytes are asked into the
 /// cache now (see [`prefetch_lower`]). False (nothing drawn) when AVX2 is
-/// not there or `src` is too short for the gathers.
+/// not there or `src` is too short for the gathers, or the plane is 2^15
+/// pixels wide or high.
 pub fn run_cells(
     src: &[u8],
     plane: (usize, usize),
@@ -136,28 +147,62 @@ fn look_up_vbmi(table: &[u8; 256], bytes: &mut [u8]) -> usize {
     whole
 }
 
-/// The clamps, masks and strides every group of eight uses.
+/// The clamps, masks and multipliers every group of eight uses.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Consts {
+    /// The plane's row length, its clamp, and its slice's length.
+    stride: usize,
+    max: [i32; 2],
+    len: usize,
     zero: __m256i,
     mx: __m256i,
     my: __m256i,
-    bytes: __m256i,
-    stride: __m256i,
-    half: __m256i,
+    /// Each lane's words `[1, stride]`: `[column, row]` to the index.
+    at: __m256i,
+    /// The low seven and eight bits.
+    b7: __m256i,
+    b8: __m256i,
+    /// A byte's top bit in each byte: `v ^ 0x80` is `v - 128` signed.
+    signed: __m256i,
+    /// `fx * MUL_X + ADD_X` are the bytes `[128 - fx, fx, 128 - fx, fx]`.
+    mul_x: __m256i,
+    add_x: __m256i,
+    /// `fy * MUL_Y + ADD_Y` are the words `[256 - fy, fy]`.
+    mul_y: __m256i,
+    add_y: __m256i,
+    /// What undoes the bytes' bias (`128 * 128` per row, times 256),
+    /// and rounds.
+    unbias: __m256i,
+    /// Added to a lane's `column * 0x0101` (bytes `[c, c]`): the shuffle
+    /// indices `[c, c + 1, none, none]`, and shifted up by 16 bits,
+    /// `[none, none, c, c + 1]`.
+    pair: __m256i,
+    pair_below: __m256i,
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn consts(stride: usize, max: [i32; 2]) -> Consts {
+fn consts(src: &[u8], plane: (usize, usize)) -> Consts {
+    let (stride, max) = (plane.0, clamp_of(plane));
     Consts {
+        stride,
+        max,
+        len: src.len(),
         zero: _mm256_setzero_si256(),
         mx: _mm256_set1_epi32(max[0]),
         my: _mm256_set1_epi32(max[1]),
-        bytes: _mm256_set1_epi32(255),
-        stride: _mm256_set1_epi32(stride as i32),
-        half: _mm256_set1_epi32(1 << 15),
+        at: _mm256_set1_epi32(((stride as i32) << 16) | 1),
+        b7: _mm256_set1_epi32(127),
+        b8: _mm256_set1_epi32(255),
+        signed: _mm256_set1_epi8(-128),
+        mul_x: _mm256_set1_epi32(0x00FF_00FF),
+        add_x: _mm256_set1_epi32(0x0080_0080),
+        mul_y: _mm256_set1_epi32(0xFFFF),
+        add_y: _mm256_set1_epi32(256),
+        unbias: _mm256_set1_epi32(128 * 128 * 256 + (1 << 14)),
+        pair: _mm256_set1_epi32(0x8080_0100_u32 as i32),
+        pair_below: _mm256_set1_epi32(0x0100_8080),
     }
 }
 
@@ -176,18 +221,13 @@ fn lanes(p: i32, step: i32) -> __m256i {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn run_avx2(src: &[u8], plane: (usize, usize), p: [i32; 2], step: [i32; 2], out: &mut [u8]) {
-    let (stride, max) = (plane.0, clamp_of(plane));
-    let k = consts(stride, max);
-    let (mut px, mut py) = (lanes(p[0], step[0]), lanes(p[1], step[1]));
-    let (sx, sy) = (
-        _mm256_set1_epi32(step[0].wrapping_mul(8)),
-        _mm256_set1_epi32(step[1].wrapping_mul(8)),
-    );
+    let k = consts(src, plane);
+    let (mut x, mut y) = (p[0], p[1]);
     for group in out.chunks_exact_mut(8) {
         // SAFETY: the caller's (see `run`).
-        unsafe { draw8(src, stride, &k, px, py, group) };
-        px = _mm256_add_epi32(px, sx);
-        py = _mm256_add_epi32(py, sy);
+        unsafe { draw8(src, &k, [x, y], step, group) };
+        x = x.wrapping_add(step[0].wrapping_mul(8));
+        y = y.wrapping_add(step[1].wrapping_mul(8));
     }
 }
 
@@ -200,25 +240,31 @@ unsafe fn cells_avx2(
     later: &[[i32; 2]],
     out: &mut [u8],
 ) {
-    let (stride, max) = (plane.0, clamp_of(plane));
-    let k = consts(stride, max);
+    let k = consts(src, plane);
     for (i, (pair, group)) in knots.windows(2).zip(out.chunks_exact_mut(8)).enumerate() {
         // As `map::steps` over eight columns: the difference, rounded down.
         let ([x, y], [nx, ny]) = (pair[0], pair[1]);
         let (dx, dy) = (nx.wrapping_sub(x) >> 3, ny.wrapping_sub(y) >> 3);
-        if let Some(&[lx, ly]) = later.get(i) {
-            prefetch_lower(src, stride, max, lx, ly);
+        if i % ASK_EVERY == 0
+            && let Some(&[lx, ly]) = later.get(i)
+        {
+            prefetch_lower(src, k.stride, k.max, lx, ly);
         }
         // SAFETY: the caller's (see `run_cells`).
-        unsafe { draw8(src, stride, &k, lanes(x, dx), lanes(y, dy), group) };
+        unsafe { draw8(src, &k, [x, y], [dx, dy], group) };
     }
 }
 
-/// Asks for the lower of the two source rows' bytes at `(x, y)` (16.16,
-/// clamped) to be brought into the L2 cache.
+/// Cells a [`prefetch_lower`] serves: its 128 bytes hold the ~45 columns
+/// four cells read on a 1080p rig. Every cell asking (64 bytes) took a
+/// 1080p frame 5.4 ms, every fourth 5.1-5.2, every eighth 5.4-5.5.
+const ASK_EVERY: usize = 4;
+
+/// Asks for 128 bytes of the lower of the two source rows from `(x, y)`
+/// (16.16, clamped) on to be brought into the L2 cache.
 ///
 /// Why the lower row, rows ahead, and not the cells just ahead on this
-/// row: the gathers' loads do not teach the hardware prefetcher the
+/// row: the samples' loads do not teach the hardware prefetcher the
 /// rows' walk, and a row of the panorama follows a curve across many rows
 /// of a rotated camera's picture. The next row of the panorama follows
 /// nearly the same curve a little lower, so the bytes a cell reads for
@@ -235,64 +281,153 @@ fn prefetch_lower(src: &[u8], stride: usize, max: [i32; 2], x: i32, y: i32) {
         y.clamp(0, max[1]) as usize >> 16,
     );
     if let Some(lower) = src.get((y + 1) * stride + x) {
-        // A prefetch of an address inside `src`: it reads nothing.
-        _mm_prefetch::<_MM_HINT_T1>(lower as *const u8 as *const i8);
+        // Prefetches read nothing and never fault; the second address
+        // may lie past `src`'s end, so it is computed with wrapping_add.
+        let lower = lower as *const u8;
+        _mm_prefetch::<_MM_HINT_T1>(lower as *const i8);
+        _mm_prefetch::<_MM_HINT_T1>(lower.wrapping_add(64) as *const i8);
     }
 }
 
-// The three helpers below are `#[inline(always)]` rather than AVX2
-// functions of their own: the release profile optimises for size, under
-// which LLVM keeps an AVX2 `draw8` out of line (a call per eight samples,
-// 10-20% of the warp). Inlined into `run_avx2` and `cells_avx2` they run
-// with those functions' AVX2.
+// The helpers below are `#[inline(always)]` rather than AVX2 functions of
+// their own: the release profile optimises for size, under which LLVM
+// keeps an AVX2 `draw8` out of line (a call per eight samples, 10-20% of
+// the warp). Inlined into `run_avx2` and `cells_avx2` they run with those
+// functions' AVX2.
 
-/// Eight samples at positions `px`, `py` (16.16) into `out`.
+/// Eight samples from `p` (16.16) on by `step` into `out`, the scalar
+/// loop's arithmetic in 16-bit lanes: each sample's four bytes in one
+/// lane, less 128 (signed), times the bytes `[128 - fx, fx, ..]` into the
+/// words of the upper and lower rows (`pmaddubsw`, no saturation: each
+/// word is within 128 * 128 of zero), those times `[256 - fy, fy]` into
+/// one 32-bit sum (`pmaddwd`), the bias added back, rounded, shifted.
 ///
 /// # Safety
 /// AVX2 is there (called only from AVX2 functions), and `src` holds every
-/// byte the gathers read for the clamped positions (see [`run`]).
+/// byte the gathers read for the clamped positions (see [`run`]); the
+/// plane's width and height are under 2^15 (`usable`).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn draw8(src: &[u8], stride: usize, k: &Consts, px: __m256i, py: __m256i, out: &mut [u8]) {
-    // SAFETY: the caller's; `below` is `stride` bytes on, inside `src`.
+unsafe fn draw8(src: &[u8], k: &Consts, p: [i32; 2], step: [i32; 2], out: &mut [u8]) {
+    // SAFETY: the caller's.
     unsafe {
-        let x = _mm256_min_epi32(_mm256_max_epi32(px, k.zero), k.mx);
-        let y = _mm256_min_epi32(_mm256_max_epi32(py, k.zero), k.my);
-        let fx = _mm256_and_si256(_mm256_srli_epi32(x, 8), k.bytes);
-        let fy = _mm256_and_si256(_mm256_srli_epi32(y, 8), k.bytes);
-        let at = _mm256_add_epi32(
-            _mm256_mullo_epi32(_mm256_srli_epi32(y, 16), k.stride),
-            _mm256_srli_epi32(x, 16),
-        );
-        let below = src.as_ptr().add(stride) as *const i32;
-        let top = _mm256_i32gather_epi32::<1>(src.as_ptr() as *const i32, at);
-        let bottom = _mm256_i32gather_epi32::<1>(below, at);
-        let t = lerp(top, fx, k.bytes);
-        let b = lerp(bottom, fx, k.bytes);
-        // (t * (256 - fy) + b * fy + 2^15) >> 16, as t * 256 + (b - t) * fy.
-        let v = _mm256_add_epi32(
-            _mm256_slli_epi32(t, 8),
-            _mm256_mullo_epi32(_mm256_sub_epi32(b, t), fy),
-        );
-        store_low_bytes(_mm256_srli_epi32(_mm256_add_epi32(v, k.half), 16), out);
+        let x = _mm256_min_epi32(_mm256_max_epi32(lanes(p[0], step[0]), k.zero), k.mx);
+        let y = _mm256_min_epi32(_mm256_max_epi32(lanes(p[1], step[1]), k.zero), k.my);
+        let four = match window_of(k, p, step) {
+            Some(w) => shuffle4(src, k, w, x, y),
+            None => gather4(src, k, x, y),
+        };
+        let pixels = _mm256_xor_si256(four, k.signed);
+        let fx = _mm256_and_si256(_mm256_srli_epi32(x, 9), k.b7);
+        let wx = _mm256_add_epi32(_mm256_mullo_epi32(fx, k.mul_x), k.add_x);
+        let rows = _mm256_maddubs_epi16(wx, pixels);
+        let fy = _mm256_and_si256(_mm256_srli_epi32(y, 8), k.b8);
+        let wy = _mm256_add_epi32(_mm256_mullo_epi32(fy, k.mul_y), k.add_y);
+        let v = _mm256_add_epi32(_mm256_madd_epi16(rows, wy), k.unbias);
+        store_low_bytes(_mm256_srli_epi32(v, 15), out);
     }
 }
 
-/// `a * (256 - f) + b * f` for the two low bytes `a`, `b` of each lane.
+/// Each sample's four pixels as one lane's bytes `[a, b, c, d]`: the
+/// upper row's pair, then the lower row's, by two gathers.
 ///
 /// # Safety
-/// AVX2 is there.
+/// As [`draw8`]'s; `x` and `y` are clamped.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn lerp(pair: __m256i, f: __m256i, bytes: __m256i) -> __m256i {
-    // SAFETY: the caller's.
+unsafe fn gather4(src: &[u8], k: &Consts, x: __m256i, y: __m256i) -> __m256i {
+    // SAFETY: the caller's; `below` is `stride` bytes on, inside `src`.
     unsafe {
-        let a = _mm256_and_si256(pair, bytes);
-        let b = _mm256_and_si256(_mm256_srli_epi32(pair, 8), bytes);
-        _mm256_add_epi32(
-            _mm256_slli_epi32(a, 8),
-            _mm256_mullo_epi32(_mm256_sub_epi32(b, a), f),
-        )
+        // The words [column, row], times [1, stride] and summed.
+        let at = _mm256_madd_epi16(
+            _mm256_blend_epi16::<0xAA>(_mm256_srli_epi32(x, 16), y),
+            k.at,
+        );
+        let below = src.as_ptr().add(k.stride) as *const i32;
+        let top = _mm256_i32gather_epi32::<1>(src.as_ptr() as *const i32, at);
+        let bottom = _mm256_i32gather_epi32::<1>(below, at);
+        _mm256_blend_epi16::<0xAA>(top, _mm256_slli_epi32(bottom, 16))
+    }
+}
+
+/// Where eight samples' pixels lie when they fit in one window of 16
+/// columns and two rows (three when the samples cross a row): `at` the
+/// window's top-left byte, `col` and `row` its column and row.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Window {
+    at: usize,
+    col: i32,
+    row: i32,
+    crosses: bool,
+}
+
+/// The [`Window`] of the eight samples from `p` on by `step`, if they fit
+/// in one and its rows' 16 bytes are all inside the slice. The clamp is
+/// monotonic, so the first and last samples bound the others.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn window_of(k: &Consts, p: [i32; 2], step: [i32; 2]) -> Option<Window> {
+    let (col, right) = ends(p[0], step[0], k.max[0]);
+    let (row, bottom) = ends(p[1], step[1], k.max[1]);
+    if right - col > 14 || bottom - row > 1 {
+        return None;
+    }
+    let at = row as usize * k.stride + col as usize;
+    let rows = (bottom - row) as usize + 2;
+    let fits = at + (rows - 1) * k.stride + 16 <= k.len;
+    fits.then_some(Window {
+        at,
+        col,
+        row,
+        crosses: bottom > row,
+    })
+}
+
+/// The least and greatest pixel (column or row) of eight samples from
+/// `p` on by `step`, clamped to `max`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn ends(p: i32, step: i32, max: i32) -> (i32, i32) {
+    let first = p.clamp(0, max) >> 16;
+    let last = p.wrapping_add(step.wrapping_mul(7)).clamp(0, max) >> 16;
+    (first.min(last), first.max(last))
+}
+
+/// [`gather4`]'s lanes from a [`Window`]: its rows loaded once (16 bytes
+/// each, into both halves), each lane's pairs picked by byte shuffles.
+///
+/// # Safety
+/// As [`draw8`]'s; `w` is [`window_of`]'s for these samples.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn shuffle4(src: &[u8], k: &Consts, w: Window, x: __m256i, y: __m256i) -> __m256i {
+    // SAFETY: the caller's; `window_of` checked the rows' bytes are there.
+    unsafe {
+        let row = |r: usize| {
+            let at = src.as_ptr().add(w.at + r * k.stride) as *const __m128i;
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(at))
+        };
+        let c = _mm256_sub_epi32(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(w.col));
+        let cc = _mm256_or_si256(c, _mm256_slli_epi32(c, 8));
+        let (upper, lower) = (
+            _mm256_add_epi32(cc, k.pair),
+            _mm256_add_epi32(_mm256_slli_epi32(cc, 16), k.pair_below),
+        );
+        let (r0, r1) = (row(0), row(1));
+        let first = _mm256_or_si256(
+            _mm256_shuffle_epi8(r0, upper),
+            _mm256_shuffle_epi8(r1, lower),
+        );
+        // Without a branch (which samples cross a row is hard to predict):
+        // a window that does not cross loads its second row again, and no
+        // lane takes the second pick.
+        let second = _mm256_or_si256(
+            _mm256_shuffle_epi8(r1, upper),
+            _mm256_shuffle_epi8(row(1 + usize::from(w.crosses)), lower),
+        );
+        let down = _mm256_cmpgt_epi32(_mm256_srli_epi32(y, 16), _mm256_set1_epi32(w.row));
+        _mm256_blendv_epi8(first, second, down)
     }
 }
 
