@@ -4,9 +4,10 @@
 //! [`GRID`]-th column of it. The columns between are interpolated linearly
 //! as they are drawn: the warp is smooth, and over [`GRID`] columns a
 //! straight line is within a few hundredths of a pixel of it (see the
-//! test), while the table stays at 8 bytes per 8 output pixels (about
-//! 25 MB for an 8192 x 2700 HEVC panorama, 5 MB at 4096 x 930: the warp
-//! reads all of it every frame, so it is kept small).
+//! test), while the table stays at 12 bytes per 8 output pixels (a
+//! position and a [`Span::win`]: about 41 MB for an 8192 x 2700 HEVC
+//! panorama, 7 MB at 4096 x 930; the warp reads all of it every frame,
+//! so it is kept small).
 //!
 //! Positions are the camera model's own ([`Camera::project`], lens
 //! distortion included), so there is no separate lens-correction pass and
@@ -16,6 +17,7 @@
 
 use super::super::camera::{Camera, Cylinder};
 use super::super::canvas::Canvas;
+use super::simd;
 
 /// Columns between two computed source positions on a row.
 pub const GRID: usize = 8;
@@ -39,6 +41,11 @@ pub struct Span {
     /// The columns between two knots step evenly from one to the next
     /// ([`steps`]).
     pub pos: Vec<[i32; 2]>,
+    /// Per row, per knot: the [`simd::window`] of the [`GRID`] columns
+    /// from that knot on, worked out once here rather than every frame
+    /// (a fifth of the warp's time when it was); [`simd::NO_WINDOW`] for
+    /// the last knot.
+    pub win: Vec<u32>,
 }
 
 /// The step per column from knot `k` of a row (`row`, the row's knots
@@ -166,13 +173,32 @@ fn span(
         pos.extend(at.iter().map(|p| [fixed(p[0]), fixed(p[1])]));
     }
     let (w, h) = (src.0 as usize, src.1 as usize);
+    let plane = (w.div_ceil(sub), h.div_ceil(sub));
     Span {
         first,
         cols,
-        src: (w.div_ceil(sub), h.div_ceil(sub)),
+        src: plane,
+        win: windows(&pos, knots.len(), plane),
         knots,
         pos,
     }
+}
+
+/// The [`Span::win`] of the positions `pos`, `nk` knots a row, on a
+/// `plane`-sized source plane: each cell's start and step as the vector
+/// path derives them (the difference to the next knot over [`GRID`]
+/// columns, rounded down).
+pub fn windows(pos: &[[i32; 2]], nk: usize, plane: (usize, usize)) -> Vec<u32> {
+    let cell = |p: [i32; 2], q: [i32; 2]| {
+        let step = [0, 1].map(|a| q[a].wrapping_sub(p[a]) >> 3);
+        simd::window(plane, p, step)
+    };
+    pos.chunks(nk)
+        .flat_map(|row| {
+            let cells = row.windows(2).map(|pq| cell(pq[0], pq[1]));
+            cells.chain([simd::NO_WINDOW])
+        })
+        .collect()
 }
 
 #[cfg(test)]

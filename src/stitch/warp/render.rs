@@ -157,10 +157,11 @@ fn sample(span: &Span, src: &[u8], lut: Lut<'_>, row: usize, from: usize, out: &
     }
     let nk = span.knots.len();
     let knots = &span.pos[row * nk..(row + 1) * nk];
+    let wins = &span.win[row * nk..(row + 1) * nk];
     let later = span.pos.get((row + LATER) * nk..(row + LATER + 1) * nk);
     let (mut c, mut rest) = (from - span.first, out);
     while !rest.is_empty() {
-        let n = match whole_cells(span, src, (knots, later.unwrap_or(&[])), c, rest) {
+        let n = match whole_cells(span, src, (knots, wins, later.unwrap_or(&[])), c, rest) {
             0 => part_cell(span, src, knots, c, rest),
             n => n,
         };
@@ -176,12 +177,13 @@ fn sample(span: &Span, src: &[u8], lut: Lut<'_>, row: usize, from: usize, out: &
 /// Draws the whole cells from column `c` (a cell's first) that fit in
 /// `out`, eight columns a cell, when the vector path can: the columns
 /// drawn, 0 when none. The last cell, which may be longer, is left out.
-/// `knots` are the row's, `later` the row's [`LATER`] rows down (empty
-/// near the bottom), whose source bytes are asked for meanwhile.
+/// `knots` and their windows `wins` are the row's, `later` the row's
+/// [`LATER`] rows down (empty near the bottom), whose source bytes are
+/// asked for meanwhile.
 fn whole_cells(
     span: &Span,
     src: &[u8],
-    (knots, later): (&[[i32; 2]], &[[i32; 2]]),
+    (knots, wins, later): (&[[i32; 2]], &[u32], &[[i32; 2]]),
     c: usize,
     out: &mut [u8],
 ) -> usize {
@@ -196,7 +198,8 @@ fn whole_cells(
         &knots[k..=k + whole],
         later.get(k..k + whole).unwrap_or(&[]),
     );
-    if whole > 0 && simd::run_cells(src, span.src, now, ahead, &mut out[..n]) {
+    let cells = (now, wins.get(k..k + whole).unwrap_or(&[]));
+    if whole > 0 && simd::run_cells(src, span.src, cells, ahead, &mut out[..n]) {
         n
     } else {
         0
@@ -381,7 +384,8 @@ mod tests {
         let (mut fast, mut slow) = (vec![0u8; n], vec![0u8; n]);
         // The knots shifted by one stand in for a later row's: where the
         // vector path prefetches must not change what it draws.
-        if !simd::run_cells(src, (w, h), knots, &knots[1..], &mut fast) {
+        let wins = super::super::map::windows(knots, knots.len(), (w, h));
+        if !simd::run_cells(src, (w, h), (knots, &wins), &knots[1..], &mut fast) {
             return false;
         }
         for (k, out) in slow.chunks_mut(GRID).enumerate() {
@@ -461,7 +465,7 @@ mod tests {
         assert!(!simd::run_cells(
             &[9u8; 64],
             (1, 32),
-            &[[0; 2]; 2],
+            (&[[0; 2]; 2], &[simd::NO_WINDOW; 2]),
             &[],
             &mut [0u8; 8]
         ));
@@ -474,6 +478,7 @@ mod tests {
             src: (1, 3),
             knots: vec![0, 4],
             pos: vec![[0; 2]; 6],
+            win: vec![simd::NO_WINDOW; 6],
         };
         let mut out = [0u8; 5];
         sample(&span, &[77, 1, 2], None, 2, 0, &mut out);

@@ -11,7 +11,9 @@
 //! and each sample's four pixels picked out with byte shuffles; otherwise
 //! two gathers read four bytes at each sample's top-left and bottom-left
 //! pixel. The shuffles are why: AMD's gathers take some 7 cycles each,
-//! and two a group were half the warp's time.
+//! and two a group were half the warp's time. Which window a cell takes
+//! is worked out once, in the map ([`window`]); only the check that its
+//! bytes are inside the frame runs every frame.
 //!
 //! This is the project's only `unsafe`: SIMD intrinsics, the table's, the
 //! windows' and the runs' unaligned loads, and the gathers.
@@ -28,6 +30,40 @@ use std::arch::x86_64::*;
 
 /// Bytes a gather may read past the bottom-right pixel it samples.
 pub const OVERREAD: usize = 2;
+
+/// A [`window`] for samples that do not fit in one.
+pub const NO_WINDOW: u32 = u32::MAX;
+
+/// The window of 16 columns and two rows (three if they cross a row) that
+/// holds the four pixels of each of the eight samples from `p` on by
+/// `step` (16.16, clamped to the `w` x `h` plane as the scalar loop clamps
+/// them), packed: its column, its row << 15, and 1 << 30 when it has three
+/// rows; [`NO_WINDOW`] when they do not fit in one (or the plane is 2^15
+/// pixels wide or high). The clamp is monotonic, so the first and last
+/// samples bound the others. The map works these out once
+/// ([`super::map::Span::win`]); the vector path loads a window only
+/// after checking its bytes are inside the frame.
+pub fn window((w, h): (usize, usize), p: [i32; 2], step: [i32; 2]) -> u32 {
+    if w >= 1 << 15 || h >= 1 << 15 || w < 2 || h < 2 {
+        return NO_WINDOW;
+    }
+    let max = clamp_of((w, h));
+    let (col, right) = ends(p[0], step[0], max[0]);
+    let (row, bottom) = ends(p[1], step[1], max[1]);
+    if right - col > 14 || bottom - row > 1 {
+        return NO_WINDOW;
+    }
+    col as u32 | (row as u32) << 15 | ((bottom - row) as u32) << 30
+}
+
+/// The least and greatest pixel (column or row) of eight samples from
+/// `p` on by `step`, clamped to `max`.
+#[inline]
+fn ends(p: i32, step: i32, max: i32) -> (i32, i32) {
+    let first = p.clamp(0, max) >> 16;
+    let last = p.wrapping_add(step.wrapping_mul(7)).clamp(0, max) >> 16;
+    (first.min(last), first.max(last))
+}
 
 /// Draws as many samples of `out` as fit in whole groups of eight with
 /// AVX2, returning how many (0 when AVX2 is not there or `src` is too
@@ -74,7 +110,8 @@ fn usable(src: &[u8], (w, h): (usize, usize)) -> bool {
 /// Draws whole cells of a row with AVX2: `knots[k]` is `[x, y]` (16.16)
 /// of cell `k`'s first column and `knots[k + 1]` of the next cell's, each
 /// cell eight columns stepping evenly between them, `out` eight bytes a
-/// cell (one cell fewer than knots). `later[k]`, when there, is the same
+/// cell (one cell fewer than knots), `wins[k]` the cell's [`window`]
+/// (gathers where there is none). `later[k]`, when there, is the same
 /// knot some rows further down, whose source bytes are asked into the
 /// cache now (see [`prefetch_lower`]). False (nothing drawn) when AVX2 is
 /// not there or `src` is too short for the gathers, or the plane is 2^15
@@ -82,17 +119,17 @@ fn usable(src: &[u8], (w, h): (usize, usize)) -> bool {
 pub fn run_cells(
     src: &[u8],
     plane: (usize, usize),
-    knots: &[[i32; 2]],
+    (knots, wins): (&[[i32; 2]], &[u32]),
     later: &[[i32; 2]],
     out: &mut [u8],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if usable(src, plane) {
         // SAFETY: as in `run`.
-        unsafe { cells_avx2(src, plane, knots, later, out) };
+        unsafe { cells_avx2(src, plane, (knots, wins), later, out) };
         return true;
     }
-    let _ = (src, plane, knots, later, out);
+    let _ = (src, plane, knots, wins, later, out);
     false
 }
 
@@ -225,7 +262,7 @@ unsafe fn run_avx2(src: &[u8], plane: (usize, usize), p: [i32; 2], step: [i32; 2
     let (mut x, mut y) = (p[0], p[1]);
     for group in out.chunks_exact_mut(8) {
         // SAFETY: the caller's (see `run`).
-        unsafe { draw8(src, &k, [x, y], step, group) };
+        unsafe { draw8(src, &k, [x, y], step, window(plane, [x, y], step), group) };
         x = x.wrapping_add(step[0].wrapping_mul(8));
         y = y.wrapping_add(step[1].wrapping_mul(8));
     }
@@ -236,7 +273,7 @@ unsafe fn run_avx2(src: &[u8], plane: (usize, usize), p: [i32; 2], step: [i32; 2
 unsafe fn cells_avx2(
     src: &[u8],
     plane: (usize, usize),
-    knots: &[[i32; 2]],
+    (knots, wins): (&[[i32; 2]], &[u32]),
     later: &[[i32; 2]],
     out: &mut [u8],
 ) {
@@ -251,7 +288,8 @@ unsafe fn cells_avx2(
             prefetch_lower(src, k.stride, k.max, lx, ly);
         }
         // SAFETY: the caller's (see `run_cells`).
-        unsafe { draw8(src, &k, [x, y], [dx, dy], group) };
+        let win = wins.get(i).copied().unwrap_or(NO_WINDOW);
+        unsafe { draw8(src, &k, [x, y], [dx, dy], win, group) };
     }
 }
 
@@ -308,12 +346,12 @@ fn prefetch_lower(src: &[u8], stride: usize, max: [i32; 2], x: i32, y: i32) {
 /// plane's width and height are under 2^15 (`usable`).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn draw8(src: &[u8], k: &Consts, p: [i32; 2], step: [i32; 2], out: &mut [u8]) {
+unsafe fn draw8(src: &[u8], k: &Consts, p: [i32; 2], step: [i32; 2], win: u32, out: &mut [u8]) {
     // SAFETY: the caller's.
     unsafe {
         let x = _mm256_min_epi32(_mm256_max_epi32(lanes(p[0], step[0]), k.zero), k.mx);
         let y = _mm256_min_epi32(_mm256_max_epi32(lanes(p[1], step[1]), k.zero), k.my);
-        let four = match window_of(k, p, step) {
+        let four = match unpack(k, win) {
             Some(w) => shuffle4(src, k, w, x, y),
             None => gather4(src, k, x, y),
         };
@@ -350,9 +388,8 @@ unsafe fn gather4(src: &[u8], k: &Consts, x: __m256i, y: __m256i) -> __m256i {
     }
 }
 
-/// Where eight samples' pixels lie when they fit in one window of 16
-/// columns and two rows (three when the samples cross a row): `at` the
-/// window's top-left byte, `col` and `row` its column and row.
+/// A [`window`]'s parts: `at` its top-left byte, `col` and `row` its
+/// column and row, `crosses` whether it has three rows.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Window {
@@ -362,47 +399,34 @@ struct Window {
     crosses: bool,
 }
 
-/// The [`Window`] of the eight samples from `p` on by `step`, if they fit
-/// in one and its rows' 16 bytes are all inside the slice. The clamp is
-/// monotonic, so the first and last samples bound the others.
+/// The [`Window`] packed in `win`, if there is one and its rows' 16 bytes
+/// are all inside the slice (checked here, whatever the map says).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn window_of(k: &Consts, p: [i32; 2], step: [i32; 2]) -> Option<Window> {
-    let (col, right) = ends(p[0], step[0], k.max[0]);
-    let (row, bottom) = ends(p[1], step[1], k.max[1]);
-    if right - col > 14 || bottom - row > 1 {
+fn unpack(k: &Consts, win: u32) -> Option<Window> {
+    if win == NO_WINDOW {
         return None;
     }
+    let (col, row, crosses) = (win & 0x7FFF, (win >> 15) & 0x7FFF, win >> 30 != 0);
     let at = row as usize * k.stride + col as usize;
-    let rows = (bottom - row) as usize + 2;
-    let fits = at + (rows - 1) * k.stride + 16 <= k.len;
+    let fits = at + (1 + usize::from(crosses)) * k.stride + 16 <= k.len;
     fits.then_some(Window {
         at,
-        col,
-        row,
-        crosses: bottom > row,
+        col: col as i32,
+        row: row as i32,
+        crosses,
     })
-}
-
-/// The least and greatest pixel (column or row) of eight samples from
-/// `p` on by `step`, clamped to `max`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn ends(p: i32, step: i32, max: i32) -> (i32, i32) {
-    let first = p.clamp(0, max) >> 16;
-    let last = p.wrapping_add(step.wrapping_mul(7)).clamp(0, max) >> 16;
-    (first.min(last), first.max(last))
 }
 
 /// [`gather4`]'s lanes from a [`Window`]: its rows loaded once (16 bytes
 /// each, into both halves), each lane's pairs picked by byte shuffles.
 ///
 /// # Safety
-/// As [`draw8`]'s; `w` is [`window_of`]'s for these samples.
+/// As [`draw8`]'s; `w` is [`unpack`]'s, checked inside the slice.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn shuffle4(src: &[u8], k: &Consts, w: Window, x: __m256i, y: __m256i) -> __m256i {
-    // SAFETY: the caller's; `window_of` checked the rows' bytes are there.
+    // SAFETY: the caller's; `unpack` checked the rows' bytes are there.
     unsafe {
         let row = |r: usize| {
             let at = src.as_ptr().add(w.at + r * k.stride) as *const __m128i;
