@@ -220,9 +220,12 @@ fn part_cell(span: &Span, src: &[u8], knots: &[[i32; 2]], c: usize, out: &mut [u
     let off = (c - span.knots[k]) as i32;
     let max = simd::clamp_of(span.src);
     let run = &mut out[..n];
-    let start = [x + dx * off, y + dy * off];
+    // Wrapping, as the vector lanes do (a knot far out of the frame may
+    // take a run past `i32`'s ends; the clamp then decides, the same way).
+    let at = |p: i32, d: i32, n: i32| p.wrapping_add(d.wrapping_mul(n));
+    let start = [at(x, dx, off), at(y, dy, off)];
     let fast = simd::run(src, span.src, start, [dx, dy], run);
-    let start = [start[0] + dx * fast as i32, start[1] + dy * fast as i32];
+    let start = [at(start[0], dx, fast as i32), at(start[1], dy, fast as i32)];
     bilinear(src, span.src.0, max, start, [dx, dy], &mut run[fast..]);
     n
 }
@@ -251,8 +254,8 @@ fn bilinear(
         let b = u32::from(bottom[0]) * (128 - fx) + u32::from(bottom[1]) * fx;
         let v = (t * (256 - fy) + b * fy + (1 << 14)) >> 15;
         *o = v as u8;
-        p[0] += step[0];
-        p[1] += step[1];
+        p[0] = p[0].wrapping_add(step[0]);
+        p[1] = p[1].wrapping_add(step[1]);
     }
 }
 
@@ -328,14 +331,21 @@ mod tests {
         }
     }
 
+    /// A `w` x `h` plane of noise and the [`simd::OVERREAD`] spare bytes
+    /// the frame buffers have after it, and the generator, to go on with.
+    fn noise_plane((w, h): (usize, usize), seed: u32) -> (Vec<u8>, impl FnMut() -> u32) {
+        let mut next = random(seed);
+        let src = (0..w * h + simd::OVERREAD).map(|_| next() as u8).collect();
+        (src, next)
+    }
+
     #[test]
     fn the_vector_runs_match_the_scalar_loop_bit_for_bit() {
         // A plane of 37 x 23 noise, then two spare bytes (as the frame
         // buffers have); runs across it in every direction, in and out of
         // the frame (clamped), at many fractional positions.
         let (w, h) = (37usize, 23usize);
-        let mut next = random(12345);
-        let src: Vec<u8> = (0..w * h + 2).map(|_| next() as u8).collect();
+        let (src, mut next) = noise_plane((w, h), 12345);
         let max = simd::clamp_of((w, h));
         let mut vector_samples = 0;
         for _ in 0..400 {
@@ -349,12 +359,9 @@ mod tests {
             ];
             let n = 1 + next() as usize % 40;
             let (mut fast, mut slow) = (vec![0u8; n], vec![0u8; n]);
-            let done = simd::run(&src, (w, h), p, step, &mut fast);
-            let p2 = [p[0] + step[0] * done as i32, p[1] + step[1] * done as i32];
-            bilinear(&src, w, max, p2, step, &mut fast[done..]);
+            vector_samples += vector_run(&src, (w, h), [p, step], &mut fast);
             bilinear(&src, w, max, p, step, &mut slow);
             assert_eq!(fast, slow, "p {p:?} step {step:?} n {n}");
-            vector_samples += done;
         }
         // Whole cells between knots eight columns apart, each its own
         // start and step (knots anywhere, in and out of the frame).
@@ -373,6 +380,59 @@ mod tests {
         if vector_samples == 0 {
             eprintln!("no AVX2 here: only the scalar loop was compared with itself");
         }
+    }
+
+    /// Draws the run from `p` on by `step` into `out` as `part_cell` does:
+    /// the vector path's groups of eight, then the scalar loop; the
+    /// samples the vector path drew.
+    fn vector_run(src: &[u8], plane: (usize, usize), run: [[i32; 2]; 2], out: &mut [u8]) -> usize {
+        let [p, step] = run;
+        let done = simd::run(src, plane, p, step, out);
+        let at = |a: usize| p[a].wrapping_add(step[a].wrapping_mul(done as i32));
+        bilinear(
+            src,
+            plane.0,
+            simd::clamp_of(plane),
+            [at(0), at(1)],
+            step,
+            &mut out[done..],
+        );
+        done
+    }
+
+    #[test]
+    fn runs_that_wrap_around_i32_match_the_scalar_loop() {
+        // A row's last cell may be 7 columns long, its step a seventh of
+        // the way to a knot far out of the frame, so that the eighth
+        // sample's position wraps around i32 while the first lies inside:
+        // the samples between are then clamped to the far edge, and no
+        // window of the first and last holds them.
+        let (w, h) = (61usize, 19usize);
+        let (src, _) = noise_plane((w, h), 4242);
+        let starts = [2, 14 << 16, i32::MAX - 5, i32::MIN + 3, -1];
+        let steps = [
+            306_783_378,
+            -306_783_378,
+            i32::MAX / 7,
+            i32::MIN / 7,
+            1 << 28,
+            1 << 16,
+        ];
+        for x in starts {
+            for dx in steps {
+                for (y, dy) in [(5 << 16, 0), (x, dx), (3 << 16, dx / 3)] {
+                    let (p, step) = ([x, y], [dx, dy]);
+                    let (mut fast, mut slow) = ([0u8; 16], [0u8; 16]);
+                    vector_run(&src, (w, h), [p, step], &mut fast);
+                    bilinear(&src, w, simd::clamp_of((w, h)), p, step, &mut slow);
+                    assert_eq!(fast, slow, "p {p:?} step {step:?}");
+                }
+            }
+        }
+        assert_eq!(
+            simd::window((w, h), [2, 5 << 16], [306_783_378, 0]),
+            simd::NO_WINDOW
+        );
     }
 
     /// Draws the cells between `knots` (eight columns apart) with the
@@ -405,8 +465,7 @@ mod tests {
         // out of it (clamped) and leave the window's bytes past the slice's
         // end, where the gathers must take over.
         let (w, h) = (61usize, 19usize);
-        let mut next = random(777);
-        let src: Vec<u8> = (0..w * h + simd::OVERREAD).map(|_| next() as u8).collect();
+        let (src, mut next) = noise_plane((w, h), 777);
         for walk in 0..200 {
             let near_end = walk % 4 == 0;
             let mut p = if near_end {

@@ -39,8 +39,9 @@ pub const NO_WINDOW: u32 = u32::MAX;
 /// `step` (16.16, clamped to the `w` x `h` plane as the scalar loop clamps
 /// them), packed: its column, its row << 15, and 1 << 30 when it has three
 /// rows; [`NO_WINDOW`] when they do not fit in one (or the plane is 2^15
-/// pixels wide or high). The clamp is monotonic, so the first and last
-/// samples bound the others. The map works these out once
+/// pixels wide or high, or the samples' positions wrap around `i32`).
+/// Without a wrap the clamp is monotonic along the eight, so the first and
+/// last samples bound the others. The map works these out once
 /// ([`super::map::Span::win`]); the vector path loads a window only
 /// after checking its bytes are inside the frame.
 pub fn window((w, h): (usize, usize), p: [i32; 2], step: [i32; 2]) -> u32 {
@@ -48,8 +49,10 @@ pub fn window((w, h): (usize, usize), p: [i32; 2], step: [i32; 2]) -> u32 {
         return NO_WINDOW;
     }
     let max = clamp_of((w, h));
-    let (col, right) = ends(p[0], step[0], max[0]);
-    let (row, bottom) = ends(p[1], step[1], max[1]);
+    let ends = (ends(p[0], step[0], max[0]), ends(p[1], step[1], max[1]));
+    let (Some((col, right)), Some((row, bottom))) = ends else {
+        return NO_WINDOW;
+    };
     if right - col > 14 || bottom - row > 1 {
         return NO_WINDOW;
     }
@@ -57,12 +60,14 @@ pub fn window((w, h): (usize, usize), p: [i32; 2], step: [i32; 2]) -> u32 {
 }
 
 /// The least and greatest pixel (column or row) of eight samples from
-/// `p` on by `step`, clamped to `max`.
+/// `p` on by `step`, clamped to `max`; `None` when the eighth's position
+/// wraps around `i32` (the lanes wrap, and a wrapped run is not monotonic:
+/// its middle samples may lie far from both ends).
 #[inline]
-fn ends(p: i32, step: i32, max: i32) -> (i32, i32) {
-    let first = p.clamp(0, max) >> 16;
-    let last = p.wrapping_add(step.wrapping_mul(7)).clamp(0, max) >> 16;
-    (first.min(last), first.max(last))
+fn ends(p: i32, step: i32, max: i32) -> Option<(i32, i32)> {
+    let last = step.checked_mul(7).and_then(|d| p.checked_add(d))?;
+    let (first, last) = (p.clamp(0, max) >> 16, last.clamp(0, max) >> 16);
+    Some((first.min(last), first.max(last)))
 }
 
 /// Draws as many samples of `out` as fit in whole groups of eight with
